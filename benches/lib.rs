@@ -1,0 +1,1 @@
+//! Benchmarks of memo; see `cargo bench -p memo-benches`.

@@ -1,0 +1,400 @@
+//! Blob files: one file per large value, written in `tmp/` outside the
+//! writer lock and renamed into `blob/` under it; payload 64-byte aligned.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::Key;
+use crate::error::{Error, IoContext, Result};
+use crate::format::{self, BLOB_HEADER_LEN, BlobHeader, BlobHeaderError, INLINE_MAX};
+use crate::mmap::{Bytes, Region};
+
+/// Verified mappings a process keeps, so that repeated hits on a large value
+/// are O(1): its checksum is computed once, when the process first maps it.
+/// Bounded because a cached mapping keeps an unlinked file's space in use.
+const CACHE_ENTRIES: usize = 64;
+const CACHE_BYTES: u64 = 4 << 30;
+
+/// Payloads at least this large are hashed on a second thread while the
+/// first writes them: the hash then costs no wall time.
+const PARALLEL_HASH_MIN: usize = 4 << 20;
+
+/// What reading a blob found.
+pub(crate) enum BlobRead {
+    Found(Bytes, u8),
+    /// The file is gone: replaced or removed after the slot was read.
+    Missing,
+    Damaged(String),
+}
+
+/// A complete blob file in `tmp/`, not yet visible. Removed on drop unless
+/// installed.
+pub(crate) struct TmpBlob {
+    path: PathBuf,
+    pub id: u64,
+    pub len: u64,
+    installed: bool,
+}
+
+impl Drop for TmpBlob {
+    fn drop(&mut self) {
+        if !self.installed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl TmpBlob {
+    /// Bytes the file takes.
+    pub(crate) fn file_size(&self) -> u64 {
+        self.len + BLOB_HEADER_LEN as u64
+    }
+}
+
+#[derive(Default)]
+struct Cache {
+    map: HashMap<(Key, u64), Arc<Region>>,
+    order: VecDeque<(Key, u64)>,
+    bytes: u64,
+}
+
+/// The blob directory and this process's verified mappings.
+pub(crate) struct Blobs {
+    store: PathBuf,
+    cache: Mutex<Cache>,
+}
+
+impl Blobs {
+    pub(crate) fn new(store: &Path) -> Blobs {
+        Blobs {
+            store: store.to_path_buf(),
+            cache: Mutex::new(Cache::default()),
+        }
+    }
+
+    pub(crate) fn path(&self, key: &Key, id: u64) -> PathBuf {
+        self.store.join(format::blob_rel_path(key, id))
+    }
+
+    /// The value of blob `id` of `key`, which the index says is `len` bytes.
+    pub(crate) fn get(&self, key: &Key, id: u64, len: u64) -> Result<BlobRead> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .get(&(*key, id))
+            .cloned();
+        let region = match cached {
+            Some(r) => r,
+            None => match self.map_verified(key, id, len)? {
+                Ok(r) => self.remember(key, id, r),
+                Err(read) => return Ok(read),
+            },
+        };
+        let codec = region.get(12, 1).map_or(0, |c| c[0]);
+        Ok(match Bytes::new(region, BLOB_HEADER_LEN, len as usize) {
+            Some(b) => BlobRead::Found(b, codec),
+            None => BlobRead::Damaged(format!(
+                "{}: shorter than its header says",
+                self.path(key, id).display()
+            )),
+        })
+    }
+
+    /// Maps a blob file and checks its header against what the index says and
+    /// its payload against its checksum.
+    fn map_verified(
+        &self,
+        key: &Key,
+        id: u64,
+        len: u64,
+    ) -> Result<std::result::Result<Arc<Region>, BlobRead>> {
+        let path = self.path(key, id);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Err(BlobRead::Missing));
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let region = Region::map(&file, &path)?;
+        Ok(check_blob(&region, key, id, len)
+            .map(|()| Arc::new(region))
+            .map_err(|what| BlobRead::Damaged(format!("{}: {what}", path.display()))))
+    }
+
+    fn remember(&self, key: &Key, id: u64, region: Arc<Region>) -> Arc<Region> {
+        let mut c = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let size = region.len() as u64;
+        while !c.order.is_empty()
+            && (c.order.len() >= CACHE_ENTRIES || c.bytes + size > CACHE_BYTES)
+        {
+            if let Some(old) = c.order.pop_front() {
+                if let Some(r) = c.map.remove(&old) {
+                    c.bytes -= r.len() as u64;
+                }
+            }
+        }
+        if c.map.insert((*key, id), region.clone()).is_none() {
+            c.order.push_back((*key, id));
+            c.bytes += size;
+        }
+        region
+    }
+
+    /// Drops this process's mapping of `key`'s blob `id`.
+    pub(crate) fn forget(&self, key: &Key, id: u64) {
+        let mut c = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = c.map.remove(&(*key, id)) {
+            c.bytes -= r.len() as u64;
+            c.order.retain(|k| *k != (*key, id));
+        }
+    }
+
+    pub(crate) fn forget_all(&self) {
+        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = Cache::default();
+    }
+
+    /// Writes `payload` as a complete blob file in `tmp/`.
+    pub(crate) fn write_tmp(
+        &self,
+        tmp: &Path,
+        key: &Key,
+        codec: u8,
+        payload: &[u8],
+        sync: bool,
+    ) -> Result<TmpBlob> {
+        let mut blob = self.new_tmp(tmp, key)?;
+        let path = blob.path.clone();
+        let file = OpenOptions::new().write(true).open(&path).at(&path)?;
+        let hash = write_and_hash(&file, payload).at(&path)?;
+        blob.len = payload.len() as u64;
+        finish(
+            &file,
+            &path,
+            &BlobHeader {
+                codec,
+                key: *key,
+                id: blob.id,
+                len: blob.len,
+                hash,
+            },
+            sync,
+        )?;
+        Ok(blob)
+    }
+
+    fn new_tmp(&self, tmp: &Path, key: &Key) -> Result<TmpBlob> {
+        let id = fresh_id(key);
+        let path = tmp.join(format!("blob-{}.{id:016x}", &key.to_string()[..16]));
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .at(&path)?;
+        Ok(TmpBlob {
+            path,
+            id,
+            len: 0,
+            installed: false,
+        })
+    }
+
+    /// Renames a finished blob into `blob/ab/`. Called under `LOCK`.
+    pub(crate) fn install(&self, blob: &mut TmpBlob, key: &Key, sync: bool) -> Result<PathBuf> {
+        let dest = self.path(key, blob.id);
+        let parent = dest.parent().unwrap_or(&self.store);
+        std::fs::create_dir_all(parent).at(parent)?;
+        std::fs::rename(&blob.path, &dest).at(&dest)?;
+        blob.installed = true;
+        if sync {
+            crate::segment::sync_dir(parent)?;
+        }
+        Ok(dest)
+    }
+
+    /// Unlinks a blob file; a mapping of it stays readable.
+    pub(crate) fn unlink(&self, key: &Key, id: u64) {
+        self.forget(key, id);
+        let path = self.path(key, id);
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "memo: could not remove a replaced blob");
+            }
+        }
+    }
+}
+
+/// Checks a mapped blob: header fields, then the payload checksum (O(size),
+/// once per process and blob thanks to the cache).
+pub(crate) fn check_blob(
+    region: &Region,
+    key: &Key,
+    id: u64,
+    len: u64,
+) -> std::result::Result<(), String> {
+    let h = region
+        .get(0, BLOB_HEADER_LEN)
+        .ok_or("shorter than a blob header")?;
+    let header = format::decode_blob_header(h).map_err(|e| match e {
+        BlobHeaderError::Version(v) => format!("blob format version {v}"),
+        BlobHeaderError::Bad(w) => w.to_string(),
+    })?;
+    if header.key != *key || header.id != id || header.len != len {
+        return Err("blob header does not match the index".into());
+    }
+    let payload = usize::try_from(len)
+        .ok()
+        .and_then(|l| region.get(BLOB_HEADER_LEN, l))
+        .ok_or("blob file shorter than its length")?;
+    region.advise_sequential();
+    if *blake3::hash(payload).as_bytes() != header.hash {
+        return Err("blob checksum mismatch".into());
+    }
+    Ok(())
+}
+
+/// Writes `payload` at the payload offset and returns its blake3 hash,
+/// hashing on a second thread for large payloads.
+fn write_and_hash(file: &File, payload: &[u8]) -> std::io::Result<[u8; 32]> {
+    if payload.len() >= PARALLEL_HASH_MIN {
+        let joined = std::thread::scope(|s| {
+            let hasher =
+                std::thread::Builder::new().spawn_scoped(s, || *blake3::hash(payload).as_bytes());
+            let written = file.write_all_at(payload, BLOB_HEADER_LEN as u64);
+            (written, hasher.ok().and_then(|h| h.join().ok()))
+        });
+        let (written, hash) = joined;
+        written?;
+        return Ok(hash.unwrap_or_else(|| *blake3::hash(payload).as_bytes()));
+    }
+    file.write_all_at(payload, BLOB_HEADER_LEN as u64)?;
+    Ok(*blake3::hash(payload).as_bytes())
+}
+
+fn finish(file: &File, path: &Path, header: &BlobHeader, sync: bool) -> Result<()> {
+    file.write_all_at(&format::encode_blob_header(header), 0)
+        .at(path)?;
+    if sync {
+        file.sync_all().at(path)?;
+    }
+    Ok(())
+}
+
+/// A blob id no other writer picks for the same key: blake3 of the key, the
+/// process, the time and a counter.
+fn fresh_id(key: &Key) -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = blake3::Hasher::new();
+    h.update(key.as_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.update(&nanos.to_le_bytes());
+    h.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    format::le64(&h.finalize().as_bytes()[..8])
+}
+
+/// Encoded values in the making: in memory while below `INLINE_MAX`, then
+/// streamed to a blob file in `tmp/` and hashed as they go, so a huge result
+/// is never held twice in memory.
+pub(crate) struct Spill<'a> {
+    blobs: &'a Blobs,
+    tmp: &'a Path,
+    key: Key,
+    buf: Vec<u8>,
+    file: Option<SpillFile>,
+}
+
+struct SpillFile {
+    blob: TmpBlob,
+    out: BufWriter<File>,
+    hasher: blake3::Hasher,
+}
+
+/// Where an encoded value ended up.
+pub(crate) enum Encoded {
+    Inline(Vec<u8>),
+    Blob(TmpBlob),
+}
+
+impl<'a> Spill<'a> {
+    pub(crate) fn new(blobs: &'a Blobs, tmp: &'a Path, key: Key) -> Spill<'a> {
+        Spill {
+            blobs,
+            tmp,
+            key,
+            buf: Vec::new(),
+            file: None,
+        }
+    }
+
+    fn to_file(&mut self) -> std::io::Result<()> {
+        let blob = self
+            .blobs
+            .new_tmp(self.tmp, &self.key)
+            .map_err(std::io::Error::other)?;
+        let mut f = OpenOptions::new().write(true).open(&blob.path)?;
+        f.seek(SeekFrom::Start(BLOB_HEADER_LEN as u64))?;
+        let mut out = BufWriter::with_capacity(1 << 20, f);
+        let mut hasher = blake3::Hasher::new();
+        out.write_all(&self.buf)?;
+        hasher.update(&self.buf);
+        self.buf = Vec::new();
+        self.file = Some(SpillFile { blob, out, hasher });
+        Ok(())
+    }
+
+    /// Completes the value written so far.
+    pub(crate) fn finish(self, codec: u8, sync: bool) -> Result<Encoded> {
+        let Some(SpillFile {
+            mut blob,
+            out,
+            hasher,
+        }) = self.file
+        else {
+            return Ok(Encoded::Inline(self.buf));
+        };
+        let path = blob.path.clone();
+        let mut file = out
+            .into_inner()
+            .map_err(|e| Error::io(&path, e.into_error()))?;
+        blob.len = file.stream_position().at(&path)? - BLOB_HEADER_LEN as u64;
+        let header = BlobHeader {
+            codec,
+            key: self.key,
+            id: blob.id,
+            len: blob.len,
+            hash: *hasher.finalize().as_bytes(),
+        };
+        finish(&file, &path, &header, sync)?;
+        Ok(Encoded::Blob(blob))
+    }
+}
+
+impl Write for Spill<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.file.is_none() && self.buf.len() + data.len() >= INLINE_MAX {
+            self.to_file()?;
+        }
+        match &mut self.file {
+            None => self.buf.extend_from_slice(data),
+            Some(f) => {
+                f.out.write_all(data)?;
+                f.hasher.update(data);
+            }
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+//! The crate's one error type.
+
+use std::path::{Path, PathBuf};
+
+use crate::Key;
+
+/// Everything that can go wrong in memo-core.
+///
+/// Every variant names the file or key it is about, so a message in a log is
+/// enough to find the problem.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system call on `path` failed.
+    #[error("i/o error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory the call was about.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bytes read from `path` are not what memo wrote there.
+    #[error("corrupt data in {} at offset {offset}: {what}", path.display())]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Where in the file the damage was found.
+        offset: u64,
+        /// What was wrong.
+        what: String,
+    },
+    /// `path` was written by a version of memo with another on-disk format.
+    #[error(
+        "{} has format version {found}; this build of memo reads version {supported}",
+        path.display()
+    )]
+    IncompatibleFormat {
+        /// The file whose header names the version.
+        path: PathBuf,
+        /// The version found in the file.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// A value could not be encoded, or stored bytes could not be decoded as the
+    /// requested type.
+    #[error("codec error for key {key}: {message}")]
+    Codec {
+        /// The entry's key.
+        key: Key,
+        /// What the codec said.
+        message: String,
+    },
+    /// A value is larger than the store can hold.
+    #[error("value for key {key} is {len} bytes; the limit is {limit} bytes")]
+    TooLarge {
+        /// The entry's key.
+        key: Key,
+        /// The value's length in bytes.
+        len: u64,
+        /// The largest length accepted.
+        limit: u64,
+    },
+}
+
+/// `std::result::Result` with memo's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(path: &Path, offset: u64, what: impl Into<String>) -> Error {
+        Error::Corrupt {
+            path: path.to_path_buf(),
+            offset,
+            what: what.into(),
+        }
+    }
+}
+
+/// Attaches a path to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

@@ -1,0 +1,394 @@
+//! The on-disk format: magics, versions, file names and header layouts, as
+//! pure encode/decode functions over fixed-width little-endian integers.
+//!
+//! `docs/format.md` draws every layout defined here.
+
+use std::path::PathBuf;
+
+use crate::Key;
+
+/// Version of every file memo writes. Bumped whenever any layout, or the
+/// derivation of keys, changes.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+pub(crate) const LOCK_FILE: &str = "LOCK";
+pub(crate) const INDEX_FILE: &str = "index";
+pub(crate) const SEG_DIR: &str = "seg";
+pub(crate) const BLOB_DIR: &str = "blob";
+pub(crate) const LOCKS_DIR: &str = "locks";
+pub(crate) const TMP_DIR: &str = "tmp";
+
+/// `seg/NNNNNN`: segments are numbered from 1 and never reuse a number.
+pub(crate) fn segment_name(id: u32) -> String {
+    format!("{id:06}")
+}
+
+/// `blob/ab/<key hex>.<blob id hex>`. The id makes a replaced value a new
+/// file: a reader that found the old id keeps opening the old file until the
+/// writer unlinks it, instead of finding the new one under the old name.
+pub(crate) fn blob_rel_path(key: &Key, id: u64) -> PathBuf {
+    let hex = key.to_string();
+    let mut p = PathBuf::from(BLOB_DIR);
+    p.push(&hex[..2]);
+    p.push(format!("{hex}.{id:016x}"));
+    p
+}
+
+/// Values shorter than this are appended to segments; longer ones get a
+/// file each. 64 KiB: above it a file's own overhead (a 128-byte header and
+/// a directory entry) is below 0.2%, and below it a segment record saves a
+/// file open and a mapping per read.
+pub(crate) const INLINE_MAX: usize = 64 * 1024;
+
+/// Largest value accepted: blob lengths are written as u64, but a mapping
+/// must fit `usize` and `isize`.
+pub(crate) const VALUE_MAX: u64 = (isize::MAX as u64) - 4096;
+
+// ---------------------------------------------------------------- index ----
+
+pub(crate) const INDEX_MAGIC: [u8; 8] = *b"memo-idx";
+/// The header is one page, so the slot table starts page-aligned.
+pub(crate) const INDEX_HEADER_LEN: usize = 4096;
+/// Bytes per slot; see `mmap::Slot`.
+pub(crate) const SLOT_LEN: usize = 32;
+/// Smallest table: 1024 slots, 32 KiB.
+pub(crate) const MIN_CAPACITY: u64 = 1024;
+/// Largest table: 2^32 slots (128 GiB of index), far past any real store;
+/// a header claiming more is corrupt.
+pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
+
+/// Word offsets (in u64 units) of the index header's fields. Fields written
+/// by different parties sit on different 64-byte lines so that readers'
+/// counters do not slow the line every reader loads first.
+pub(crate) mod hdr {
+    /// `INDEX_MAGIC`.
+    pub const MAGIC: usize = 0;
+    /// Low 32 bits: `FORMAT_VERSION`; high 32 bits: `SLOT_LEN`.
+    pub const VERSION: usize = 1;
+    /// Number of slots, a power of two.
+    pub const CAPACITY: usize = 2;
+    /// Unix time in seconds when the store was created; access stamps count
+    /// from here.
+    pub const EPOCH: usize = 3;
+
+    /// Set to 1 when this file has been replaced by a newer index (grown or
+    /// cleared): readers then reopen `index`. Alone on its line.
+    pub const REPLACED: usize = 8;
+
+    // Writer state, changed only under LOCK.
+    /// 1 while a writer is publishing; a writer that finds it set repairs.
+    pub const DIRTY: usize = 16;
+    /// Segment being appended to (0: none yet).
+    pub const CUR_SEG: usize = 17;
+    /// Append offset in the current segment.
+    pub const CUR_OFF: usize = 18;
+    /// Next segment number to create.
+    pub const NEXT_SEG: usize = 19;
+    // Word 20 is reserved (zero).
+    /// Live entries.
+    pub const ENTRIES: usize = 21;
+    /// Tombstone slots (count toward the load factor).
+    pub const TOMBSTONES: usize = 22;
+    /// Bytes of live records and blob files.
+    pub const LIVE_BYTES: usize = 23;
+    /// Bytes of segment records that are superseded or removed.
+    pub const DEAD_BYTES: usize = 24;
+    /// Entries evicted, ever.
+    pub const EVICTIONS: usize = 25;
+
+    /// Store-wide hit counter, on its own line.
+    pub const HITS: usize = 32;
+    /// Store-wide miss counter, on its own line.
+    pub const MISSES: usize = 40;
+
+    /// Words in the header page.
+    pub const WORDS: usize = super::INDEX_HEADER_LEN / 8;
+}
+
+/// A slot's location word: the segment record of the entry, `seg << 40 |
+/// offset`. For a large value that record is a blob pointer. Segments are
+/// numbered from 1, so a live word is never `EMPTY`; `EMPTY` ends a probe,
+/// `TOMBSTONE` (a removed entry) does not.
+pub(crate) mod loc {
+    pub const EMPTY: u64 = 0;
+    pub const TOMBSTONE: u64 = u64::MAX;
+    const OFF_BITS: u32 = 40;
+    const OFF_MASK: u64 = (1 << OFF_BITS) - 1;
+    /// Largest segment number a location can hold.
+    pub const SEG_ID_MAX: u32 = (1 << 23) - 1;
+
+    pub fn encode(seg: u32, off: u64) -> u64 {
+        u64::from(seg) << OFF_BITS | off & OFF_MASK
+    }
+
+    /// `(segment, offset)`, or `None` for `EMPTY`, `TOMBSTONE` and words no
+    /// writer produces.
+    pub fn decode(w: u64) -> Option<(u32, u64)> {
+        let seg = w >> OFF_BITS;
+        (seg != 0 && seg <= u64::from(SEG_ID_MAX)).then_some((seg as u32, w & OFF_MASK))
+    }
+}
+
+// -------------------------------------------------------------- segments ----
+
+pub(crate) const SEG_MAGIC: [u8; 8] = *b"memo-seg";
+/// Segment header: magic, version, segment number, zeros.
+pub(crate) const SEG_HEADER_LEN: usize = 64;
+/// A segment's file is created at this length (sparse: only written blocks
+/// take disk) and a new segment is started when a record would not fit.
+pub(crate) const SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
+
+pub(crate) fn encode_segment_header(id: u32) -> [u8; SEG_HEADER_LEN] {
+    let mut h = [0u8; SEG_HEADER_LEN];
+    h[0..8].copy_from_slice(&SEG_MAGIC);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&id.to_le_bytes());
+    h
+}
+
+/// What a segment header says about itself.
+pub(crate) enum SegmentHeader {
+    Ok,
+    Version(u32),
+    Bad(&'static str),
+}
+
+pub(crate) fn check_segment_header(bytes: &[u8], id: u32) -> SegmentHeader {
+    if bytes.len() < SEG_HEADER_LEN || bytes[0..8] != SEG_MAGIC {
+        return SegmentHeader::Bad("not a memo segment (bad magic)");
+    }
+    let version = le32(&bytes[8..12]);
+    if version != FORMAT_VERSION {
+        return SegmentHeader::Version(version);
+    }
+    if le32(&bytes[12..16]) != id {
+        return SegmentHeader::Bad("segment header names another segment");
+    }
+    SegmentHeader::Ok
+}
+
+const REC_MAGIC: u16 = u16::from_le_bytes(*b"mr");
+/// Record header: magic u16, codec u8, flags u8, len u32, key [32], checksum u64.
+pub(crate) const REC_HEADER_LEN: usize = 48;
+/// The record is a tombstone: `remove` wrote it so a rebuild does not bring
+/// the entry back.
+pub(crate) const FLAG_TOMBSTONE: u8 = 1;
+/// The record's payload is a blob pointer (`BLOB_PTR_LEN` bytes).
+pub(crate) const FLAG_BLOB: u8 = 2;
+/// Blob pointer payload: blob id u64, value length u64.
+pub(crate) const BLOB_PTR_LEN: usize = 16;
+
+/// Bytes a record with a `len`-byte payload takes in a segment: records are
+/// 8-aligned so headers never straddle more cache lines than needed.
+pub(crate) fn record_size(len: usize) -> usize {
+    (REC_HEADER_LEN + len + 7) & !7
+}
+
+/// A decoded record header.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordHeader {
+    pub codec: u8,
+    pub flags: u8,
+    pub len: u32,
+    pub key: Key,
+    pub checksum: u64,
+}
+
+pub(crate) fn encode_record_header(
+    key: &Key,
+    codec: u8,
+    flags: u8,
+    payload: &[u8],
+) -> [u8; REC_HEADER_LEN] {
+    let mut h = [0u8; REC_HEADER_LEN];
+    h[0..2].copy_from_slice(&REC_MAGIC.to_le_bytes());
+    h[2] = codec;
+    h[3] = flags;
+    // Callers keep payloads below INLINE_MAX (or BLOB_PTR_LEN), so this fits.
+    h[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[8..40].copy_from_slice(key.as_bytes());
+    let sum = record_checksum(&h[..40], payload);
+    h[40..48].copy_from_slice(&sum.to_le_bytes());
+    h
+}
+
+/// blake3 over the header's first 40 bytes and the payload, truncated to 64
+/// bits: a random corruption passes with probability 2^-64.
+pub(crate) fn record_checksum(head: &[u8], payload: &[u8]) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(head);
+    h.update(payload);
+    le64(&h.finalize().as_bytes()[..8])
+}
+
+/// `None` when the bytes do not start with a record (the zeros after the
+/// last record of a segment, or damage).
+pub(crate) fn decode_record_header(b: &[u8]) -> Option<RecordHeader> {
+    if b.len() < REC_HEADER_LEN || u16::from_le_bytes([b[0], b[1]]) != REC_MAGIC {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&b[8..40]);
+    Some(RecordHeader {
+        codec: b[2],
+        flags: b[3],
+        len: le32(&b[4..8]),
+        key: Key::from_bytes(key),
+        checksum: le64(&b[40..48]),
+    })
+}
+
+pub(crate) fn encode_blob_ptr(id: u64, len: u64) -> [u8; BLOB_PTR_LEN] {
+    let mut p = [0u8; BLOB_PTR_LEN];
+    p[0..8].copy_from_slice(&id.to_le_bytes());
+    p[8..16].copy_from_slice(&len.to_le_bytes());
+    p
+}
+
+pub(crate) fn decode_blob_ptr(p: &[u8]) -> Option<(u64, u64)> {
+    (p.len() == BLOB_PTR_LEN).then(|| (le64(&p[0..8]), le64(&p[8..16])))
+}
+
+// ----------------------------------------------------------------- blobs ----
+
+pub(crate) const BLOB_MAGIC: [u8; 8] = *b"memoblob";
+/// The payload starts here: 64-byte aligned in the mapping (which is page
+/// aligned), enough for any SIMD type viewed in place.
+pub(crate) const BLOB_HEADER_LEN: usize = 128;
+
+/// A blob file's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlobHeader {
+    pub codec: u8,
+    pub key: Key,
+    pub id: u64,
+    pub len: u64,
+    /// blake3 of the payload.
+    pub hash: [u8; 32],
+}
+
+pub(crate) fn encode_blob_header(b: &BlobHeader) -> [u8; BLOB_HEADER_LEN] {
+    let mut h = [0u8; BLOB_HEADER_LEN];
+    h[0..8].copy_from_slice(&BLOB_MAGIC);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[12] = b.codec;
+    h[16..48].copy_from_slice(b.key.as_bytes());
+    h[48..56].copy_from_slice(&b.id.to_le_bytes());
+    h[56..64].copy_from_slice(&b.len.to_le_bytes());
+    h[64..96].copy_from_slice(&b.hash);
+    let sum = le64(&blake3::hash(&h[..96]).as_bytes()[..8]);
+    h[96..104].copy_from_slice(&sum.to_le_bytes());
+    h
+}
+
+/// Why a blob header is rejected.
+#[derive(Debug)]
+pub(crate) enum BlobHeaderError {
+    Version(u32),
+    Bad(&'static str),
+}
+
+pub(crate) fn decode_blob_header(h: &[u8]) -> Result<BlobHeader, BlobHeaderError> {
+    use BlobHeaderError::{Bad, Version};
+    if h.len() < BLOB_HEADER_LEN || h[0..8] != BLOB_MAGIC {
+        return Err(Bad("not a memo blob (bad magic)"));
+    }
+    let version = le32(&h[8..12]);
+    if version != FORMAT_VERSION {
+        return Err(Version(version));
+    }
+    if le64(&blake3::hash(&h[..96]).as_bytes()[..8]) != le64(&h[96..104]) {
+        return Err(Bad("blob header checksum mismatch"));
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&h[16..48]);
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&h[64..96]);
+    Ok(BlobHeader {
+        codec: h[12],
+        key: Key::from_bytes(key),
+        id: le64(&h[48..56]),
+        len: le64(&h[56..64]),
+        hash,
+    })
+}
+
+pub(crate) fn le32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(a)
+}
+
+pub(crate) fn le64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trip_and_damage() {
+        let key = Key::of("k");
+        let payload = b"hello";
+        let h = encode_record_header(&key, 1, 0, payload);
+        let d = decode_record_header(&h).unwrap();
+        assert_eq!((d.codec, d.flags, d.len, d.key), (1, 0, 5, key));
+        assert_eq!(d.checksum, record_checksum(&h[..40], payload));
+        assert_ne!(d.checksum, record_checksum(&h[..40], b"hellp"));
+        assert!(decode_record_header(&[0u8; REC_HEADER_LEN]).is_none());
+        assert!(decode_record_header(&h[..47]).is_none());
+        assert_eq!(record_size(0), 48);
+        assert_eq!(record_size(1), 56);
+        assert_eq!(record_size(8), 56);
+    }
+
+    #[test]
+    fn loc_round_trip() {
+        for (seg, off) in [(1, 64), (loc::SEG_ID_MAX, (1 << 40) - 1)] {
+            let w = loc::encode(seg, off);
+            assert_ne!(w, loc::EMPTY);
+            assert_ne!(w, loc::TOMBSTONE);
+            assert_eq!(loc::decode(w), Some((seg, off)));
+        }
+        assert_eq!(loc::decode(loc::EMPTY), None);
+        assert_eq!(loc::decode(loc::TOMBSTONE), None);
+    }
+
+    #[test]
+    fn blob_header_round_trip_and_damage() {
+        let b = BlobHeader {
+            codec: 0,
+            key: Key::of(&1),
+            id: 7,
+            len: 1 << 20,
+            hash: [9; 32],
+        };
+        let mut h = encode_blob_header(&b);
+        assert_eq!(decode_blob_header(&h).unwrap(), b);
+        h[50] ^= 1;
+        assert!(matches!(
+            decode_blob_header(&h),
+            Err(BlobHeaderError::Bad(_))
+        ));
+        let mut h = encode_blob_header(&b);
+        h[8] = 9;
+        assert!(matches!(
+            decode_blob_header(&h),
+            Err(BlobHeaderError::Version(9))
+        ));
+    }
+
+    #[test]
+    fn segment_header() {
+        let h = encode_segment_header(3);
+        assert!(matches!(check_segment_header(&h, 3), SegmentHeader::Ok));
+        assert!(matches!(check_segment_header(&h, 4), SegmentHeader::Bad(_)));
+        assert!(matches!(
+            check_segment_header(&h[..10], 3),
+            SegmentHeader::Bad(_)
+        ));
+    }
+}

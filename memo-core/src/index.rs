@@ -1,0 +1,483 @@
+//! The shared index: one header page and an open-addressing table of slots,
+//! mapped by every process that opens the store.
+//!
+//! Readers probe without any lock and validate each slot with its sequence
+//! number (a seqlock); writers publish under `LOCK`. A table that fills up is
+//! replaced: the writer builds a larger file in `tmp/`, renames it over
+//! `index` and sets `REPLACED` in the old header, which readers check with
+//! one atomic load per lookup.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::{
+    FORMAT_VERSION, INDEX_HEADER_LEN, INDEX_MAGIC, MAX_CAPACITY, MIN_CAPACITY, SLOT_LEN, hdr, le32,
+    le64, loc,
+};
+use crate::mmap::{SharedMap, Slot};
+
+/// A consistent read of a slot's published fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Snap {
+    pub tag: u32,
+    pub loc: u64,
+    pub len: u32,
+}
+
+/// The outcome of a probe.
+pub(crate) enum Probe<T> {
+    /// `check` accepted a slot.
+    Found(T),
+    /// No slot accepted; `free` is where an insert would go (the first
+    /// tombstone or the empty slot that ended the probe), if any.
+    Absent { free: Option<usize> },
+}
+
+/// Load factor above which the table grows. Linear probing at 0.8 still
+/// averages 3 probes per hit, and keeps the index near 0.4 B per payload byte
+/// for 100-byte values (the disk-use target is 2x payload overall).
+const MAX_LOAD_NUM: u64 = 4;
+const MAX_LOAD_DEN: u64 = 5;
+
+/// How long a reader waits for a slot whose writer is mid-publish before it
+/// treats the slot as unreadable (a miss). Publishing a slot is a handful of
+/// stores, so a slot odd for this long belongs to a writer that died.
+const SPIN_LIMIT: u32 = 1 << 14;
+
+/// A mapped index file.
+pub(crate) struct Index {
+    map: SharedMap,
+    path: PathBuf,
+    mask: usize,
+}
+
+impl Index {
+    /// Opens and validates an existing index; `None` if there is none.
+    pub(crate) fn open(path: &Path) -> Result<Option<Index>> {
+        let file = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let len = file.metadata().at(path)?.len();
+        let mut h = [0u8; 24];
+        if len < INDEX_HEADER_LEN as u64 {
+            return Err(Error::corrupt(
+                path,
+                0,
+                format!("index is {len} bytes, shorter than its header"),
+            ));
+        }
+        file.read_exact_at(&mut h, 0).at(path)?;
+        if h[0..8] != INDEX_MAGIC {
+            return Err(Error::corrupt(path, 0, "not a memo index (bad magic)"));
+        }
+        let version = le32(&h[8..12]);
+        if version != FORMAT_VERSION {
+            return Err(Error::IncompatibleFormat {
+                path: path.to_path_buf(),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if le32(&h[12..16]) as usize != SLOT_LEN {
+            return Err(Error::corrupt(path, 12, "index slot size is not 32"));
+        }
+        let cap = le64(&h[16..24]);
+        if !cap.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) {
+            return Err(Error::corrupt(
+                path,
+                16,
+                format!("index capacity {cap} is invalid"),
+            ));
+        }
+        if len != INDEX_HEADER_LEN as u64 + cap * SLOT_LEN as u64 {
+            return Err(Error::corrupt(
+                path,
+                len,
+                format!("index is {len} bytes, which does not match its capacity {cap}"),
+            ));
+        }
+        Self::map(&file, path, cap).map(Some)
+    }
+
+    fn map(file: &File, path: &Path, cap: u64) -> Result<Index> {
+        let map = SharedMap::map(file, path, cap as usize)?;
+        Ok(Index {
+            map,
+            path: path.to_path_buf(),
+            mask: cap as usize - 1,
+        })
+    }
+
+    /// Creates an empty table of `cap` slots at `tmp`, to be filled and then
+    /// renamed into place by [`Index::install`]. With `from`, the header
+    /// copies the listed words of that index.
+    pub(crate) fn create(tmp: &Path, cap: u64, from: Option<(&Index, &[usize])>) -> Result<Index> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(tmp)
+            .at(tmp)?;
+        file.set_len(INDEX_HEADER_LEN as u64 + cap * SLOT_LEN as u64)
+            .at(tmp)?;
+        let idx = Self::map(&file, tmp, cap)?;
+        let h = idx.map.header();
+        h[hdr::MAGIC].store(u64::from_le_bytes(INDEX_MAGIC), Ordering::Relaxed);
+        h[hdr::VERSION].store(
+            u64::from(FORMAT_VERSION) | (SLOT_LEN as u64) << 32,
+            Ordering::Relaxed,
+        );
+        h[hdr::CAPACITY].store(cap, Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        h[hdr::EPOCH].store(now, Ordering::Relaxed);
+        if let Some((old, words)) = from {
+            for &w in words {
+                h[w].store(old.word(w), Ordering::Relaxed);
+            }
+        }
+        Ok(idx)
+    }
+
+    /// Renames a table built by [`Index::create`] over `dest` and marks
+    /// `old` replaced, so every process moves to the new one.
+    pub(crate) fn install(mut self, dest: &Path, old: Option<&Index>, sync: bool) -> Result<Index> {
+        if sync {
+            self.map.flush(&self.path)?;
+        }
+        std::fs::rename(&self.path, dest).at(dest)?;
+        self.path = dest.to_path_buf();
+        if let Some(old) = old {
+            old.header()[hdr::REPLACED].store(1, Ordering::Release);
+        }
+        Ok(self)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+
+    fn header(&self) -> &[AtomicU64] {
+        self.map.header()
+    }
+
+    /// A header word (see `format::hdr`).
+    #[inline]
+    pub(crate) fn word(&self, w: usize) -> u64 {
+        self.header()[w].load(Ordering::Acquire)
+    }
+
+    /// Sets a header word; writers only, under `LOCK`.
+    #[inline]
+    pub(crate) fn set(&self, w: usize, v: u64) {
+        self.header()[w].store(v, Ordering::Release);
+    }
+
+    /// Adds to a header counter (hits and misses, from any process).
+    #[inline]
+    pub(crate) fn bump(&self, w: usize, by: u64) {
+        self.header()[w].fetch_add(by, Ordering::Relaxed);
+    }
+
+    /// Whether a newer index has replaced this one.
+    #[inline]
+    pub(crate) fn replaced(&self) -> bool {
+        self.word(hdr::REPLACED) != 0
+    }
+
+    /// Seconds since the store's epoch, as slots record access times.
+    pub(crate) fn now_stamp(&self) -> u32 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        now.saturating_sub(self.word(hdr::EPOCH))
+            .min(u64::from(u32::MAX)) as u32
+    }
+
+    /// Whether one more entry fits without passing the load limit.
+    pub(crate) fn has_room(&self) -> bool {
+        let used = self.word(hdr::ENTRIES) + self.word(hdr::TOMBSTONES) + 1;
+        used * MAX_LOAD_DEN <= self.capacity() as u64 * MAX_LOAD_NUM
+    }
+
+    /// The capacity a table needs to hold `entries` below the load limit with
+    /// room to grow (half full).
+    pub(crate) fn capacity_for(entries: u64) -> u64 {
+        (entries.saturating_mul(2))
+            .max(MIN_CAPACITY)
+            .next_power_of_two()
+            .min(MAX_CAPACITY)
+    }
+
+    #[inline]
+    pub(crate) fn slot(&self, i: usize) -> &Slot {
+        &self.map.slots()[i & self.mask]
+    }
+
+    /// A consistent read of slot `i`, or `None` if its writer stays
+    /// mid-publish (see `SPIN_LIMIT`).
+    #[inline]
+    pub(crate) fn read(&self, i: usize) -> Option<Snap> {
+        let s = self.slot(i);
+        for spin in 0..SPIN_LIMIT {
+            let s1 = s.seq.load(Ordering::Acquire);
+            if s1 & 1 == 0 {
+                let snap = Snap {
+                    tag: s.tag.load(Ordering::Relaxed),
+                    loc: s.loc.load(Ordering::Relaxed),
+                    len: s.len.load(Ordering::Relaxed),
+                };
+                fence(Ordering::Acquire);
+                if s.seq.load(Ordering::Relaxed) == s1 {
+                    return Some(snap);
+                }
+            }
+            if spin < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        None
+    }
+
+    /// Publishes new fields for slot `i`; writers only, under `LOCK`.
+    pub(crate) fn write(&self, i: usize, snap: Snap) {
+        let s = self.slot(i);
+        // An odd value here was left by a writer that died mid-publish;
+        // `recover` makes it even before anyone writes again.
+        let seq = s.seq.load(Ordering::Relaxed) & !1;
+        s.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        s.tag.store(snap.tag, Ordering::Relaxed);
+        s.loc.store(snap.loc, Ordering::Relaxed);
+        s.len.store(snap.len, Ordering::Relaxed);
+        s.seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// Sets the access statistics of a freshly written slot.
+    pub(crate) fn reset_stats(&self, i: usize, atime: u32, hits: u32, cost: u32) {
+        let s = self.slot(i);
+        s.atime.store(atime, Ordering::Relaxed);
+        s.hits.store(hits, Ordering::Relaxed);
+        s.cost.store(cost, Ordering::Relaxed);
+    }
+
+    /// Records a hit on slot `i`: lock-free and without a sequence change,
+    /// since statistics are hints that a racing writer may overwrite.
+    #[inline]
+    pub(crate) fn touch(&self, i: usize, now: u32) {
+        let s = self.slot(i);
+        s.hits.fetch_add(1, Ordering::Relaxed);
+        if s.atime.load(Ordering::Relaxed) != now {
+            s.atime.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Walks the probe sequence of `tag`, calling `check` on every live slot
+    /// whose tag matches, until it returns `Some` or an empty slot ends the
+    /// sequence. Slots that cannot be read consistently are skipped.
+    #[inline]
+    pub(crate) fn probe<T>(
+        &self,
+        tag: u32,
+        mut check: impl FnMut(usize, Snap) -> Option<T>,
+    ) -> Probe<T> {
+        let mut free = None;
+        let start = tag as usize & self.mask;
+        for step in 0..=self.mask {
+            let i = (start + step) & self.mask;
+            let Some(snap) = self.read(i) else { continue };
+            match snap.loc {
+                loc::EMPTY => {
+                    return Probe::Absent {
+                        free: free.or(Some(i)),
+                    };
+                }
+                loc::TOMBSTONE => {
+                    free.get_or_insert(i);
+                }
+                _ if snap.tag == tag => {
+                    if let Some(t) = check(i, snap) {
+                        return Probe::Found(t);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Probe::Absent { free }
+    }
+
+    /// Copies every live slot of `self` into the empty table `new`, with
+    /// statistics; writers only, under `LOCK`.
+    pub(crate) fn copy_into(&self, new: &Index) {
+        let mut entries = 0;
+        for i in 0..self.capacity() {
+            let Some(snap) = self.read(i) else { continue };
+            if loc::decode(snap.loc).is_none() {
+                continue;
+            }
+            if let Some(j) = new.insert_fresh(snap) {
+                let s = self.slot(i);
+                new.reset_stats(
+                    j,
+                    s.atime.load(Ordering::Relaxed),
+                    s.hits.load(Ordering::Relaxed),
+                    s.cost.load(Ordering::Relaxed),
+                );
+                entries += 1;
+            }
+        }
+        new.set(hdr::ENTRIES, entries);
+    }
+
+    /// Places `snap` in the first empty slot of its probe sequence, in a
+    /// table no other process sees yet.
+    pub(crate) fn insert_fresh(&self, snap: Snap) -> Option<usize> {
+        let start = snap.tag as usize & self.mask;
+        (0..=self.mask).map(|s| (start + s) & self.mask).find(|&j| {
+            let free = self.slot(j).loc.load(Ordering::Relaxed) == loc::EMPTY;
+            if free {
+                self.write(j, snap);
+            }
+            free
+        })
+    }
+
+    /// Forces every odd sequence number even, dropping what the slot held:
+    /// a writer died while publishing it, so its content is not trusted.
+    /// Returns how many slots were repaired.
+    pub(crate) fn repair_torn_slots(&self) -> u64 {
+        let mut n = 0;
+        for s in self.map.slots() {
+            let seq = s.seq.load(Ordering::Acquire);
+            if seq & 1 == 1 {
+                s.loc.store(loc::TOMBSTONE, Ordering::Relaxed);
+                s.seq.store(seq.wrapping_add(1), Ordering::Release);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Counts live and tombstone slots.
+    pub(crate) fn count_slots(&self) -> (u64, u64) {
+        let (mut live, mut dead) = (0, 0);
+        for s in self.map.slots() {
+            match s.loc.load(Ordering::Acquire) {
+                loc::EMPTY => {}
+                loc::TOMBSTONE => dead += 1,
+                _ => live += 1,
+            }
+        }
+        (live, dead)
+    }
+
+    /// Makes slot `i` and the header durable (`Durability::Sync`).
+    pub(crate) fn flush_slot(&self, i: usize) -> Result<()> {
+        self.map.flush_range(0, INDEX_HEADER_LEN, &self.path)?;
+        self.map.flush_range(
+            INDEX_HEADER_LEN + (i & self.mask) * SLOT_LEN,
+            SLOT_LEN,
+            &self.path,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(tag: u32, off: u64) -> Snap {
+        Snap {
+            tag,
+            loc: loc::encode(1, off),
+            len: 3,
+        }
+    }
+
+    #[test]
+    fn probe_insert_and_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::create(&dir.path().join("a"), MIN_CAPACITY, None).unwrap();
+        // Colliding tags land in consecutive slots and are found in order.
+        let a = idx.insert_fresh(snap(5, 64)).unwrap();
+        let b = idx
+            .insert_fresh(snap(5 + MIN_CAPACITY as u32, 128))
+            .unwrap();
+        assert_eq!((a, b), (5, 6));
+        let found = idx.probe(5 + MIN_CAPACITY as u32, |i, s| Some((i, s)));
+        assert!(matches!(found, Probe::Found((6, s)) if s.loc == loc::encode(1, 128)));
+        // A tombstone does not end the probe, and is offered as the free slot.
+        idx.write(
+            5,
+            Snap {
+                tag: 0,
+                loc: loc::TOMBSTONE,
+                len: 0,
+            },
+        );
+        let found = idx.probe(5 + MIN_CAPACITY as u32, |i, _| Some(i));
+        assert!(matches!(found, Probe::Found(6)));
+        assert!(matches!(
+            idx.probe(77, |_, _| Some(())),
+            Probe::Absent { free: Some(77) }
+        ));
+        let p = idx.probe(5, |_, _| None::<()>);
+        assert!(matches!(p, Probe::Absent { free: Some(5) }));
+
+        idx.set(hdr::NEXT_SEG, 9);
+        let big = Index::create(
+            &dir.path().join("b"),
+            MIN_CAPACITY * 2,
+            Some((&idx, &[hdr::NEXT_SEG])),
+        )
+        .unwrap();
+        idx.copy_into(&big);
+        assert_eq!(big.word(hdr::ENTRIES), 1);
+        assert_eq!(big.word(hdr::NEXT_SEG), 9);
+        let found = big.probe(5 + MIN_CAPACITY as u32, |_, s| Some(s));
+        assert!(matches!(found, Probe::Found(s) if s.loc == loc::encode(1, 128)));
+    }
+
+    #[test]
+    fn torn_slots_are_repaired_and_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::create(&dir.path().join("a"), MIN_CAPACITY, None).unwrap();
+        idx.insert_fresh(snap(9, 64)).unwrap();
+        idx.slot(9).seq.fetch_add(1, Ordering::Relaxed); // a writer died mid-publish
+        assert!(idx.read(9).is_none());
+        assert_eq!(idx.repair_torn_slots(), 1);
+        assert_eq!(idx.read(9).map(|s| s.loc), Some(loc::TOMBSTONE));
+    }
+
+    #[test]
+    fn open_rejects_bad_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("index");
+        assert!(Index::open(&p).unwrap().is_none());
+        std::fs::write(&p, vec![7u8; 5000]).unwrap();
+        assert!(matches!(Index::open(&p), Err(Error::Corrupt { .. })));
+        let idx = Index::create(&dir.path().join("t"), MIN_CAPACITY, None).unwrap();
+        let idx = idx.install(&p, None, false).unwrap();
+        drop(idx);
+        assert!(Index::open(&p).unwrap().is_some());
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_all_at(&2u32.to_le_bytes(), 8).unwrap();
+        assert!(matches!(
+            Index::open(&p),
+            Err(Error::IncompatibleFormat { found: 2, .. })
+        ));
+    }
+}

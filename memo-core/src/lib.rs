@@ -1,0 +1,71 @@
+//! A persistent, multi-process function-memoization cache.
+//!
+//! Put `#[memoize]` on an expensive function and each distinct call is
+//! computed once, ever: the result is stored in a directory on disk, shared
+//! by every thread and process on the machine, and found again by the next
+//! run of the program.
+//!
+//! # Quickstart
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! use memo_core::{Key, Store};
+//!
+//! fn simulate(steps: u64) -> Vec<f64> {
+//!     (0..steps).map(|i| (i as f64).sqrt()).collect()
+//! }
+//!
+//! let store = Store::open(dir.path())?;
+//! let key = Key::of(&("simulate", 10_000_u64));
+//! let first = store.get_or_compute(&key, || simulate(10_000))?; // computed
+//! let again = store.get_or_compute(&key, || simulate(10_000))?; // loaded
+//! assert_eq!(first, again);
+//! # Ok::<(), memo_core::Error>(())
+//! ```
+//!
+//! # The model
+//!
+//! A [`Store`] is a directory. Small values (under 64 KiB) are appended to
+//! segment files; large ones get a file each, written aside and renamed in.
+//! A shared, memory-mapped hash index finds them: readers probe it without
+//! any lock, validating each slot with a sequence number, and writers
+//! serialise on one file lock held only while they publish. [`Store::get_bytes`]
+//! returns a view of the mapped file itself, so reading a gigabyte result
+//! costs no copy.
+//!
+//! # Guarantees
+//!
+//! - **Exact or miss.** A lookup returns the bytes a `put` stored, or a miss:
+//!   every value is checksummed (blake3) and checked before it is returned.
+//! - **Committed means visible.** After `put` returns `Ok`, every process
+//!   sees the entry; with [`Durability::Sync`] it also survives power loss.
+//! - **Hostile files are harmless.** Every length and offset read from disk
+//!   is checked before use and decoding is bounded by the input, so a damaged
+//!   or foreign directory gives errors or misses, never a panic or undefined
+//!   behaviour. Values are plain data: loading never runs code.
+//!
+//! The on-disk format is drawn byte by byte in `docs/format.md`.
+
+// The format writes integers little-endian through native atomics.
+#[cfg(target_endian = "big")]
+compile_error!("memo's on-disk format is little-endian; big-endian targets are not supported");
+
+mod blob;
+mod codec;
+mod error;
+mod format;
+mod index;
+mod key;
+mod lock;
+mod mmap;
+mod segment;
+mod stats;
+mod store;
+
+pub use codec::{Bincode, Codec};
+pub use error::{Error, Result};
+pub use key::{Key, ParseKeyError};
+pub use memo_macros::memoize;
+pub use mmap::Bytes;
+pub use stats::{Stats, VerifyReport};
+pub use store::{Durability, Policy, Store, StoreBuilder};

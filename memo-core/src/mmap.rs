@@ -1,0 +1,223 @@
+//! Memory mappings: the only module allowed `unsafe`.
+//!
+//! # Safety model
+//!
+//! 1. **Only write-once bytes are read through a [`Region`].** Segment records
+//!    and blob files are written completely (segments by `pwrite` beyond the
+//!    published append offset, blobs in `tmp/` before the rename) before any
+//!    index slot points at them, and memo never writes them again. A slice is
+//!    only ever formed over a range a reader was pointed at, so no slice
+//!    aliases bytes another process may be writing.
+//! 2. **Files are removed only by unlink.** A mapping stays valid after its
+//!    file is unlinked or replaced by rename, so compaction, eviction, `clear`
+//!    and growth never pull memory from under a reader. memo never truncates
+//!    a file that may be mapped. (A file truncated by someone else while
+//!    mapped raises SIGBUS on access, as in every mmap-based store; memo
+//!    cannot prevent that and does not try.)
+//! 3. **Every slice is bounds-checked** against the mapping's length before it
+//!    is formed ([`Region::get`]), and its content is checksummed by the caller
+//!    before it is trusted.
+//! 4. **The shared index is touched only through atomics.** Other processes
+//!    write it concurrently, so it is viewed as `AtomicU64`/[`Slot`] only,
+//!    never as plain bytes.
+
+#![allow(
+    unsafe_code,
+    reason = "the one module that maps files; see the safety model above"
+)]
+
+use std::fs::File;
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use crate::error::{IoContext, Result};
+use crate::format::{INDEX_HEADER_LEN, SLOT_LEN, hdr};
+
+/// A read-only mapping of a write-once file (a segment or a blob).
+pub(crate) struct Region {
+    map: memmap2::Mmap,
+}
+
+impl Region {
+    /// Maps all of `file` as it is now.
+    pub(crate) fn map(file: &File, path: &Path) -> Result<Region> {
+        // SAFETY: (1) memo only reads ranges that are complete and never
+        // rewritten; (2) memo never truncates a mapped file. The mapping is
+        // read-only, so nothing here writes through it.
+        let map = unsafe { memmap2::MmapOptions::new().map(file) }.at(path)?;
+        Ok(Region { map })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The bytes `off..off + len`, or `None` if that range is not mapped.
+    #[inline]
+    pub(crate) fn get(&self, off: usize, len: usize) -> Option<&[u8]> {
+        let end = off.checked_add(len)?;
+        if end > self.map.len() {
+            return None;
+        }
+        // SAFETY: the range is inside the mapping (checked just above, (3)),
+        // the mapping lives as long as `self`, and by (1) no one writes these
+        // bytes while they are borrowed.
+        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(off), len) })
+    }
+
+    /// Tells the kernel the whole region will be read soon.
+    pub(crate) fn advise_sequential(&self) {
+        // Advice only: failure changes nothing but speed.
+        let _ = self.map.advise(memmap2::Advice::Sequential);
+    }
+}
+
+/// A value's bytes, borrowed from the mapped file that holds them.
+///
+/// `Bytes` derefs to `[u8]` with no copy. It keeps its mapping alive: it stays
+/// valid after the [`Store`](crate::Store) that returned it is dropped, and
+/// after the entry is removed, evicted or replaced (the file is unlinked, not
+/// overwritten). It is `Send + Sync`.
+///
+/// Values of 64 KiB and more start at a 64-byte aligned address.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use memo_core::{Key, Store};
+///
+/// let store = Store::open(dir.path())?;
+/// let key = Key::of("greeting");
+/// store.put_bytes(&key, b"hello")?;
+/// let bytes = store.get_bytes(&key)?.expect("just stored");
+/// drop(store);
+/// assert_eq!(&*bytes, b"hello");
+/// # Ok::<(), memo_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Bytes {
+    region: Arc<Region>,
+    off: usize,
+    len: usize,
+}
+
+impl Bytes {
+    /// `None` if the range is not inside the region.
+    pub(crate) fn new(region: Arc<Region>, off: usize, len: usize) -> Option<Bytes> {
+        region.get(off, len)?;
+        Some(Bytes { region, off, len })
+    }
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // `new` checked the range; a mapping never shrinks.
+        self.region.get(self.off, self.len).unwrap_or(&[])
+    }
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bytes({} bytes)", self.len)
+    }
+}
+
+impl PartialEq<[u8]> for Bytes {
+    fn eq(&self, other: &[u8]) -> bool {
+        **self == *other
+    }
+}
+
+/// One index slot as it lies in the shared file (32 bytes, see
+/// `docs/format.md`). Every field is atomic because other processes write it.
+#[repr(C)]
+pub(crate) struct Slot {
+    /// Seqlock: odd while a writer changes `tag`, `loc` or `len`.
+    pub seq: AtomicU32,
+    /// Bytes 0..4 of the key (`Key::tag32`).
+    pub tag: AtomicU32,
+    /// The entry's segment record (`format::loc`).
+    pub loc: AtomicU64,
+    /// Value length (saturated at `u32::MAX` for blobs).
+    pub len: AtomicU32,
+    /// Last access, in seconds since the header's epoch.
+    pub atime: AtomicU32,
+    /// Hits since the entry was stored.
+    pub hits: AtomicU32,
+    /// What computing the value cost, in microseconds (saturating).
+    pub cost: AtomicU32,
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_LEN);
+const _: () = assert!(std::mem::align_of::<Slot>() <= 8);
+
+/// A read-write shared mapping of the index file, viewed through atomics.
+pub(crate) struct SharedMap {
+    map: memmap2::MmapMut,
+    slots: usize,
+}
+
+impl SharedMap {
+    /// Maps `file`, which must be exactly one header page plus `slots` slots
+    /// (the caller checked its length).
+    pub(crate) fn map(file: &File, path: &Path, slots: usize) -> Result<SharedMap> {
+        // SAFETY: (4) the bytes are only ever accessed through the atomic
+        // views below, so concurrent writes by other processes are data-race
+        // free; (2) the index file is replaced by rename, never truncated.
+        let map = unsafe { memmap2::MmapOptions::new().map_mut(file) }.at(path)?;
+        let need = INDEX_HEADER_LEN + slots * SLOT_LEN;
+        if map.len() < need {
+            return Err(crate::Error::corrupt(
+                path,
+                map.len() as u64,
+                "index shorter than its slot table",
+            ));
+        }
+        Ok(SharedMap { map, slots })
+    }
+
+    /// The header page as words.
+    #[inline]
+    pub(crate) fn header(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping is page-aligned (so 8-aligned) and at least
+        // INDEX_HEADER_LEN long (checked in `map`); AtomicU64 has the size and
+        // alignment of u64 and any bit pattern is valid; (4) all access is
+        // atomic. The slice borrows `self`, which owns the mapping.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<AtomicU64>(), hdr::WORDS) }
+    }
+
+    /// The slot table.
+    #[inline]
+    pub(crate) fn slots(&self) -> &[Slot] {
+        // SAFETY: the table starts INDEX_HEADER_LEN (a multiple of 8) past a
+        // page-aligned base and `map` checked it holds `slots` slots; `Slot`
+        // is repr(C) of atomics, valid for any bits, 8-aligned; (4).
+        unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().add(INDEX_HEADER_LEN).cast::<Slot>(),
+                self.slots,
+            )
+        }
+    }
+
+    /// Writes dirty pages of the range to disk (`Durability::Sync`).
+    pub(crate) fn flush_range(&self, off: usize, len: usize, path: &Path) -> Result<()> {
+        self.map.flush_range(off, len).at(path)
+    }
+
+    pub(crate) fn flush(&self, path: &Path) -> Result<()> {
+        self.map.flush().at(path)
+    }
+}

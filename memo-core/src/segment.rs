@@ -1,0 +1,315 @@
+//! Segment files: small values appended back to back as self-describing
+//! records, read through a mapping of the whole file.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::{
+    self, INLINE_MAX, REC_HEADER_LEN, RecordHeader, SEG_DIR, SEG_HEADER_LEN, SEGMENT_SIZE,
+    SegmentHeader, loc, record_size,
+};
+use crate::index::Index;
+use crate::mmap::{Bytes, Region};
+use crate::{Key, format::hdr};
+
+/// A record read from a segment, header checked and payload checksummed.
+pub(crate) struct Record {
+    pub header: RecordHeader,
+    pub region: Arc<Region>,
+    /// Offset of the record's first byte in the segment.
+    pub off: usize,
+}
+
+impl Record {
+    pub(crate) fn payload(&self) -> &[u8] {
+        self.region
+            .get(self.off + REC_HEADER_LEN, self.header.len as usize)
+            .unwrap_or(&[])
+    }
+
+    pub(crate) fn payload_bytes(&self) -> Option<Bytes> {
+        Bytes::new(
+            self.region.clone(),
+            self.off + REC_HEADER_LEN,
+            self.header.len as usize,
+        )
+    }
+
+    /// Bytes the record takes in its segment.
+    pub(crate) fn size(&self) -> u64 {
+        record_size(self.header.len as usize) as u64
+    }
+}
+
+/// What reading a record found.
+pub(crate) enum Read {
+    Found(Record),
+    /// A valid record, but of another key (a tag collision).
+    OtherKey,
+    /// The segment file is gone: the slot was changed after it was read.
+    Missing,
+    /// Not a valid record: damage. The string says what, for the report.
+    Damaged(String),
+}
+
+/// This process's mappings of segment files.
+pub(crate) struct Segments {
+    dir: PathBuf,
+    maps: RwLock<HashMap<u32, Arc<Region>>>,
+}
+
+impl Segments {
+    pub(crate) fn new(store: &Path) -> Segments {
+        Segments {
+            dir: store.join(SEG_DIR),
+            maps: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn path(&self, id: u32) -> PathBuf {
+        self.dir.join(format::segment_name(id))
+    }
+
+    /// The mapping of segment `id`; `None` if the file does not exist.
+    pub(crate) fn region(&self, id: u32) -> Result<Option<Arc<Region>>> {
+        if let Some(r) = self
+            .maps
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+        {
+            return Ok(Some(r.clone()));
+        }
+        let path = self.path(id);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let region = Arc::new(Region::map(&file, &path)?);
+        match format::check_segment_header(region.get(0, SEG_HEADER_LEN).unwrap_or(&[]), id) {
+            SegmentHeader::Ok => {}
+            SegmentHeader::Version(found) => {
+                return Err(Error::IncompatibleFormat {
+                    path,
+                    found,
+                    supported: format::FORMAT_VERSION,
+                });
+            }
+            SegmentHeader::Bad(what) => return Err(Error::corrupt(&path, 0, what)),
+        }
+        let mut maps = self.maps.write().unwrap_or_else(PoisonError::into_inner);
+        Ok(Some(maps.entry(id).or_insert(region).clone()))
+    }
+
+    /// Drops this process's mappings (after `clear`, so unlinked files can
+    /// free their space once no `Bytes` holds them).
+    pub(crate) fn forget_all(&self) {
+        self.maps
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// Reads the record a slot's location word names. With `key`, a record
+    /// of another key is `OtherKey` and is not checksummed.
+    pub(crate) fn record(&self, loc_word: u64, key: Option<&Key>) -> Result<Read> {
+        let Some((seg, off)) = loc::decode(loc_word) else {
+            return Ok(Read::Damaged(format!(
+                "slot location {loc_word:#x} is invalid"
+            )));
+        };
+        let region = match self.region(seg) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(Read::Missing),
+            Err(Error::Io { path, source }) => return Err(Error::Io { path, source }),
+            Err(e) => return Ok(Read::Damaged(e.to_string())),
+        };
+        Ok(check_record(region, off, key, &self.path(seg)))
+    }
+}
+
+/// Checks the record at `off` of `region`.
+pub(crate) fn check_record(region: Arc<Region>, off: u64, key: Option<&Key>, path: &Path) -> Read {
+    let damaged = |what: &str| Read::Damaged(format!("{} at offset {off}: {what}", path.display()));
+    let Ok(off) = usize::try_from(off) else {
+        return damaged("offset out of range");
+    };
+    if off < SEG_HEADER_LEN || off % 8 != 0 {
+        return damaged("record offset is not a record boundary");
+    }
+    let Some(head) = region.get(off, REC_HEADER_LEN) else {
+        return damaged("record past the end of the file");
+    };
+    let Some(header) = format::decode_record_header(head) else {
+        return damaged("no record here (bad magic)");
+    };
+    if key.is_some_and(|k| *k != header.key) {
+        return Read::OtherKey;
+    }
+    let len = header.len as usize;
+    if len >= INLINE_MAX {
+        return damaged("record length above the inline limit");
+    }
+    let Some(payload) = region.get(off + REC_HEADER_LEN, len) else {
+        return damaged("record payload past the end of the file");
+    };
+    if format::record_checksum(&head[..40], payload) != header.checksum {
+        return damaged("record checksum mismatch");
+    }
+    Read::Found(Record {
+        header,
+        region,
+        off,
+    })
+}
+
+/// Calls `f` with every record of a segment in order, stopping at the first
+/// bytes that are not a record header (the zeros past the last record, or
+/// damage). Damaged records whose length is intact are passed as `Damaged`.
+pub(crate) fn walk(region: &Arc<Region>, path: &Path, mut f: impl FnMut(u64, Read)) -> u64 {
+    let mut off = SEG_HEADER_LEN;
+    while let Some(h) = region
+        .get(off, REC_HEADER_LEN)
+        .and_then(format::decode_record_header)
+    {
+        if h.len as usize >= INLINE_MAX {
+            f(
+                off as u64,
+                Read::Damaged(format!(
+                    "{} at offset {off}: bad record length",
+                    path.display()
+                )),
+            );
+            break;
+        }
+        f(
+            off as u64,
+            check_record(region.clone(), off as u64, None, path),
+        );
+        off += record_size(h.len as usize);
+    }
+    off as u64
+}
+
+/// Builds a record: header, payload, zero padding to 8 bytes.
+pub(crate) fn build_record(key: &Key, codec: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut rec = Vec::with_capacity(record_size(payload.len()));
+    rec.extend_from_slice(&format::encode_record_header(key, codec, flags, payload));
+    rec.extend_from_slice(payload);
+    rec.resize(record_size(payload.len()), 0);
+    rec
+}
+
+/// The appending side, used under `LOCK`: the open handle of the current
+/// segment.
+#[derive(Default)]
+pub(crate) struct Appender {
+    cur: Option<(u32, File)>,
+}
+
+impl Appender {
+    /// Appends `rec` to the current segment (starting a new one when it does
+    /// not fit) and advances the index's append offset. Returns the record's
+    /// location word; nothing points at it yet.
+    pub(crate) fn append(
+        &mut self,
+        segs: &Segments,
+        idx: &Index,
+        tmp: &Path,
+        rec: &[u8],
+        sync: bool,
+    ) -> Result<u64> {
+        let mut seg = idx.word(hdr::CUR_SEG) as u32;
+        let mut off = idx.word(hdr::CUR_OFF);
+        if seg == 0 || off < SEG_HEADER_LEN as u64 || off + rec.len() as u64 > SEGMENT_SIZE {
+            seg = self.start_segment(segs, idx, tmp, sync)?;
+            off = SEG_HEADER_LEN as u64;
+        }
+        let path = segs.path(seg);
+        let file = match &self.cur {
+            Some((id, f)) if *id == seg => f,
+            _ => {
+                let f = OpenOptions::new().write(true).open(&path).at(&path)?;
+                &self.cur.insert((seg, f)).1
+            }
+        };
+        file.write_all_at(rec, off).at(&path)?;
+        if sync {
+            file.sync_data().at(&path)?;
+        }
+        // The offset moves before any slot points at the record, so a crash
+        // can only waste the bytes, never let a later append overwrite a
+        // published record.
+        idx.set(hdr::CUR_OFF, off + rec.len() as u64);
+        Ok(loc::encode(seg, off))
+    }
+
+    /// Creates the next segment in `tmp/`, full-size (sparse) with its header,
+    /// and renames it into `seg/`, so a segment file is never seen half made.
+    fn start_segment(
+        &mut self,
+        segs: &Segments,
+        idx: &Index,
+        tmp: &Path,
+        sync: bool,
+    ) -> Result<u32> {
+        let id = idx.word(hdr::NEXT_SEG).max(1);
+        if id > u64::from(loc::SEG_ID_MAX) {
+            return Err(Error::corrupt(
+                idx.path(),
+                0,
+                "segment numbers exhausted; clear the store",
+            ));
+        }
+        let id = id as u32;
+        // Numbers are never reused, even if the steps below fail.
+        idx.set(hdr::NEXT_SEG, u64::from(id) + 1);
+        let tmp_path = tmp.join(format!("seg-{}", format::segment_name(id)));
+        let _ = std::fs::remove_file(&tmp_path);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)
+            .at(&tmp_path)?;
+        let made = (|| {
+            file.set_len(SEGMENT_SIZE)?;
+            file.write_all_at(&format::encode_segment_header(id), 0)?;
+            if sync {
+                file.sync_all()?;
+            }
+            Ok(())
+        })();
+        let dest = segs.path(id);
+        if let Err(e) = made.and_then(|()| std::fs::rename(&tmp_path, &dest)) {
+            let _ = std::fs::remove_file(&tmp_path);
+            return Err(Error::io(dest, e));
+        }
+        if sync {
+            sync_dir(segs.dir())?;
+        }
+        idx.set(hdr::CUR_SEG, u64::from(id));
+        idx.set(hdr::CUR_OFF, SEG_HEADER_LEN as u64);
+        self.cur = Some((id, file));
+        Ok(id)
+    }
+
+    /// Forgets the open handle (after `clear` removed the files).
+    pub(crate) fn reset(&mut self) {
+        self.cur = None;
+    }
+}
+
+/// fsyncs a directory, so renames and creations in it survive power loss.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}

@@ -1,0 +1,61 @@
+//! Store-wide statistics and the report of `verify`.
+
+/// Store-wide counters, shared by every process that opens the store.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use memo_core::{Key, Store};
+///
+/// let store = Store::open(dir.path())?;
+/// let k = Key::of(&1);
+/// assert_eq!(store.get::<u32>(&k)?, None);
+/// store.put(&k, &7_u32)?;
+/// assert_eq!(store.get::<u32>(&k)?, Some(7));
+/// let s = store.stats();
+/// assert_eq!((s.hits, s.misses, s.entries), (1, 1, 1));
+/// # Ok::<(), memo_core::Error>(())
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Lookups (`get`, `get_bytes`, `get_or_compute`) that found a value.
+    pub hits: u64,
+    /// Lookups that found none.
+    pub misses: u64,
+    /// Live entries.
+    pub entries: u64,
+    /// Bytes the store takes on disk: live and not yet reclaimed records,
+    /// blob files and the index.
+    pub bytes: u64,
+    /// Entries evicted to respect the limits.
+    pub evictions: u64,
+    /// Bytes of records that were replaced or removed and wait to be
+    /// reclaimed by compaction (included in `bytes`).
+    pub dead_bytes: u64,
+    /// Size of the index file (included in `bytes`).
+    pub index_bytes: u64,
+}
+
+/// What [`Store::verify`](crate::Store::verify) found.
+#[non_exhaustive]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Entries whose value was read and checksummed.
+    pub entries_checked: u64,
+    /// Entries whose value is damaged (they read as misses).
+    pub corrupt: u64,
+    /// Segment files whose records were walked.
+    pub segments_checked: u64,
+    /// One line per problem, naming the file and offset or key.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Whether nothing was found wrong.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.corrupt == 0 && self.problems.is_empty()
+    }
+}

@@ -1,0 +1,446 @@
+//! The public face: [`Store`], its builder and options.
+
+mod read;
+mod verify;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::blob::Blobs;
+use crate::error::{Error, IoContext, Result};
+use crate::format::{BLOB_DIR, INDEX_FILE, LOCK_FILE, LOCKS_DIR, SEG_DIR, TMP_DIR};
+use crate::index::Index;
+use crate::lock::{Inflight, WriterLock};
+use crate::segment::{Appender, Segments};
+use crate::{Bytes, Key, Stats, VerifyReport};
+
+/// Which entries eviction removes first when a limit is reached.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Least recently used first.
+    #[default]
+    Lru,
+    /// Least frequently used first, with ageing so past favourites fade.
+    Lfu,
+    /// Greedy-Dual-Size-Frequency: cheapest to recompute per byte first, so
+    /// what is expensive to compute stays.
+    CostAware,
+    /// Never evict.
+    None,
+}
+
+/// What a successful `put` promises to survive.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The entry survives the crash of any process (the data is in the
+    /// operating system's page cache before `put` returns), not power loss.
+    #[default]
+    Flush,
+    /// The entry also survives power loss: value, directory entries and index
+    /// are fsynced, in that order, before `put` returns.
+    Sync,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Options {
+    pub max_bytes: Option<u64>,
+    pub max_entries: Option<u64>,
+    pub max_age: Option<Duration>,
+    pub policy: Policy,
+    pub durability: Durability,
+}
+
+/// Options for opening a [`Store`]; made by [`Store::builder`].
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use memo_core::{Durability, Policy, Store};
+///
+/// let store = Store::builder(dir.path())
+///     .max_bytes(10 << 30)
+///     .policy(Policy::CostAware)
+///     .durability(Durability::Sync)
+///     .open()?;
+/// # Ok::<(), memo_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct StoreBuilder {
+    dir: PathBuf,
+    opts: Options,
+}
+
+impl StoreBuilder {
+    /// Limit on the bytes the store takes on disk, metadata included.
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.opts.max_bytes = Some(bytes);
+        self
+    }
+
+    /// Limit on the number of entries.
+    pub fn max_entries(mut self, entries: u64) -> Self {
+        self.opts.max_entries = Some(entries);
+        self
+    }
+
+    /// Entries not used for this long are expired.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.opts.max_age = Some(age);
+        self
+    }
+
+    /// Which entries go first when a limit is reached (default [`Policy::Lru`]).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.opts.policy = policy;
+        self
+    }
+
+    /// What a successful `put` survives (default [`Durability::Flush`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.opts.durability = durability;
+        self
+    }
+
+    /// Opens the store, creating the directory if it is missing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the directory cannot be created or opened (naming the
+    /// path), [`Error::Corrupt`] if its index is damaged,
+    /// [`Error::IncompatibleFormat`] if it was written by another format
+    /// version.
+    pub fn open(self) -> Result<Store> {
+        Ok(Store {
+            engine: Some(Arc::new(Engine::open(&self.dir, self.opts)?)),
+        })
+    }
+}
+
+/// A store directory, opened by one process: a persistent key-value cache
+/// shared by every thread and process that opens the same directory.
+///
+/// Cheap to clone (clones share one opened store); `Send + Sync`.
+///
+/// Reads take no lock: a lookup is a probe of the shared, memory-mapped index
+/// and a checksummed read of a mapped file. Writers serialise on the store's
+/// `LOCK` file only while they publish.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use memo_core::{Key, Store};
+///
+/// let store = Store::open(dir.path())?;
+/// let key = Key::of(&("simulate", 42_u64));
+/// let v: Vec<f64> = store.get_or_compute(&key, || vec![0.5; 1000])?;
+/// assert_eq!(store.get::<Vec<f64>>(&key)?, Some(v));
+/// # Ok::<(), memo_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    /// `None` only for a [`Store::global`] that could not be opened.
+    engine: Option<Arc<Engine>>,
+}
+
+/// The opened store behind a [`Store`].
+pub(crate) struct Engine {
+    dir: PathBuf,
+    tmp: PathBuf,
+    index_path: PathBuf,
+    opts: Options,
+    index: RwLock<Arc<Index>>,
+    segs: Segments,
+    blobs: Blobs,
+    writer: WriterLock<Appender>,
+    inflight: Inflight,
+}
+
+impl Store {
+    /// Opens the store at `dir` with default options, creating it if missing.
+    ///
+    /// # Errors
+    ///
+    /// As [`StoreBuilder::open`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::builder(dir).open()
+    }
+
+    /// Options for opening the store at `dir`.
+    pub fn builder(dir: impl AsRef<Path>) -> StoreBuilder {
+        StoreBuilder {
+            dir: dir.as_ref().to_path_buf(),
+            opts: Options::default(),
+        }
+    }
+
+    /// The default store of `#[memoize]`: `$MEMO_DIR`, else `.memo` in the
+    /// working directory, opened on first use.
+    ///
+    /// If that cannot be opened, this is a store that caches nothing (every
+    /// lookup misses, every `put` is dropped) and the reason is reported
+    /// once through `tracing`, so a read-only or full disk never stops the
+    /// program.
+    pub fn global() -> &'static Store {
+        static GLOBAL: OnceLock<Store> = OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            let dir = std::env::var_os("MEMO_DIR").map_or_else(|| PathBuf::from(".memo"), PathBuf::from);
+            Store::open(&dir).unwrap_or_else(|e| {
+                tracing::error!(dir = %dir.display(), error = %e, "memo: the global store cannot be opened; caching is off");
+                Store { engine: None }
+            })
+        })
+    }
+
+    /// The store's directory; `None` for a global store that could not be
+    /// opened.
+    #[must_use]
+    pub fn dir(&self) -> Option<&Path> {
+        self.engine.as_deref().map(|e| e.dir.as_path())
+    }
+
+    /// The value stored under `key`, decoded as `V`.
+    ///
+    /// A damaged entry is a miss (and is reported through `tracing`), never
+    /// wrong bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if the stored bytes are not a `V` (or were stored raw
+    /// by [`Store::put_bytes`]); [`Error::Io`] if a file cannot be read.
+    pub fn get<V: DeserializeOwned>(&self, key: &Key) -> Result<Option<V>> {
+        match &self.engine {
+            Some(e) => e.get(key, true),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores `value` under `key`, replacing any previous value.
+    ///
+    /// Once this returns `Ok`, every process that looks sees the value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if `V`'s `Serialize` fails, [`Error::TooLarge`],
+    /// [`Error::Io`] (a full disk among others: nothing committed is lost).
+    pub fn put<V: Serialize + ?Sized>(&self, key: &Key, value: &V) -> Result<()> {
+        match &self.engine {
+            Some(e) => e.put_value(key, value, 0),
+            None => Ok(()),
+        }
+    }
+
+    /// The stored bytes of `key`, as a zero-copy view of the mapped file.
+    ///
+    /// For an entry stored with [`Store::put`], these are the encoded bytes.
+    /// A large value's checksum is verified the first time this process maps
+    /// it; later calls are O(1) whatever the size.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if a file cannot be read.
+    pub fn get_bytes(&self, key: &Key) -> Result<Option<Bytes>> {
+        match &self.engine {
+            Some(e) => Ok(e.lookup(key, true)?.map(|(b, _)| b)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores raw bytes under `key`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::put`].
+    pub fn put_bytes(&self, key: &Key, value: &[u8]) -> Result<()> {
+        match &self.engine {
+            Some(e) => e.put_raw(key, value, 0),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether an entry for `key` exists (counts as neither hit nor miss; a
+    /// damaged entry does not exist).
+    #[must_use]
+    pub fn contains(&self, key: &Key) -> bool {
+        self.engine
+            .as_ref()
+            .is_some_and(|e| matches!(e.lookup(key, false), Ok(Some(_))))
+    }
+
+    /// Removes `key`'s entry; `true` if there was one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the removal cannot be recorded.
+    pub fn remove(&self, key: &Key) -> Result<bool> {
+        match &self.engine {
+            Some(e) => e.remove(key),
+            None => Ok(false),
+        }
+    }
+
+    /// Returns the stored value, or runs `compute` once and stores its result.
+    ///
+    /// Threads of this process that ask for the same `key` at the same time
+    /// wait for the one computation instead of repeating it. The time
+    /// `compute` took is stored with the value for cost-aware eviction.
+    ///
+    /// Failing to *store* the result does not fail the call: the computed
+    /// value is returned and the problem reported through `tracing`.
+    ///
+    /// # Errors
+    ///
+    /// The lookup's errors, before anything is computed.
+    pub fn get_or_compute<V, F>(&self, key: &Key, compute: F) -> Result<V>
+    where
+        V: Serialize + DeserializeOwned,
+        F: FnOnce() -> V,
+    {
+        let Some(e) = &self.engine else {
+            return Ok(compute());
+        };
+        if let Some(v) = e.get(key, true)? {
+            return Ok(v);
+        }
+        e.inflight.run(key, || {
+            // Another thread may have computed it while this one waited.
+            if let Some(v) = e.get(key, false)? {
+                return Ok(v);
+            }
+            let t = Instant::now();
+            let v = compute();
+            let cost = u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX);
+            if let Err(err) = e.put_value(key, &v, cost) {
+                tracing::warn!(%key, error = %err, "memo: computed value could not be stored");
+            }
+            Ok(v)
+        })
+    }
+
+    /// Live entries, store-wide.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.stats().entries
+    }
+
+    /// Whether the store has no entries.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Store-wide statistics, shared by all processes.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.engine
+            .as_ref()
+            .map_or_else(Stats::default, |e| e.stats())
+    }
+
+    /// Removes every entry.
+    ///
+    /// `Bytes` handed out earlier stay valid.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if files cannot be created or removed.
+    pub fn clear(&self) -> Result<()> {
+        match &self.engine {
+            Some(e) => e.clear(),
+            None => Ok(()),
+        }
+    }
+
+    /// Evicts down to the configured limits now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if an entry cannot be removed.
+    pub fn trim(&self) -> Result<()> {
+        match &self.engine {
+            Some(e) => e.trim(),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks every entry's checksum and every structure of the store.
+    ///
+    /// Holds the writer lock while it runs, so writers wait.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if a file cannot be read; damage is reported in the
+    /// [`VerifyReport`], not as an error.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        match &self.engine {
+            Some(e) => e.verify(),
+            None => Ok(VerifyReport::default()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.engine {
+            Some(e) => f
+                .debug_struct("Store")
+                .field("dir", &e.dir)
+                .finish_non_exhaustive(),
+            None => f.write_str("Store(disabled)"),
+        }
+    }
+}
+
+impl Engine {
+    fn open(dir: &Path, opts: Options) -> Result<Engine> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+            ));
+        }
+        for sub in ["", SEG_DIR, BLOB_DIR, LOCKS_DIR, TMP_DIR] {
+            let p = dir.join(sub);
+            std::fs::create_dir_all(&p).at(&p)?;
+        }
+        let writer = WriterLock::open(&dir.join(LOCK_FILE), Appender::default())?;
+        let index_path = dir.join(INDEX_FILE);
+        let tmp = dir.join(TMP_DIR);
+        let segs = Segments::new(dir);
+        let blobs = Blobs::new(dir);
+        let sync = opts.durability == Durability::Sync;
+        let index = match Index::open(&index_path)? {
+            Some(i) => i,
+            None => {
+                // First open, or the index was deleted: build it from the
+                // segments (none, for a new store) under the writer lock, so
+                // concurrent openers build it once.
+                let _w = writer.lock()?;
+                match Index::open(&index_path)? {
+                    Some(i) => i,
+                    None => write::rebuild(&segs, &tmp, &index_path, sync)?,
+                }
+            }
+        };
+        Ok(Engine {
+            dir: dir.to_path_buf(),
+            tmp,
+            index_path,
+            opts,
+            index: RwLock::new(Arc::new(index)),
+            segs,
+            blobs,
+            writer,
+            inflight: Inflight::default(),
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! The lock-free read path.
+
+use std::sync::{Arc, PoisonError};
+
+use serde::de::DeserializeOwned;
+
+use super::Engine;
+use crate::blob::BlobRead;
+use crate::codec::{Bincode, Codec, RAW_ID};
+use crate::error::{Error, Result};
+use crate::format::{FLAG_BLOB, FLAG_TOMBSTONE, decode_blob_ptr, hdr};
+use crate::index::{Index, Probe};
+use crate::segment::Read;
+use crate::{Bytes, Key, Stats};
+
+/// How often a lookup starts over when the index or a file changed under
+/// it. Each retry follows a writer's completed publish, so this bounds work
+/// only against a writer that replaces the same entry continuously.
+const RETRIES: usize = 8;
+
+impl Engine {
+    /// The current index: one atomic load when nothing changed.
+    pub(super) fn index(&self) -> Result<Arc<Index>> {
+        let cur = self
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if !cur.replaced() {
+            return Ok(cur);
+        }
+        self.reload_index()
+    }
+
+    pub(super) fn reload_index(&self) -> Result<Arc<Index>> {
+        let mut slot = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        if slot.replaced() {
+            let fresh = Index::open(&self.index_path)?
+                .ok_or_else(|| Error::corrupt(&self.index_path, 0, "index file vanished"))?;
+            *slot = Arc::new(fresh);
+        }
+        Ok(slot.clone())
+    }
+
+    /// Finds `key`'s value: its bytes and the id of the codec that wrote
+    /// them. Counts a hit or a miss when `count` is set.
+    pub(super) fn lookup(&self, key: &Key, count: bool) -> Result<Option<(Bytes, u8)>> {
+        let mut idx = self.index()?;
+        for _ in 0..RETRIES {
+            match self.lookup_once(&idx, key)? {
+                Found::Value(bytes, codec, slot) => {
+                    if count {
+                        idx.bump(hdr::HITS, 1);
+                        idx.touch(slot, idx.now_stamp());
+                    }
+                    return Ok(Some((bytes, codec)));
+                }
+                Found::Nothing => break,
+                Found::Changed => {
+                    idx = if idx.replaced() {
+                        self.reload_index()?
+                    } else {
+                        idx
+                    };
+                }
+            }
+        }
+        if count {
+            idx.bump(hdr::MISSES, 1);
+        }
+        Ok(None)
+    }
+
+    fn lookup_once(&self, idx: &Index, key: &Key) -> Result<Found> {
+        let mut changed = false;
+        let probe = idx.probe(key.tag32(), |slot, snap| {
+            match self.segs.record(snap.loc, Some(key)) {
+                Ok(Read::Found(rec)) => Some(Ok((slot, rec))),
+                Ok(Read::OtherKey) => None,
+                Ok(Read::Missing) => {
+                    changed = true;
+                    None
+                }
+                Ok(Read::Damaged(what)) => {
+                    damaged(key, &what);
+                    None
+                }
+                Err(e) => Some(Err(e)),
+            }
+        });
+        let (slot, rec) = match probe {
+            Probe::Found(found) => found?,
+            Probe::Absent { .. } if changed => return Ok(Found::Changed),
+            Probe::Absent { .. } => return Ok(Found::Nothing),
+        };
+        let h = rec.header;
+        if h.flags & FLAG_TOMBSTONE != 0 {
+            damaged(key, "index points at a tombstone record");
+            return Ok(Found::Nothing);
+        }
+        if h.flags & FLAG_BLOB == 0 {
+            return Ok(match rec.payload_bytes() {
+                Some(b) => Found::Value(b, h.codec, slot),
+                None => Found::Nothing,
+            });
+        }
+        let Some((id, len)) = decode_blob_ptr(rec.payload()) else {
+            damaged(key, "bad blob pointer");
+            return Ok(Found::Nothing);
+        };
+        Ok(match self.blobs.get(key, id, len)? {
+            BlobRead::Found(b, codec) if codec == h.codec => Found::Value(b, codec, slot),
+            BlobRead::Found(..) => {
+                damaged(key, "blob codec differs from its record");
+                Found::Nothing
+            }
+            // Replaced or removed since the slot was read.
+            BlobRead::Missing => Found::Changed,
+            BlobRead::Damaged(what) => {
+                damaged(key, &what);
+                Found::Nothing
+            }
+        })
+    }
+
+    pub(super) fn get<V: DeserializeOwned>(&self, key: &Key, count: bool) -> Result<Option<V>> {
+        let Some((bytes, codec)) = self.lookup(key, count)? else {
+            return Ok(None);
+        };
+        match codec {
+            Bincode::ID => Bincode::decode(key, &bytes).map(Some),
+            RAW_ID => Err(Error::Codec {
+                key: *key,
+                message: "the entry holds raw bytes stored by put_bytes; read it with get_bytes"
+                    .into(),
+            }),
+            // Written by a codec this build does not have: never decoded by
+            // another, so it is a miss.
+            _ => Ok(None),
+        }
+    }
+
+    pub(super) fn stats(&self) -> Stats {
+        let Ok(idx) = self.index() else {
+            return Stats::default();
+        };
+        let index_bytes = std::fs::metadata(idx.path()).map_or(0, |m| m.len());
+        let live = idx.word(hdr::LIVE_BYTES);
+        let dead = idx.word(hdr::DEAD_BYTES);
+        Stats {
+            hits: idx.word(hdr::HITS),
+            misses: idx.word(hdr::MISSES),
+            entries: idx.word(hdr::ENTRIES),
+            bytes: live + dead + index_bytes,
+            evictions: idx.word(hdr::EVICTIONS),
+            dead_bytes: dead,
+            index_bytes,
+        }
+    }
+}
+
+enum Found {
+    Value(Bytes, u8, usize),
+    Nothing,
+    /// A file vanished under the lookup: start over.
+    Changed,
+}
+
+fn damaged(key: &Key, what: &str) {
+    tracing::warn!(%key, problem = what, "memo: damaged entry read as a miss");
+}

@@ -1,0 +1,128 @@
+//! `verify`: every entry's checksum and every structure, under the lock.
+
+use std::fs::File;
+
+use super::Engine;
+use crate::VerifyReport;
+use crate::blob::check_blob;
+use crate::error::{IoContext, Result};
+use crate::format::{FLAG_BLOB, FLAG_TOMBSTONE, SEGMENT_SIZE, decode_blob_ptr, hdr, loc};
+use crate::mmap::Region;
+use crate::segment::{self, Read};
+
+impl Engine {
+    pub(super) fn verify(&self) -> Result<VerifyReport> {
+        let _w = self.writer.lock()?;
+        let idx = self.index()?;
+        let mut r = VerifyReport::default();
+        let mut live = 0;
+        for i in 0..idx.capacity() {
+            let Some(snap) = idx.read(i) else {
+                r.problems.push(format!(
+                    "{}: slot {i} is being written by a dead writer",
+                    idx.path().display()
+                ));
+                continue;
+            };
+            if snap.loc == loc::EMPTY || snap.loc == loc::TOMBSTONE {
+                continue;
+            }
+            live += 1;
+            r.entries_checked += 1;
+            let bad = match self.segs.record(snap.loc, None)? {
+                Read::Found(rec) => {
+                    let h = rec.header;
+                    if h.key.tag32() != snap.tag {
+                        Some(format!("slot {i} holds key {} under another tag", h.key))
+                    } else if h.flags & FLAG_TOMBSTONE != 0 {
+                        Some(format!("slot {i} points at a tombstone of key {}", h.key))
+                    } else if h.flags & FLAG_BLOB != 0 {
+                        self.check_blob_of(&h.key, rec.payload())?
+                    } else {
+                        None
+                    }
+                }
+                Read::Damaged(what) => Some(what),
+                Read::Missing => Some(format!("slot {i} points at a missing segment")),
+                Read::OtherKey => None,
+            };
+            if let Some(what) = bad {
+                r.corrupt += 1;
+                r.problems.push(what);
+            }
+        }
+        if live != idx.word(hdr::ENTRIES) {
+            r.problems.push(format!(
+                "{}: header counts {} entries, the table holds {live}",
+                idx.path().display(),
+                idx.word(hdr::ENTRIES)
+            ));
+        }
+        self.verify_segments(&idx, &mut r)?;
+        Ok(r)
+    }
+
+    /// Maps the blob afresh (not from the cache) and checks all of it.
+    fn check_blob_of(&self, key: &crate::Key, ptr: &[u8]) -> Result<Option<String>> {
+        let Some((id, len)) = decode_blob_ptr(ptr) else {
+            return Ok(Some(format!("key {key}: bad blob pointer")));
+        };
+        let path = self.blobs.path(key, id);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) => return Ok(Some(format!("{}: {e}", path.display()))),
+        };
+        let region = Region::map(&file, &path)?;
+        Ok(check_blob(&region, key, id, len)
+            .err()
+            .map(|what| format!("{}: {what}", path.display())))
+    }
+
+    /// Walks every record of every segment: damage in dead records is
+    /// reported too, since it means the disk is failing.
+    fn verify_segments(&self, idx: &crate::index::Index, r: &mut VerifyReport) -> Result<()> {
+        let dir = self.segs.dir();
+        let cur = idx.word(hdr::CUR_SEG);
+        for entry in std::fs::read_dir(dir).at(dir)? {
+            let path = entry.at(dir)?.path();
+            let Some(id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                r.problems
+                    .push(format!("{}: not a segment name", path.display()));
+                continue;
+            };
+            let region = match self.segs.region(id) {
+                Ok(Some(region)) => region,
+                Ok(None) => continue,
+                Err(e) => {
+                    r.problems.push(e.to_string());
+                    continue;
+                }
+            };
+            r.segments_checked += 1;
+            if region.len() as u64 != SEGMENT_SIZE {
+                r.problems.push(format!(
+                    "{}: {} bytes, not {SEGMENT_SIZE}",
+                    path.display(),
+                    region.len()
+                ));
+            }
+            let end = segment::walk(&region, &path, |_, read| {
+                if let Read::Damaged(what) = read {
+                    r.problems.push(what);
+                }
+            });
+            if u64::from(id) == cur && end != idx.word(hdr::CUR_OFF) {
+                r.problems.push(format!(
+                    "{}: records end at {end}, the index appends at {}",
+                    path.display(),
+                    idx.word(hdr::CUR_OFF)
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,435 @@
+//! The write path: everything here runs under the writer lock, except
+//! encoding values and writing blob files, which happen before it is taken.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
+
+use serde::Serialize;
+
+use super::{Durability, Engine};
+use crate::Key;
+use crate::blob::{Encoded, Spill, TmpBlob};
+use crate::codec::{Bincode, Codec, RAW_ID};
+use crate::error::{Error, IoContext, Result};
+use crate::format::{
+    self, BLOB_HEADER_LEN, FLAG_BLOB, FLAG_TOMBSTONE, INLINE_MAX, MIN_CAPACITY, VALUE_MAX,
+    decode_blob_ptr, encode_blob_ptr, hdr, loc,
+};
+use crate::index::{Index, Probe, Snap};
+use crate::segment::{self, Read, Record, Segments};
+
+/// Header words a grown table carries over from the one it replaces.
+const CARRY_ALL: [usize; 10] = [
+    hdr::CUR_SEG,
+    hdr::CUR_OFF,
+    hdr::NEXT_SEG,
+    hdr::LIVE_BYTES,
+    hdr::DEAD_BYTES,
+    hdr::EVICTIONS,
+    hdr::HITS,
+    hdr::MISSES,
+    hdr::EPOCH,
+    hdr::TOMBSTONES,
+];
+/// Header words an emptied (cleared) table keeps.
+const CARRY_CLEAR: [usize; 5] = [
+    hdr::NEXT_SEG,
+    hdr::EVICTIONS,
+    hdr::HITS,
+    hdr::MISSES,
+    hdr::EPOCH,
+];
+
+/// A value ready to publish.
+enum Payload<'a> {
+    Inline(&'a [u8]),
+    Blob(TmpBlob),
+}
+
+impl Engine {
+    fn sync(&self) -> bool {
+        self.opts.durability == Durability::Sync
+    }
+
+    pub(super) fn put_value<V: Serialize + ?Sized>(
+        &self,
+        key: &Key,
+        value: &V,
+        cost: u32,
+    ) -> Result<()> {
+        let mut spill = Spill::new(&self.blobs, &self.tmp, *key);
+        Bincode::encode(key, value, &mut spill)?;
+        match spill.finish(Bincode::ID, self.sync())? {
+            Encoded::Inline(v) => self.publish(key, Bincode::ID, Payload::Inline(&v), cost),
+            Encoded::Blob(b) => self.publish(key, Bincode::ID, Payload::Blob(b), cost),
+        }
+    }
+
+    pub(super) fn put_raw(&self, key: &Key, value: &[u8], cost: u32) -> Result<()> {
+        if value.len() as u64 > VALUE_MAX {
+            return Err(Error::TooLarge {
+                key: *key,
+                len: value.len() as u64,
+                limit: VALUE_MAX,
+            });
+        }
+        if value.len() < INLINE_MAX {
+            return self.publish(key, RAW_ID, Payload::Inline(value), cost);
+        }
+        let blob = self
+            .blobs
+            .write_tmp(&self.tmp, key, RAW_ID, value, self.sync())?;
+        self.publish(key, RAW_ID, Payload::Blob(blob), cost)
+    }
+
+    /// The index a writer works on: current, and repaired if the last writer
+    /// died mid-publish. Caller holds the writer lock.
+    fn writer_index(&self) -> Result<Arc<Index>> {
+        let idx = self.index()?;
+        if idx.word(hdr::DIRTY) != 0 {
+            recover(&idx);
+        }
+        Ok(idx)
+    }
+
+    /// Appends the record, points the key's slot at it and settles the
+    /// accounting: the publish step, the only one under the lock.
+    fn publish(&self, key: &Key, codec: u8, payload: Payload<'_>, cost: u32) -> Result<()> {
+        let sync = self.sync();
+        let (rec, mut blob) = match payload {
+            Payload::Inline(p) => (segment::build_record(key, codec, 0, p), None),
+            Payload::Blob(b) => (
+                segment::build_record(key, codec, FLAG_BLOB, &encode_blob_ptr(b.id, b.len)),
+                Some(b),
+            ),
+        };
+        let len = blob
+            .as_ref()
+            .map_or(rec.len() - format::REC_HEADER_LEN, |b| b.len as usize);
+        let mut w = self.writer.lock()?;
+        let mut idx = self.writer_index()?;
+        if !idx.has_room() {
+            idx = self.grow(&idx)?;
+        }
+        if let Some(b) = &mut blob {
+            self.blobs.install(b, key, sync)?;
+        }
+        idx.set(hdr::DIRTY, 1);
+        let appended = w.append(&self.segs, &idx, &self.tmp, &rec, sync);
+        let loc = match appended {
+            Ok(l) => l,
+            Err(e) => {
+                // Nothing points at the bytes: the store is as it was. A blob
+                // already renamed in stays an unreferenced file.
+                idx.set(hdr::DIRTY, 0);
+                if let Some(b) = &blob {
+                    self.blobs.unlink(key, b.id);
+                }
+                return Err(e);
+            }
+        };
+        let (slot, old) = match find(&self.segs, &idx, key)? {
+            Probe::Found(found) => (found.0, Some(found.1)),
+            Probe::Absent { free: Some(i) } => (i, None),
+            Probe::Absent { free: None } => {
+                idx.set(hdr::DIRTY, 0);
+                return Err(Error::corrupt(
+                    idx.path(),
+                    0,
+                    "index table has no free slot",
+                ));
+            }
+        };
+        let reused_tombstone =
+            old.is_none() && idx.read(slot).is_some_and(|s| s.loc == loc::TOMBSTONE);
+        let tag = key.tag32();
+        idx.write(
+            slot,
+            Snap {
+                tag,
+                loc,
+                len: u32::try_from(len).unwrap_or(u32::MAX),
+            },
+        );
+        idx.reset_stats(slot, idx.now_stamp(), 0, cost);
+        let mut live = rec.len() as u64 + blob.as_ref().map_or(0, TmpBlob::file_size);
+        let mut dead = 0;
+        let old_blob = old
+            .as_ref()
+            .and_then(|o| self.retire(o, &mut live, &mut dead));
+        if old.is_none() {
+            add(&idx, hdr::ENTRIES, 1);
+            if reused_tombstone {
+                add(&idx, hdr::TOMBSTONES, -1);
+            }
+        }
+        adjust(&idx, hdr::LIVE_BYTES, live);
+        add(&idx, hdr::DEAD_BYTES, dead as i64);
+        idx.set(hdr::DIRTY, 0);
+        if sync {
+            idx.flush_slot(slot)?;
+        }
+        drop(w);
+        if let Some(id) = old_blob {
+            self.blobs.unlink(key, id);
+        }
+        Ok(())
+    }
+
+    /// Accounts for a record that no slot points at any more; returns its
+    /// blob id if it had one (to unlink once published).
+    fn retire(&self, old: &Record, live: &mut u64, dead: &mut u64) -> Option<u64> {
+        let size = old.size();
+        *live = live.wrapping_sub(size);
+        *dead += size;
+        if old.header.flags & FLAG_BLOB == 0 {
+            return None;
+        }
+        let (id, len) = decode_blob_ptr(old.payload())?;
+        *live = live.wrapping_sub(len + BLOB_HEADER_LEN as u64);
+        Some(id)
+    }
+
+    pub(super) fn remove(&self, key: &Key) -> Result<bool> {
+        let mut w = self.writer.lock()?;
+        let idx = self.writer_index()?;
+        let Probe::Found((slot, old)) = find(&self.segs, &idx, key)? else {
+            return Ok(false);
+        };
+        idx.set(hdr::DIRTY, 1);
+        // The tombstone record keeps a rebuild from bringing the entry back.
+        let tomb = segment::build_record(key, RAW_ID, FLAG_TOMBSTONE, &[]);
+        if let Err(e) = w.append(&self.segs, &idx, &self.tmp, &tomb, self.sync()) {
+            idx.set(hdr::DIRTY, 0);
+            return Err(e);
+        }
+        idx.write(
+            slot,
+            Snap {
+                tag: 0,
+                loc: loc::TOMBSTONE,
+                len: 0,
+            },
+        );
+        let mut live = 0_u64;
+        let mut dead = tomb.len() as u64;
+        let old_blob = self.retire(&old, &mut live, &mut dead);
+        add(&idx, hdr::ENTRIES, -1);
+        add(&idx, hdr::TOMBSTONES, 1);
+        adjust(&idx, hdr::LIVE_BYTES, live);
+        add(&idx, hdr::DEAD_BYTES, dead as i64);
+        idx.set(hdr::DIRTY, 0);
+        if self.sync() {
+            idx.flush_slot(slot)?;
+        }
+        drop(w);
+        if let Some(id) = old_blob {
+            self.blobs.unlink(key, id);
+        }
+        Ok(true)
+    }
+
+    /// Replaces the table with one twice as large (or as large as the live
+    /// entries need), dropping tombstones.
+    fn grow(&self, old: &Arc<Index>) -> Result<Arc<Index>> {
+        let cap = Index::capacity_for(old.word(hdr::ENTRIES) + 1).max(old.capacity() as u64 * 2);
+        let new = Index::create(&self.tmp_index_path(), cap, Some((old, &CARRY_ALL)))?;
+        old.copy_into(&new);
+        new.set(hdr::TOMBSTONES, 0);
+        self.install(new, old)
+    }
+
+    fn tmp_index_path(&self) -> std::path::PathBuf {
+        static N: AtomicU64 = AtomicU64::new(0);
+        self.tmp.join(format!(
+            "index.{}.{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    fn install(&self, new: Index, old: &Index) -> Result<Arc<Index>> {
+        let tmp_path = new.path().to_path_buf();
+        let installed = new.install(&self.index_path, Some(old), self.sync());
+        let new = match installed {
+            Ok(i) => Arc::new(i),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp_path);
+                return Err(e);
+            }
+        };
+        if self.sync() {
+            segment::sync_dir(&self.dir)?;
+        }
+        *self.index.write().unwrap_or_else(PoisonError::into_inner) = new.clone();
+        Ok(new)
+    }
+
+    pub(super) fn clear(&self) -> Result<()> {
+        let mut w = self.writer.lock()?;
+        let old = self.index()?;
+        let new = Index::create(
+            &self.tmp_index_path(),
+            MIN_CAPACITY,
+            Some((&old, &CARRY_CLEAR)),
+        )?;
+        self.install(new, &old)?;
+        w.reset();
+        // Unlinking keeps other processes' mappings (and our `Bytes`) valid.
+        remove_files_below(self.segs.dir())?;
+        remove_files_below(&self.dir.join(format::BLOB_DIR))?;
+        drop(w);
+        self.segs.forget_all();
+        self.blobs.forget_all();
+        Ok(())
+    }
+
+    pub(super) fn trim(&self) -> Result<()> {
+        // Limits are enforced by the eviction module; with none configured
+        // there is nothing to trim.
+        Ok(())
+    }
+}
+
+/// Finds `key`'s live slot and record; caller holds the writer lock.
+fn find(segs: &Segments, idx: &Index, key: &Key) -> Result<Probe<(usize, Record)>> {
+    let probe = idx.probe(key.tag32(), |slot, snap| {
+        match segs.record(snap.loc, Some(key)) {
+            Ok(Read::Found(rec)) => Some(Ok((slot, rec))),
+            Ok(Read::OtherKey | Read::Missing | Read::Damaged(_)) => None,
+            Err(e) => Some(Err(e)),
+        }
+    });
+    Ok(match probe {
+        Probe::Found(r) => Probe::Found(r?),
+        Probe::Absent { free } => Probe::Absent { free },
+    })
+}
+
+/// Adds a signed amount to a writer-state counter, saturating at 0.
+fn add(idx: &Index, w: usize, by: i64) {
+    let v = idx.word(w);
+    idx.set(w, v.saturating_add_signed(by));
+}
+
+/// Adds a wrapping delta (built with `wrapping_sub`) to a counter.
+fn adjust(idx: &Index, w: usize, delta: u64) {
+    let v = idx.word(w).wrapping_add(delta);
+    // A negative result means the counter was already off (after a repair):
+    // clamp rather than wrap to a huge number.
+    idx.set(w, if v > (1 << 62) { 0 } else { v });
+}
+
+/// Repairs after a writer that died while publishing: torn slots are
+/// dropped and the entry counts recomputed. Bounded by one pass over the
+/// table; the segments are not read.
+fn recover(idx: &Index) {
+    let torn = idx.repair_torn_slots();
+    let (live, tombstones) = idx.count_slots();
+    idx.set(hdr::ENTRIES, live);
+    idx.set(hdr::TOMBSTONES, tombstones);
+    idx.set(hdr::DIRTY, 0);
+    tracing::warn!(path = %idx.path().display(), torn, "memo: repaired the index after a writer died mid-publish");
+}
+
+fn remove_files_below(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.at(dir)?;
+        let path = entry.path();
+        if entry.file_type().at(&path)?.is_dir() {
+            remove_files_below(&path)?;
+            let _ = std::fs::remove_dir(&path);
+        } else if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(Error::io(path, e));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builds the index from the segments alone: the records are replayed in
+/// order (later records win, tombstones remove), so a store whose index was
+/// lost keeps every entry. Caller holds the writer lock.
+pub(super) fn rebuild(segs: &Segments, tmp: &Path, dest: &Path, sync: bool) -> Result<Index> {
+    let mut ids: Vec<u32> = Vec::new();
+    for entry in std::fs::read_dir(segs.dir()).at(segs.dir())? {
+        let entry = entry.at(segs.dir())?;
+        let name = entry.file_name();
+        if let Some(id) = name.to_str().and_then(|n| n.parse::<u32>().ok()) {
+            if (1..=loc::SEG_ID_MAX).contains(&id) && name.len() == 6 {
+                ids.push(id);
+            }
+        }
+    }
+    ids.sort_unstable();
+    // key -> (location, value length, record size, blob file size)
+    let mut live: HashMap<Key, (u64, u64, u64, u64)> = HashMap::new();
+    let (mut appended, mut last_end) = (0_u64, format::SEG_HEADER_LEN as u64);
+    for &id in &ids {
+        let region = match segs.region(id) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "memo: rebuild skips an unreadable segment");
+                continue;
+            }
+        };
+        let path = segs.path(id);
+        let end = segment::walk(&region, &path, |off, read| match read {
+            Read::Found(rec) => {
+                let h = rec.header;
+                appended += rec.size();
+                if h.flags & FLAG_TOMBSTONE != 0 {
+                    live.remove(&h.key);
+                } else {
+                    let (len, blob_size) = match h.flags & FLAG_BLOB {
+                        0 => (u64::from(h.len), 0),
+                        _ => decode_blob_ptr(rec.payload())
+                            .map_or((0, 0), |(_, l)| (l, l + BLOB_HEADER_LEN as u64)),
+                    };
+                    live.insert(h.key, (loc::encode(id, off), len, rec.size(), blob_size));
+                }
+            }
+            Read::Damaged(what) => {
+                tracing::warn!(problem = what, "memo: rebuild skips a damaged record")
+            }
+            Read::OtherKey | Read::Missing => {}
+        });
+        last_end = end;
+    }
+    let tmp_path = tmp.join(format!("index.rebuild.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp_path);
+    let idx = Index::create(&tmp_path, Index::capacity_for(live.len() as u64), None)?;
+    let mut live_bytes = 0;
+    for (key, &(l, len, size, blob)) in &live {
+        if let Some(i) = idx.insert_fresh(Snap {
+            tag: key.tag32(),
+            loc: l,
+            len: len.min(u64::from(u32::MAX)) as u32,
+        }) {
+            idx.reset_stats(i, idx.now_stamp(), 0, 0);
+        }
+        live_bytes += size + blob;
+    }
+    let record_bytes: u64 = live.values().map(|v| v.2).sum();
+    idx.set(hdr::ENTRIES, live.len() as u64);
+    idx.set(hdr::LIVE_BYTES, live_bytes);
+    idx.set(hdr::DEAD_BYTES, appended - record_bytes);
+    if let Some(&last) = ids.last() {
+        idx.set(hdr::CUR_SEG, u64::from(last));
+        idx.set(hdr::CUR_OFF, last_end);
+        idx.set(hdr::NEXT_SEG, u64::from(last) + 1);
+    }
+    if !live.is_empty() {
+        tracing::info!(entries = live.len(), path = %dest.display(), "memo: rebuilt the index from the segments");
+    }
+    idx.install(dest, None, sync)
+}

@@ -1,0 +1,10 @@
+//! Helpers shared by memo's integration tests.
+
+/// A fresh store directory for one test.
+#[must_use]
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("memo-test-")
+        .tempdir()
+        .expect("temp dir")
+}
