@@ -314,6 +314,7 @@ impl Store {
         e.inflight.run(key, || {
             // Another thread may have computed it while this one waited.
             if let Some(v) = e.get(key, false)? {
+                e.count_hit();
                 return Ok(v);
             }
             let t = Instant::now();

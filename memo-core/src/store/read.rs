@@ -140,6 +140,13 @@ impl Engine {
         }
     }
 
+    /// Counts a hit found by an uncounted lookup.
+    pub(super) fn count_hit(&self) {
+        if let Ok(idx) = self.index() {
+            idx.bump(hdr::HITS, 1);
+        }
+    }
+
     pub(super) fn stats(&self) -> Stats {
         let Ok(idx) = self.index() else {
             return Stats::default();
