@@ -135,10 +135,10 @@ impl Blobs {
         while !c.order.is_empty()
             && (c.order.len() >= CACHE_ENTRIES || c.bytes + size > CACHE_BYTES)
         {
-            if let Some(old) = c.order.pop_front() {
-                if let Some(r) = c.map.remove(&old) {
-                    c.bytes -= r.len() as u64;
-                }
+            if let Some(old) = c.order.pop_front()
+                && let Some(r) = c.map.remove(&old)
+            {
+                c.bytes -= r.len() as u64;
             }
         }
         if c.map.insert((*key, id), region.clone()).is_none() {
@@ -161,51 +161,6 @@ impl Blobs {
         *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = Cache::default();
     }
 
-    /// Writes `payload` as a complete blob file in `tmp/`.
-    pub(crate) fn write_tmp(
-        &self,
-        tmp: &Path,
-        key: &Key,
-        codec: u8,
-        payload: &[u8],
-        sync: bool,
-    ) -> Result<TmpBlob> {
-        let mut blob = self.new_tmp(tmp, key)?;
-        let path = blob.path.clone();
-        let file = OpenOptions::new().write(true).open(&path).at(&path)?;
-        let hash = write_and_hash(&file, payload).at(&path)?;
-        blob.len = payload.len() as u64;
-        finish(
-            &file,
-            &path,
-            &BlobHeader {
-                codec,
-                key: *key,
-                id: blob.id,
-                len: blob.len,
-                hash,
-            },
-            sync,
-        )?;
-        Ok(blob)
-    }
-
-    fn new_tmp(&self, tmp: &Path, key: &Key) -> Result<TmpBlob> {
-        let id = fresh_id(key);
-        let path = tmp.join(format!("blob-{}.{id:016x}", &key.to_string()[..16]));
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .at(&path)?;
-        Ok(TmpBlob {
-            path,
-            id,
-            len: 0,
-            installed: false,
-        })
-    }
-
     /// Renames a finished blob into `blob/ab/`. Called under `LOCK`.
     pub(crate) fn install(&self, blob: &mut TmpBlob, key: &Key, sync: bool) -> Result<PathBuf> {
         let dest = self.path(key, blob.id);
@@ -223,12 +178,56 @@ impl Blobs {
     pub(crate) fn unlink(&self, key: &Key, id: u64) {
         self.forget(key, id);
         let path = self.path(key, id);
-        if let Err(e) = std::fs::remove_file(&path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %path.display(), error = %e, "memo: could not remove a replaced blob");
-            }
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "memo: could not remove a replaced blob");
         }
     }
+}
+
+/// Writes `payload` as a complete blob file in `tmp/`.
+pub(crate) fn write_tmp(
+    tmp: &Path,
+    key: &Key,
+    codec: u8,
+    payload: &[u8],
+    sync: bool,
+) -> Result<TmpBlob> {
+    let mut blob = new_tmp(tmp, key)?;
+    let path = blob.path.clone();
+    let file = OpenOptions::new().write(true).open(&path).at(&path)?;
+    let hash = write_and_hash(&file, payload).at(&path)?;
+    blob.len = payload.len() as u64;
+    finish(
+        &file,
+        &path,
+        &BlobHeader {
+            codec,
+            key: *key,
+            id: blob.id,
+            len: blob.len,
+            hash,
+        },
+        sync,
+    )?;
+    Ok(blob)
+}
+
+fn new_tmp(tmp: &Path, key: &Key) -> Result<TmpBlob> {
+    let id = fresh_id(key);
+    let path = tmp.join(format!("blob-{}.{id:016x}", &key.to_string()[..16]));
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .at(&path)?;
+    Ok(TmpBlob {
+        path,
+        id,
+        len: 0,
+        installed: false,
+    })
 }
 
 /// Checks a mapped blob: header fields, then the payload checksum (O(size),
@@ -306,7 +305,6 @@ fn fresh_id(key: &Key) -> u64 {
 /// streamed to a blob file in `tmp/` and hashed as they go, so a huge result
 /// is never held twice in memory.
 pub(crate) struct Spill<'a> {
-    blobs: &'a Blobs,
     tmp: &'a Path,
     key: Key,
     buf: Vec<u8>,
@@ -326,9 +324,8 @@ pub(crate) enum Encoded {
 }
 
 impl<'a> Spill<'a> {
-    pub(crate) fn new(blobs: &'a Blobs, tmp: &'a Path, key: Key) -> Spill<'a> {
+    pub(crate) fn new(tmp: &'a Path, key: Key) -> Spill<'a> {
         Spill {
-            blobs,
             tmp,
             key,
             buf: Vec::new(),
@@ -336,11 +333,8 @@ impl<'a> Spill<'a> {
         }
     }
 
-    fn to_file(&mut self) -> std::io::Result<()> {
-        let blob = self
-            .blobs
-            .new_tmp(self.tmp, &self.key)
-            .map_err(std::io::Error::other)?;
+    fn spill_to_file(&mut self) -> std::io::Result<()> {
+        let blob = new_tmp(self.tmp, &self.key).map_err(std::io::Error::other)?;
         let mut f = OpenOptions::new().write(true).open(&blob.path)?;
         f.seek(SeekFrom::Start(BLOB_HEADER_LEN as u64))?;
         let mut out = BufWriter::with_capacity(1 << 20, f);
@@ -382,7 +376,7 @@ impl<'a> Spill<'a> {
 impl Write for Spill<'_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         if self.file.is_none() && self.buf.len() + data.len() >= INLINE_MAX {
-            self.to_file()?;
+            self.spill_to_file()?;
         }
         match &mut self.file {
             None => self.buf.extend_from_slice(data),

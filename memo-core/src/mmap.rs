@@ -190,6 +190,10 @@ impl SharedMap {
 
     /// The header page as words.
     #[inline]
+    #[allow(
+        clippy::cast_ptr_alignment,
+        reason = "the mapping is page-aligned; see the SAFETY comment"
+    )]
     pub(crate) fn header(&self) -> &[AtomicU64] {
         // SAFETY: the mapping is page-aligned (so 8-aligned) and at least
         // INDEX_HEADER_LEN long (checked in `map`); AtomicU64 has the size and
@@ -200,6 +204,10 @@ impl SharedMap {
 
     /// The slot table.
     #[inline]
+    #[allow(
+        clippy::cast_ptr_alignment,
+        reason = "the table is 8-aligned; see the SAFETY comment"
+    )]
     pub(crate) fn slots(&self) -> &[Slot] {
         // SAFETY: the table starts INDEX_HEADER_LEN (a multiple of 8) past a
         // page-aligned base and `map` checked it holds `slots` slots; `Slot`

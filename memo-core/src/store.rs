@@ -419,17 +419,16 @@ impl Engine {
         let segs = Segments::new(dir);
         let blobs = Blobs::new(dir);
         let sync = opts.durability == Durability::Sync;
-        let index = match Index::open(&index_path)? {
-            Some(i) => i,
-            None => {
-                // First open, or the index was deleted: build it from the
-                // segments (none, for a new store) under the writer lock, so
-                // concurrent openers build it once.
-                let _w = writer.lock()?;
-                match Index::open(&index_path)? {
-                    Some(i) => i,
-                    None => write::rebuild(&segs, &tmp, &index_path, sync)?,
-                }
+        let index = if let Some(i) = Index::open(&index_path)? {
+            i
+        } else {
+            // First open, or the index was deleted: build it from the
+            // segments (none, for a new store) under the writer lock, so
+            // concurrent openers build it once.
+            let _w = writer.lock()?;
+            match Index::open(&index_path)? {
+                Some(i) => i,
+                None => write::rebuild(&segs, &tmp, &index_path, sync)?,
             }
         };
         Ok(Engine {

@@ -227,8 +227,9 @@ pub(crate) struct Unordered<'a> {
     parent: &'a mut Hasher,
     tag: u8,
     digests: Vec<[u8; 32]>,
-    /// The entry being built: a map key waiting for its value.
-    open: Option<Hasher>,
+    /// The entry being built: a map key waiting for its value (boxed: a
+    /// blake3 hasher is 2 KB, and `Compound` is moved by value).
+    open: Option<Box<Hasher>>,
 }
 
 impl<'a> Unordered<'a> {
@@ -250,7 +251,7 @@ impl<'a> Unordered<'a> {
     }
 
     fn key<T: Serialize + ?Sized>(&mut self, k: &T) {
-        let mut h = Hasher::with(blake3::Hasher::new());
+        let mut h = Box::new(Hasher::with(blake3::Hasher::new()));
         h.value(k);
         self.open = Some(h);
     }

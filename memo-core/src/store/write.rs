@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{Durability, Engine};
 use crate::Key;
-use crate::blob::{Encoded, Spill, TmpBlob};
+use crate::blob::{self, Encoded, Spill, TmpBlob};
 use crate::codec::{Bincode, Codec, RAW_ID};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
@@ -59,7 +59,7 @@ impl Engine {
         value: &V,
         cost: u32,
     ) -> Result<()> {
-        let mut spill = Spill::new(&self.blobs, &self.tmp, *key);
+        let mut spill = Spill::new(&self.tmp, *key);
         Bincode::encode(key, value, &mut spill)?;
         match spill.finish(Bincode::ID, self.sync())? {
             Encoded::Inline(v) => self.publish(key, Bincode::ID, Payload::Inline(&v), cost),
@@ -78,9 +78,7 @@ impl Engine {
         if value.len() < INLINE_MAX {
             return self.publish(key, RAW_ID, Payload::Inline(value), cost);
         }
-        let blob = self
-            .blobs
-            .write_tmp(&self.tmp, key, RAW_ID, value, self.sync())?;
+        let blob = blob::write_tmp(&self.tmp, key, RAW_ID, value, self.sync())?;
         self.publish(key, RAW_ID, Payload::Blob(blob), cost)
     }
 
@@ -156,9 +154,7 @@ impl Engine {
         idx.reset_stats(slot, idx.now_stamp(), 0, cost);
         let mut live = rec.len() as u64 + blob.as_ref().map_or(0, TmpBlob::file_size);
         let mut dead = 0;
-        let old_blob = old
-            .as_ref()
-            .and_then(|o| self.retire(o, &mut live, &mut dead));
+        let old_blob = old.as_ref().and_then(|o| retire(o, &mut live, &mut dead));
         if old.is_none() {
             add(&idx, hdr::ENTRIES, 1);
             if reused_tombstone {
@@ -166,7 +162,7 @@ impl Engine {
             }
         }
         adjust(&idx, hdr::LIVE_BYTES, live);
-        add(&idx, hdr::DEAD_BYTES, dead as i64);
+        adjust(&idx, hdr::DEAD_BYTES, dead);
         idx.set(hdr::DIRTY, 0);
         if sync {
             idx.flush_slot(slot)?;
@@ -176,20 +172,6 @@ impl Engine {
             self.blobs.unlink(key, id);
         }
         Ok(())
-    }
-
-    /// Accounts for a record that no slot points at any more; returns its
-    /// blob id if it had one (to unlink once published).
-    fn retire(&self, old: &Record, live: &mut u64, dead: &mut u64) -> Option<u64> {
-        let size = old.size();
-        *live = live.wrapping_sub(size);
-        *dead += size;
-        if old.header.flags & FLAG_BLOB == 0 {
-            return None;
-        }
-        let (id, len) = decode_blob_ptr(old.payload())?;
-        *live = live.wrapping_sub(len + BLOB_HEADER_LEN as u64);
-        Some(id)
     }
 
     pub(super) fn remove(&self, key: &Key) -> Result<bool> {
@@ -215,11 +197,11 @@ impl Engine {
         );
         let mut live = 0_u64;
         let mut dead = tomb.len() as u64;
-        let old_blob = self.retire(&old, &mut live, &mut dead);
+        let old_blob = retire(&old, &mut live, &mut dead);
         add(&idx, hdr::ENTRIES, -1);
         add(&idx, hdr::TOMBSTONES, 1);
         adjust(&idx, hdr::LIVE_BYTES, live);
-        add(&idx, hdr::DEAD_BYTES, dead as i64);
+        adjust(&idx, hdr::DEAD_BYTES, dead);
         idx.set(hdr::DIRTY, 0);
         if self.sync() {
             idx.flush_slot(slot)?;
@@ -286,11 +268,28 @@ impl Engine {
         Ok(())
     }
 
+    #[allow(
+        clippy::unnecessary_wraps,
+        clippy::unused_self,
+        reason = "the signature eviction will fill; no limit is enforced yet"
+    )]
     pub(super) fn trim(&self) -> Result<()> {
-        // Limits are enforced by the eviction module; with none configured
-        // there is nothing to trim.
         Ok(())
     }
+}
+
+/// Accounts for a record that no slot points at any more; returns its
+/// blob id if it had one (to unlink once published).
+fn retire(old: &Record, live: &mut u64, dead: &mut u64) -> Option<u64> {
+    let size = old.size();
+    *live = live.wrapping_sub(size);
+    *dead += size;
+    if old.header.flags & FLAG_BLOB == 0 {
+        return None;
+    }
+    let (id, len) = decode_blob_ptr(old.payload())?;
+    *live = live.wrapping_sub(len + BLOB_HEADER_LEN as u64);
+    Some(id)
 }
 
 /// Finds `key`'s live slot and record; caller holds the writer lock.
@@ -346,10 +345,10 @@ fn remove_files_below(dir: &Path) -> Result<()> {
         if entry.file_type().at(&path)?.is_dir() {
             remove_files_below(&path)?;
             let _ = std::fs::remove_dir(&path);
-        } else if let Err(e) = std::fs::remove_file(&path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(Error::io(path, e));
-            }
+        } else if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(Error::io(path, e));
         }
     }
     Ok(())
@@ -363,10 +362,11 @@ pub(super) fn rebuild(segs: &Segments, tmp: &Path, dest: &Path, sync: bool) -> R
     for entry in std::fs::read_dir(segs.dir()).at(segs.dir())? {
         let entry = entry.at(segs.dir())?;
         let name = entry.file_name();
-        if let Some(id) = name.to_str().and_then(|n| n.parse::<u32>().ok()) {
-            if (1..=loc::SEG_ID_MAX).contains(&id) && name.len() == 6 {
-                ids.push(id);
-            }
+        if let Some(id) = name.to_str().and_then(|n| n.parse::<u32>().ok())
+            && (1..=loc::SEG_ID_MAX).contains(&id)
+            && name.len() == 6
+        {
+            ids.push(id);
         }
     }
     ids.sort_unstable();
@@ -399,7 +399,7 @@ pub(super) fn rebuild(segs: &Segments, tmp: &Path, dest: &Path, sync: bool) -> R
                 }
             }
             Read::Damaged(what) => {
-                tracing::warn!(problem = what, "memo: rebuild skips a damaged record")
+                tracing::warn!(problem = what, "memo: rebuild skips a damaged record");
             }
             Read::OtherKey | Read::Missing => {}
         });

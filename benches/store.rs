@@ -1,0 +1,276 @@
+//! memo against the stores a user would otherwise pick (LMDB through heed,
+//! the `cached` crate's redb disk store, cacache) and against the floors
+//! (memcpy, blake3, plain file write, plain mmap read), in one run.
+
+#![allow(
+    unsafe_code,
+    reason = "opening LMDB and mapping the baseline file are unsafe calls"
+)]
+#![allow(
+    missing_docs,
+    reason = "criterion's macros generate undocumented items"
+)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use cached::ConcurrentCached;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use memo_core::{Key, Store};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+const ENTRIES: u32 = 100_000;
+const SMALL: usize = 100;
+const LARGE: usize = 64 << 20;
+
+fn small_value(i: u32) -> Vec<u8> {
+    let mut v = vec![0u8; SMALL];
+    v[..4].copy_from_slice(&i.to_le_bytes());
+    v
+}
+
+fn keys() -> Vec<Key> {
+    (0..ENTRIES).map(|i| Key::of(&i)).collect()
+}
+
+fn random_order(n: usize) -> Vec<usize> {
+    let mut rng = StdRng::seed_from_u64(7);
+    (0..1 << 16).map(|_| rng.gen_range(0..n)).collect()
+}
+
+fn lmdb(
+    dir: &std::path::Path,
+) -> (
+    heed::Env,
+    heed::Database<heed::types::Bytes, heed::types::Bytes>,
+) {
+    let mut opts = heed::EnvOpenOptions::new();
+    opts.map_size(8 << 30).max_dbs(1);
+    // SAFETY: the directory is fresh and only this process opens it; NO_SYNC
+    // matches memo's default durability (a crash of the process loses nothing,
+    // power loss may).
+    let env = unsafe { opts.flags(heed::EnvFlags::NO_SYNC).open(dir) }.expect("lmdb");
+    let mut wtxn = env.write_txn().expect("txn");
+    let db = env.create_database(&mut wtxn, None).expect("db");
+    wtxn.commit().expect("commit");
+    (env, db)
+}
+
+fn redb(dir: &std::path::Path) -> cached::stores::RedbCache<String, Vec<u8>> {
+    cached::stores::RedbCache::builder("bench")
+        .disk_dir(dir)
+        .durable(false)
+        .build()
+        .expect("redb")
+}
+
+fn hits(c: &mut Criterion) {
+    let keys = keys();
+    let order = random_order(keys.len());
+    let mut g = c.benchmark_group("hit_100B");
+
+    let memo_dir = tempfile::tempdir().expect("dir");
+    let store = Store::open(memo_dir.path()).expect("store");
+    for (i, k) in keys.iter().enumerate() {
+        store.put_bytes(k, &small_value(i as u32)).expect("put");
+    }
+    let typed_dir = tempfile::tempdir().expect("dir");
+    let typed = Store::open(typed_dir.path()).expect("store");
+    for (i, k) in keys.iter().enumerate() {
+        typed.put(k, &small_value(i as u32)).expect("put");
+    }
+    let lmdb_dir = tempfile::tempdir().expect("dir");
+    let (env, db) = lmdb(lmdb_dir.path());
+    let mut wtxn = env.write_txn().expect("txn");
+    for (i, k) in keys.iter().enumerate() {
+        db.put(&mut wtxn, k.as_bytes(), &small_value(i as u32))
+            .expect("put");
+    }
+    wtxn.commit().expect("commit");
+    let redb_dir = tempfile::tempdir().expect("dir");
+    let rc = redb(redb_dir.path());
+    let cacache_dir = tempfile::tempdir().expect("dir");
+    for (i, k) in keys.iter().enumerate() {
+        let _ = rc
+            .cache_set(k.to_string(), small_value(i as u32))
+            .expect("put");
+        if i < 20_000 {
+            cacache::write_sync(cacache_dir.path(), k.to_string(), small_value(i as u32))
+                .expect("put");
+        }
+    }
+
+    let mut n = 0;
+    let mut next = move || {
+        n = (n + 1) & 0xffff;
+        order[n]
+    };
+    g.bench_function("memo get_bytes", |b| {
+        b.iter(|| black_box(store.get_bytes(&keys[next()]).expect("get").expect("hit")[0]));
+    });
+    g.bench_function("memo get (decoded Vec<u8>)", |b| {
+        b.iter(|| {
+            black_box(
+                typed
+                    .get::<Vec<u8>>(&keys[next()])
+                    .expect("get")
+                    .expect("hit"),
+            )
+        });
+    });
+    g.bench_function("lmdb (heed) get", |b| {
+        b.iter(|| {
+            let rtxn = env.read_txn().expect("txn");
+            black_box(
+                db.get(&rtxn, keys[next()].as_bytes())
+                    .expect("get")
+                    .expect("hit")[0],
+            )
+        });
+    });
+    g.bench_function("cached RedbCache get", |b| {
+        b.iter(|| {
+            black_box(
+                rc.cache_get(&keys[next()].to_string())
+                    .expect("get")
+                    .expect("hit"),
+            )
+        });
+    });
+    g.bench_function("cacache read_sync", |b| {
+        b.iter(|| {
+            black_box(
+                cacache::read_sync(cacache_dir.path(), keys[next() % 20_000].to_string())
+                    .expect("get"),
+            )
+        });
+    });
+    g.finish();
+}
+
+fn puts(c: &mut Criterion) {
+    let mut g = c.benchmark_group("put_100B");
+    g.throughput(Throughput::Elements(1));
+    let value = small_value(1);
+    let mut i = 0_u64;
+    let memo_dir = tempfile::tempdir().expect("dir");
+    let store = Store::open(memo_dir.path()).expect("store");
+    g.bench_function("memo put_bytes (Flush)", |b| {
+        b.iter(|| {
+            i += 1;
+            store.put_bytes(&Key::of(&i), &value).expect("put");
+        });
+    });
+    let lmdb_dir = tempfile::tempdir().expect("dir");
+    let (env, db) = lmdb(lmdb_dir.path());
+    g.bench_function("lmdb (heed) put, NO_SYNC, txn each", |b| {
+        b.iter(|| {
+            i += 1;
+            let mut w = env.write_txn().expect("txn");
+            db.put(&mut w, Key::of(&i).as_bytes(), &value).expect("put");
+            w.commit().expect("commit");
+        });
+    });
+    let redb_dir = tempfile::tempdir().expect("dir");
+    let rc = redb(redb_dir.path());
+    g.bench_function("cached RedbCache set (not durable)", |b| {
+        b.iter(|| {
+            i += 1;
+            let _ = rc
+                .cache_set(Key::of(&i).to_string(), value.clone())
+                .expect("put");
+        });
+    });
+    let cacache_dir = tempfile::tempdir().expect("dir");
+    g.sample_size(20);
+    g.bench_function("cacache write_sync", |b| {
+        b.iter(|| {
+            i += 1;
+            cacache::write_sync(cacache_dir.path(), Key::of(&i).to_string(), &value).expect("put");
+        });
+    });
+    g.finish();
+}
+
+fn large(c: &mut Criterion) {
+    let mut g = c.benchmark_group("value_64MiB");
+    g.sample_size(15).measurement_time(Duration::from_secs(6));
+    let payload: Vec<u8> = (0..LARGE).map(|i| (i * 7) as u8).collect();
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open(dir.path()).expect("store");
+    let key = Key::of("large");
+    store.put_bytes(&key, &payload).expect("put");
+    drop(store.get_bytes(&key).expect("get")); // first map verifies the checksum
+
+    g.bench_function("memo get_bytes (zero-copy)", |b| {
+        b.iter(|| black_box(store.get_bytes(&key).expect("get").expect("hit").len()));
+    });
+
+    g.throughput(Throughput::Bytes(LARGE as u64));
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, &payload).expect("write");
+    let file = std::fs::File::open(&plain).expect("open");
+    // SAFETY: the file is private to this benchmark and not modified while mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }.expect("map");
+    g.bench_function("baseline: read every byte of a plain mmap", |b| {
+        b.iter(|| black_box(sum(&map)));
+    });
+    g.bench_function("memo get_bytes + read every byte", |b| {
+        b.iter(|| black_box(sum(&store.get_bytes(&key).expect("get").expect("hit"))));
+    });
+
+    let mut n = 0_u64;
+    g.bench_function("baseline: plain file write (new file)", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                dir.path().join(format!("w{n}"))
+            },
+            |p| {
+                std::fs::write(&p, &payload).expect("write");
+                p
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    g.bench_function("memo put_bytes (Flush)", |b| {
+        b.iter(|| {
+            n += 1;
+            store.put_bytes(&Key::of(&n), &payload).expect("put");
+            // Keep the disk from filling: the bench measures the put.
+            store.remove(&Key::of(&n)).expect("remove");
+        });
+    });
+    let mut dst = vec![0u8; LARGE];
+    g.bench_function("floor: memcpy", |b| {
+        b.iter(|| dst.copy_from_slice(black_box(&payload)));
+    });
+    g.bench_function("floor: blake3", |b| {
+        b.iter(|| black_box(blake3::hash(&payload)));
+    });
+
+    let floats: Vec<f64> = (0..LARGE / 8).map(|i| i as f64 * 0.5).collect();
+    g.bench_function("Key::of(Vec<f64>)", |b| {
+        b.iter(|| black_box(Key::of(&floats)));
+    });
+    // The same bytes, as raw blake3 sees them.
+    let raw: Vec<u8> = floats.iter().flat_map(|f| f.to_le_bytes()).collect();
+    g.bench_function("floor: blake3 of the Vec<f64>'s bytes", |b| {
+        b.iter(|| black_box(blake3::hash(&raw)));
+    });
+    g.finish();
+}
+
+fn sum(bytes: &[u8]) -> u64 {
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .fold(0, u64::wrapping_add)
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = hits, puts, large
+}
+criterion_main!(benches);
