@@ -1,6 +1,11 @@
 //! Guards the on-disk format's stability: `Key::of` golden values (keys are
 //! part of the format) and order independence of hashed containers.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected error"
+)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use memo_core::Key;

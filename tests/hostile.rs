@@ -3,6 +3,11 @@
 //! versions give a clear error naming the file, or a miss — never a panic
 //! and never wrong bytes.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected error"
+)]
+
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -37,7 +42,12 @@ fn junk_files_with_our_names() {
         let e = Store::open(dir.path()).unwrap_err();
         assert!(message(&e).contains(name), "{name}: {e}");
     }
-    for junk in [&b""[..], b"garbage", &[0xff; 4096], &[0; 40_000]] {
+    for junk in [
+        vec![],
+        b"garbage".to_vec(),
+        vec![0xff; 4096],
+        vec![0; 40_000],
+    ] {
         let dir = tempdir();
         fs::write(dir.path().join("index"), junk).unwrap();
         let e = Store::open(dir.path()).unwrap_err();
@@ -164,13 +174,13 @@ fn damaged_files_never_return_wrong_values() {
             continue;
         };
         for (i, (k, v)) in values.iter().enumerate() {
-            match store.get_bytes(k) {
-                Ok(Some(b)) => assert!(
+            // A miss or an error is fine; a hit must be exact.
+            if let Ok(Some(b)) = store.get_bytes(k) {
+                assert!(
                     i != 1 && *b == v[..],
                     "trial {trial}: wrong bytes for key {i} after damaging {}",
                     victim.display()
-                ),
-                Ok(None) | Err(_) => {}
+                );
             }
         }
         let _ = store.verify();

@@ -2,6 +2,11 @@
 //! sees, including while it is still writing. Children are this test binary
 //! re-run with a role in `MEMO_TEST_ROLE`.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected error"
+)]
+
 use std::process::Command;
 
 use memo_core::{Key, Store};
@@ -10,7 +15,7 @@ use memo_tests::tempdir;
 const N: u32 = 3000;
 
 fn value(i: u32) -> Vec<u8> {
-    let len = if i % 500 == 0 {
+    let len = if i.is_multiple_of(500) {
         100_000
     } else {
         (i % 300) as usize

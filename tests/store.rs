@@ -1,6 +1,11 @@
 //! Guards the store's contract: every put is read back exactly, across
 //! reopen, growth, clear, removal and rebuild; checked against a model.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected error"
+)]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
