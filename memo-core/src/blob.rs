@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
+
 use crate::Key;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, BLOB_HEADER_LEN, BlobHeader, BlobHeaderError, INLINE_MAX};
@@ -253,28 +255,27 @@ pub(crate) fn check_blob(
         .and_then(|l| region.get(BLOB_HEADER_LEN, l))
         .ok_or("blob file shorter than its length")?;
     region.advise_sequential();
-    if *blake3::hash(payload).as_bytes() != header.hash {
+    if xxh3_128(payload) != header.hash {
         return Err("blob checksum mismatch".into());
     }
     Ok(())
 }
 
-/// Writes `payload` at the payload offset and returns its blake3 hash,
+/// Writes `payload` at the payload offset and returns its xxh3-128 hash,
 /// hashing on a second thread for large payloads.
-fn write_and_hash(file: &File, payload: &[u8]) -> std::io::Result<[u8; 32]> {
+fn write_and_hash(file: &File, payload: &[u8]) -> std::io::Result<u128> {
     if payload.len() >= PARALLEL_HASH_MIN {
         let joined = std::thread::scope(|s| {
-            let hasher =
-                std::thread::Builder::new().spawn_scoped(s, || *blake3::hash(payload).as_bytes());
+            let hasher = std::thread::Builder::new().spawn_scoped(s, || xxh3_128(payload));
             let written = file.write_all_at(payload, BLOB_HEADER_LEN as u64);
             (written, hasher.ok().and_then(|h| h.join().ok()))
         });
         let (written, hash) = joined;
         written?;
-        return Ok(hash.unwrap_or_else(|| *blake3::hash(payload).as_bytes()));
+        return Ok(hash.unwrap_or_else(|| xxh3_128(payload)));
     }
     file.write_all_at(payload, BLOB_HEADER_LEN as u64)?;
-    Ok(*blake3::hash(payload).as_bytes())
+    Ok(xxh3_128(payload))
 }
 
 fn finish(file: &File, path: &Path, header: &BlobHeader, sync: bool) -> Result<()> {
@@ -314,7 +315,7 @@ pub(crate) struct Spill<'a> {
 struct SpillFile {
     blob: TmpBlob,
     out: BufWriter<File>,
-    hasher: blake3::Hasher,
+    hasher: Xxh3,
 }
 
 /// Where an encoded value ended up.
@@ -338,7 +339,7 @@ impl<'a> Spill<'a> {
         let mut f = OpenOptions::new().write(true).open(&blob.path)?;
         f.seek(SeekFrom::Start(BLOB_HEADER_LEN as u64))?;
         let mut out = BufWriter::with_capacity(1 << 20, f);
-        let mut hasher = blake3::Hasher::new();
+        let mut hasher = Xxh3::new();
         out.write_all(&self.buf)?;
         hasher.update(&self.buf);
         self.buf = Vec::new();
@@ -366,7 +367,7 @@ impl<'a> Spill<'a> {
             key: self.key,
             id: blob.id,
             len: blob.len,
-            hash: *hasher.finalize().as_bytes(),
+            hash: hasher.digest128(),
         };
         finish(&file, &path, &header, sync)?;
         Ok(Encoded::Blob(blob))

@@ -36,7 +36,7 @@
 //! # Guarantees
 //!
 //! - **Exact or miss.** A lookup returns the bytes a `put` stored, or a miss:
-//!   every value is checksummed (blake3) and checked before it is returned.
+//!   every value is checksummed (xxh3) and checked before it is returned.
 //! - **Committed means visible.** After `put` returns `Ok`, every process
 //!   sees the entry; with [`Durability::Sync`] it also survives power loss.
 //! - **Hostile files are harmless.** Every length and offset read from disk
