@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -31,12 +32,10 @@ impl Record {
             .unwrap_or(&[])
     }
 
-    pub(crate) fn payload_bytes(&self) -> Option<Bytes> {
-        Bytes::new(
-            self.region.clone(),
-            self.off + REC_HEADER_LEN,
-            self.header.len as usize,
-        )
+    /// The payload as `Bytes`, keeping the segment mapped.
+    pub(crate) fn into_payload(self) -> Option<Bytes> {
+        let len = self.header.len as usize;
+        Bytes::new(self.region, self.off + REC_HEADER_LEN, len)
     }
 
     /// Bytes the record takes in its segment.
@@ -56,17 +55,38 @@ pub(crate) enum Read {
     Damaged(String),
 }
 
+/// Hashes a segment number as itself: they are small distinct integers, and
+/// the default SipHash costs more than the rest of the map lookup on a hit.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n);
+    }
+}
+
 /// This process's mappings of segment files.
 pub(crate) struct Segments {
     dir: PathBuf,
-    maps: RwLock<HashMap<u32, Arc<Region>>>,
+    maps: RwLock<HashMap<u32, Arc<Region>, BuildHasherDefault<IdHasher>>>,
 }
 
 impl Segments {
     pub(crate) fn new(store: &Path) -> Segments {
         Segments {
             dir: store.join(SEG_DIR),
-            maps: RwLock::new(HashMap::new()),
+            maps: RwLock::new(HashMap::default()),
         }
     }
 

@@ -45,8 +45,15 @@ impl Engine {
     /// Finds `key`'s value: its bytes and the id of the codec that wrote
     /// them. Counts a hit or a miss when `count` is set.
     pub(super) fn lookup(&self, key: &Key, count: bool) -> Result<Option<(Bytes, u8)>> {
-        let mut idx = self.index()?;
         for _ in 0..RETRIES {
+            // The guard, not a clone of the Arc: one uncontended read lock
+            // instead of two reference-count updates on a shared line.
+            let idx = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            if idx.replaced() {
+                drop(idx);
+                self.reload_index()?;
+                continue;
+            }
             match self.lookup_once(&idx, key)? {
                 Found::Value(bytes, codec, slot) => {
                     if count {
@@ -55,18 +62,18 @@ impl Engine {
                     }
                     return Ok(Some((bytes, codec)));
                 }
-                Found::Nothing => break,
-                Found::Changed => {
-                    idx = if idx.replaced() {
-                        self.reload_index()?
-                    } else {
-                        idx
-                    };
+                Found::Nothing => {
+                    if count {
+                        idx.bump(hdr::MISSES, 1);
+                    }
+                    return Ok(None);
                 }
+                // A file vanished under the lookup: look again.
+                Found::Changed => {}
             }
         }
         if count {
-            idx.bump(hdr::MISSES, 1);
+            self.index()?.bump(hdr::MISSES, 1);
         }
         Ok(None)
     }
@@ -99,7 +106,7 @@ impl Engine {
             return Ok(Found::Nothing);
         }
         if h.flags & FLAG_BLOB == 0 {
-            return Ok(match rec.payload_bytes() {
+            return Ok(match rec.into_payload() {
                 Some(b) => Found::Value(b, h.codec, slot),
                 None => Found::Nothing,
             });
