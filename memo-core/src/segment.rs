@@ -56,7 +56,7 @@ pub(crate) enum Read {
 }
 
 /// Hashes a segment number as itself: they are small distinct integers, and
-/// the default SipHash costs more than the rest of the map lookup on a hit.
+/// the default `SipHash` costs more than the rest of the map lookup on a hit.
 #[derive(Default)]
 pub(crate) struct IdHasher(u64);
 
