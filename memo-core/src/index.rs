@@ -43,10 +43,11 @@ pub(crate) enum Probe<T> {
 const MAX_LOAD_NUM: u64 = 4;
 const MAX_LOAD_DEN: u64 = 5;
 
-/// How long a reader waits for a slot whose writer is mid-publish before it
-/// treats the slot as unreadable (a miss). Publishing a slot is a handful of
-/// stores, so a slot odd for this long belongs to a writer that died.
-const SPIN_LIMIT: u32 = 1 << 14;
+/// How long a reader waits for a slot whose writer is mid-publish. A live
+/// writer keeps a slot odd for a handful of stores; one odd for longer most
+/// likely belongs to a writer that died, and is read as it stands (see
+/// [`Index::read`]).
+const SPIN_LIMIT: u32 = 256;
 
 /// A mapped index file.
 pub(crate) struct Index {
@@ -225,10 +226,28 @@ impl Index {
         &self.map.slots()[i & self.mask]
     }
 
+    /// Slot `i`'s fields: a consistent read, or, if its writer stays
+    /// mid-publish (it died), the fields as they stand.
+    ///
+    /// A torn read is safe because no reader trusts a slot: `loc` is one
+    /// atomic word naming a record, and the record is checked against the
+    /// key and its checksum before it is used. The seqlock only saves work.
+    #[inline]
+    pub(crate) fn read(&self, i: usize) -> Snap {
+        self.read_stable(i).unwrap_or_else(|| {
+            let s = self.slot(i);
+            Snap {
+                tag: s.tag.load(Ordering::Acquire),
+                loc: s.loc.load(Ordering::Acquire),
+                len: s.len.load(Ordering::Acquire),
+            }
+        })
+    }
+
     /// A consistent read of slot `i`, or `None` if its writer stays
     /// mid-publish (see `SPIN_LIMIT`).
     #[inline]
-    pub(crate) fn read(&self, i: usize) -> Option<Snap> {
+    pub(crate) fn read_stable(&self, i: usize) -> Option<Snap> {
         let s = self.slot(i);
         for spin in 0..SPIN_LIMIT {
             let s1 = s.seq.load(Ordering::Acquire);
@@ -287,7 +306,7 @@ impl Index {
 
     /// Walks the probe sequence of `tag`, calling `check` on every live slot
     /// whose tag matches, until it returns `Some` or an empty slot ends the
-    /// sequence. Slots that cannot be read consistently are skipped.
+    /// sequence.
     #[inline]
     pub(crate) fn probe<T>(
         &self,
@@ -298,7 +317,7 @@ impl Index {
         let start = tag as usize & self.mask;
         for step in 0..=self.mask {
             let i = (start + step) & self.mask;
-            let Some(snap) = self.read(i) else { continue };
+            let snap = self.read(i);
             match snap.loc {
                 loc::EMPTY => {
                     return Probe::Absent {
@@ -324,7 +343,7 @@ impl Index {
     pub(crate) fn copy_into(&self, new: &Index) {
         let mut entries = 0;
         for i in 0..self.capacity() {
-            let Some(snap) = self.read(i) else { continue };
+            let snap = self.read(i);
             if loc::decode(snap.loc).is_none() {
                 continue;
             }
@@ -355,20 +374,24 @@ impl Index {
         })
     }
 
-    /// Forces every odd sequence number even, dropping what the slot held:
-    /// a writer died while publishing it, so its content is not trusted.
-    /// Returns how many slots were repaired.
-    pub(crate) fn repair_torn_slots(&self) -> u64 {
-        let mut n = 0;
-        for s in self.map.slots() {
-            let seq = s.seq.load(Ordering::Acquire);
-            if seq & 1 == 1 {
-                s.loc.store(loc::TOMBSTONE, Ordering::Relaxed);
-                s.seq.store(seq.wrapping_add(1), Ordering::Release);
-                n += 1;
-            }
+    /// Slots a dead writer left mid-publish (odd sequence number).
+    pub(crate) fn torn_slots(&self) -> Vec<usize> {
+        let slots = self.map.slots();
+        (0..slots.len())
+            .filter(|&i| slots[i].seq.load(Ordering::Acquire) & 1 == 1)
+            .collect()
+    }
+
+    /// Ends a dead writer's publish of slot `i`: its fields stay if `keep`
+    /// (they name a valid record of the right key), else it becomes a
+    /// tombstone. Writers only, under `LOCK`.
+    pub(crate) fn settle(&self, i: usize, keep: bool) {
+        let s = self.slot(i);
+        if !keep {
+            s.loc.store(loc::TOMBSTONE, Ordering::Relaxed);
         }
-        n
+        let seq = s.seq.load(Ordering::Relaxed);
+        s.seq.store((seq | 1).wrapping_add(1), Ordering::Release);
     }
 
     /// Counts live and tombstone slots.
@@ -452,14 +475,21 @@ mod tests {
     }
 
     #[test]
-    fn torn_slots_are_repaired_and_skipped() {
+    fn torn_slots_are_read_and_settled() {
         let dir = tempfile::tempdir().unwrap();
         let idx = Index::create(&dir.path().join("a"), MIN_CAPACITY, None).unwrap();
         idx.insert_fresh(snap(9, 64)).unwrap();
         idx.slot(9).seq.fetch_add(1, Ordering::Relaxed); // a writer died mid-publish
-        assert!(idx.read(9).is_none());
-        assert_eq!(idx.repair_torn_slots(), 1);
-        assert_eq!(idx.read(9).map(|s| s.loc), Some(loc::TOMBSTONE));
+        assert!(idx.read_stable(9).is_none());
+        // Readers still see the fields as they stand.
+        assert_eq!(idx.read(9).loc, loc::encode(1, 64));
+        assert_eq!(idx.torn_slots(), vec![9]);
+        idx.settle(9, true);
+        assert_eq!(idx.read_stable(9).map(|s| s.loc), Some(loc::encode(1, 64)));
+        idx.slot(9).seq.fetch_add(1, Ordering::Relaxed);
+        idx.settle(9, false);
+        assert_eq!(idx.read_stable(9).map(|s| s.loc), Some(loc::TOMBSTONE));
+        assert!(idx.torn_slots().is_empty());
     }
 
     #[test]

@@ -17,7 +17,7 @@ impl Engine {
         let mut r = VerifyReport::default();
         let mut live = 0;
         for i in 0..idx.capacity() {
-            let Some(snap) = idx.read(i) else {
+            let Some(snap) = idx.read_stable(i) else {
                 r.problems.push(format!(
                     "{}: slot {i} is being written by a dead writer",
                     idx.path().display()

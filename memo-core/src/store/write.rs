@@ -87,7 +87,7 @@ impl Engine {
     fn writer_index(&self) -> Result<Arc<Index>> {
         let idx = self.index()?;
         if idx.word(hdr::DIRTY) != 0 {
-            recover(&idx);
+            recover(&self.segs, &idx);
         }
         Ok(idx)
     }
@@ -140,8 +140,7 @@ impl Engine {
                 ));
             }
         };
-        let reused_tombstone =
-            old.is_none() && idx.read(slot).is_some_and(|s| s.loc == loc::TOMBSTONE);
+        let reused_tombstone = old.is_none() && idx.read(slot).loc == loc::TOMBSTONE;
         let tag = key.tag32();
         idx.write(
             slot,
@@ -321,16 +320,33 @@ fn adjust(idx: &Index, w: usize, delta: u64) {
     idx.set(w, if v > (1 << 62) { 0 } else { v });
 }
 
-/// Repairs after a writer that died while publishing: torn slots are
-/// dropped and the entry counts recomputed. Bounded by one pass over the
-/// table; the segments are not read.
-fn recover(idx: &Index) {
-    let torn = idx.repair_torn_slots();
+/// Repairs after a writer that died while publishing. A torn slot keeps
+/// its fields if they name a valid record whose key has the slot's tag (the
+/// dead writer had written either the old or the new location, both
+/// complete records), and becomes a tombstone otherwise; the entry counts
+/// are then recomputed. Bounded by one pass over the table: the segments
+/// are read only at torn slots.
+fn recover(segs: &Segments, idx: &Index) {
+    let torn = idx.torn_slots();
+    for &i in &torn {
+        let snap = idx.read(i);
+        let keep = loc::decode(snap.loc).is_some()
+            && matches!(
+                segs.record(snap.loc, None),
+                Ok(Read::Found(rec)) if rec.header.key.tag32() == snap.tag
+                    && rec.header.flags & FLAG_TOMBSTONE == 0
+            );
+        idx.settle(i, keep);
+    }
     let (live, tombstones) = idx.count_slots();
     idx.set(hdr::ENTRIES, live);
     idx.set(hdr::TOMBSTONES, tombstones);
     idx.set(hdr::DIRTY, 0);
-    tracing::warn!(path = %idx.path().display(), torn, "memo: repaired the index after a writer died mid-publish");
+    tracing::warn!(
+        path = %idx.path().display(),
+        torn = torn.len(),
+        "memo: repaired the index after a writer died mid-publish"
+    );
 }
 
 fn remove_files_below(dir: &Path) -> Result<()> {
