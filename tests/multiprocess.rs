@@ -46,6 +46,37 @@ fn child_role() {
                 store.put_bytes(&Key::of(&i), &value(i)).unwrap();
             }
         }
+        "writer-of" => {
+            // One of several concurrent writers: its own keys, sizes 0 to
+            // 200 KiB, some replaced, some removed.
+            let me: u32 = std::env::var("MEMO_TEST_WRITER").unwrap().parse().unwrap();
+            for i in 0..puts_per_writer() {
+                let k = Key::of(&(me, i));
+                store.put_bytes(&k, &mixed(me, i)).unwrap();
+                if i % 10 == 9 {
+                    assert!(store.remove(&Key::of(&(me, i - 5))).unwrap());
+                }
+            }
+        }
+        "mixed-reader" => {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            let stop = std::path::Path::new(&std::env::var("MEMO_TEST_DIR").unwrap()).join("STOP");
+            let mut hits = 0_u64;
+            while !stop.exists() && std::time::Instant::now() < deadline {
+                for me in 0..WRITERS {
+                    for i in (0..puts_per_writer()).step_by(7) {
+                        if let Some(b) = store.get_bytes(&Key::of(&(me, i))).unwrap() {
+                            assert!(
+                                *b == mixed(me, i)[..],
+                                "wrong bytes for writer {me} entry {i}"
+                            );
+                            hits += 1;
+                        }
+                    }
+                }
+            }
+            assert!(hits > 0, "the reader never saw an entry");
+        }
         "reader" => {
             // Reads while the writer writes: every hit must be exact.
             let mut seen = 0;
@@ -63,6 +94,72 @@ fn child_role() {
         }
         other => panic!("unknown role {other}"),
     }
+}
+
+const WRITERS: u32 = 4;
+
+/// Puts per concurrent writer: `MEMO_MP_PUTS`, default 1500 (CI-sized).
+fn puts_per_writer() -> u32 {
+    std::env::var("MEMO_MP_PUTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1500)
+}
+
+/// Deterministic values from 0 B to 200 KiB, most small.
+fn mixed(me: u32, i: u32) -> Vec<u8> {
+    let k = Key::of(&(me, i, "v"));
+    let b = k.as_bytes();
+    let len = match b[0] % 16 {
+        0 => usize::from(b[1]) * 800,
+        1 => 65_530 + usize::from(b[1] % 12),
+        _ => usize::from(b[1]),
+    };
+    (0..len).map(|j| b[j % 32].wrapping_add(j as u8)).collect()
+}
+
+#[test]
+fn four_writers_and_two_readers_share_one_store() {
+    let dir = tempdir();
+    let readers: Vec<_> = (0..2)
+        .map(|_| child("mixed-reader", dir.path()).spawn().unwrap())
+        .collect();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            child("writer-of", dir.path())
+                .env("MEMO_TEST_WRITER", w.to_string())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut w in writers {
+        assert!(w.wait().unwrap().success(), "a writer failed");
+    }
+    std::fs::write(dir.path().join("STOP"), b"").unwrap();
+    for mut r in readers {
+        assert!(
+            r.wait().unwrap().success(),
+            "a reader saw wrong bytes or nothing"
+        );
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let n = puts_per_writer();
+    let mut live = 0;
+    for me in 0..WRITERS {
+        for i in 0..n {
+            let removed = i % 10 == 4 && i + 5 < n;
+            let got = store.get_bytes(&Key::of(&(me, i))).unwrap();
+            if removed {
+                assert!(got.is_none(), "writer {me} entry {i} was removed");
+            } else {
+                assert!(*got.unwrap() == mixed(me, i)[..], "writer {me} entry {i}");
+                live += 1;
+            }
+        }
+    }
+    assert_eq!(store.len(), live);
+    let report = store.verify().unwrap();
+    assert!(report.is_clean(), "{report:#?}");
 }
 
 #[test]
