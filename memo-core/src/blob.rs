@@ -41,6 +41,9 @@ pub(crate) struct TmpBlob {
     pub id: u64,
     pub len: u64,
     installed: bool,
+    /// Held locked until the blob is installed or dropped: a sweep of
+    /// `tmp/` removes only files nobody holds (their writer died).
+    lock: File,
 }
 
 impl Drop for TmpBlob {
@@ -198,7 +201,7 @@ pub(crate) fn write_tmp(
 ) -> Result<TmpBlob> {
     let mut blob = new_tmp(tmp, key)?;
     let path = blob.path.clone();
-    let file = OpenOptions::new().write(true).open(&path).at(&path)?;
+    let file = blob.lock.try_clone().at(&path)?;
     let hash = write_and_hash(&file, payload).at(&path)?;
     blob.len = payload.len() as u64;
     finish(
@@ -219,16 +222,18 @@ pub(crate) fn write_tmp(
 fn new_tmp(tmp: &Path, key: &Key) -> Result<TmpBlob> {
     let id = fresh_id(key);
     let path = tmp.join(format!("blob-{}.{id:016x}", &key.to_string()[..16]));
-    OpenOptions::new()
+    let lock = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&path)
         .at(&path)?;
+    lock.lock().at(&path)?;
     Ok(TmpBlob {
         path,
         id,
         len: 0,
         installed: false,
+        lock,
     })
 }
 
@@ -336,7 +341,7 @@ impl<'a> Spill<'a> {
 
     fn spill_to_file(&mut self) -> std::io::Result<()> {
         let blob = new_tmp(self.tmp, &self.key).map_err(std::io::Error::other)?;
-        let mut f = OpenOptions::new().write(true).open(&blob.path)?;
+        let mut f = blob.lock.try_clone()?;
         f.seek(SeekFrom::Start(BLOB_HEADER_LEN as u64))?;
         let mut out = BufWriter::with_capacity(1 << 20, f);
         let mut hasher = Xxh3::new();

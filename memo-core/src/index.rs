@@ -106,6 +106,15 @@ impl Index {
         Self::map(&file, path, cap).map(Some)
     }
 
+    /// Whether the file at `path` starts with the index magic.
+    pub(crate) fn has_magic(path: &Path) -> bool {
+        let mut m = [0u8; 8];
+        File::open(path)
+            .and_then(|f| f.read_exact_at(&mut m, 0))
+            .is_ok()
+            && m == INDEX_MAGIC
+    }
+
     fn map(file: &File, path: &Path, cap: u64) -> Result<Index> {
         let map = SharedMap::map(file, path, cap as usize)?;
         Ok(Index {

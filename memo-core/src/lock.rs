@@ -1,7 +1,8 @@
 //! Locks: the store's writer lock, and single flight of computations.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -97,4 +98,82 @@ impl Inflight {
         drop(held);
         out
     }
+}
+
+/// A per-key compute lock shared by every process: `locks/<key hex>`.
+///
+/// Protocol: open (creating) the file and lock it; the lock counts only if
+/// the path still names the locked file afterwards (a holder unlinks the
+/// file before it unlocks, so a waiter that wakes on an unlinked file tries
+/// again). The file is removed when the computation ends, so lock files do
+/// not pile up; one left by a process that died is taken over by the next
+/// caller (the OS released its lock) or swept by [`sweep_key_locks`].
+pub(crate) struct KeyLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl KeyLock {
+    /// Blocks until this process holds `key`'s compute lock.
+    pub(crate) fn acquire(dir: &Path, key: &Key) -> Result<KeyLock> {
+        let path = dir.join(key.to_string());
+        loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .at(&path)?;
+            file.lock().at(&path)?;
+            if same_file(&file, &path) {
+                return Ok(KeyLock { file, path });
+            }
+        }
+    }
+}
+
+impl Drop for KeyLock {
+    fn drop(&mut self) {
+        // Unlink first, then unlock (on close): a waiter that gets the lock
+        // then sees the path gone and retries on a fresh file.
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+/// Whether `path` still names the open `file`.
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Removes lock files nobody holds (left by processes that died) and tmp
+/// files whose writer is gone: every file in `dir` that can be locked right
+/// now is unlinked while locked, following the [`KeyLock`] protocol. Files
+/// written under the store's writer lock are unlocked by design, so call
+/// this on `tmp/` only while holding that lock.
+pub(crate) fn sweep_unlocked(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut swept = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
+            continue;
+        };
+        match file.try_lock() {
+            Ok(()) => {
+                if same_file(&file, &path) && std::fs::remove_file(&path).is_ok() {
+                    swept += 1;
+                }
+                let _ = file.unlock();
+            }
+            Err(TryLockError::WouldBlock | TryLockError::Error(_)) => {}
+        }
+    }
+    swept
 }

@@ -15,7 +15,7 @@ use crate::blob::Blobs;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{BLOB_DIR, INDEX_FILE, LOCK_FILE, LOCKS_DIR, SEG_DIR, TMP_DIR};
 use crate::index::Index;
-use crate::lock::{Inflight, WriterLock};
+use crate::lock::{self, Inflight, KeyLock, WriterLock};
 use crate::segment::{Appender, Segments};
 use crate::{Bytes, Key, Stats, VerifyReport};
 
@@ -290,8 +290,10 @@ impl Store {
 
     /// Returns the stored value, or runs `compute` once and stores its result.
     ///
-    /// Threads of this process that ask for the same `key` at the same time
-    /// wait for the one computation instead of repeating it. The time
+    /// Threads and processes that ask for the same `key` at the same time
+    /// wait for the one computation instead of repeating it (across
+    /// processes through a lock file in `locks/`). If the computing process
+    /// dies, its lock is released and a waiter computes instead. The time
     /// `compute` took is stored with the value for cost-aware eviction.
     ///
     /// Failing to *store* the result does not fail the call: the computed
@@ -314,6 +316,18 @@ impl Store {
         e.inflight.run(key, || {
             // Another thread may have computed it while this one waited.
             if let Some(v) = e.get(key, false)? {
+                e.count_hit();
+                return Ok(v);
+            }
+            // Then one computation across processes: whoever holds the key's
+            // lock file computes, the others wait and find the value. If the
+            // lock cannot be had (a read-only directory), compute anyway.
+            let flight = KeyLock::acquire(&e.dir.join(LOCKS_DIR), key)
+                .inspect_err(|err| tracing::warn!(%key, error = %err, "memo: no compute lock; computing without"))
+                .ok();
+            if flight.is_some()
+                && let Some(v) = e.get(key, false)?
+            {
                 e.count_hit();
                 return Ok(v);
             }
@@ -419,18 +433,35 @@ impl Engine {
         let segs = Segments::new(dir);
         let blobs = Blobs::new(dir);
         let sync = opts.durability == Durability::Sync;
-        let index = if let Some(i) = Index::open(&index_path)? {
-            i
-        } else {
-            // First open, or the index was deleted: build it from the
-            // segments (none, for a new store) under the writer lock, so
-            // concurrent openers build it once.
-            let _w = writer.lock()?;
-            match Index::open(&index_path)? {
-                Some(i) => i,
-                None => write::rebuild(&segs, &tmp, &index_path, sync)?,
+        let index = match Index::open(&index_path) {
+            Ok(Some(i)) => i,
+            // First open, a deleted index, or a damaged one: build it from
+            // the segments under the writer lock, so concurrent openers
+            // build it once.
+            Ok(None) | Err(Error::Corrupt { .. }) => {
+                let _w = writer.lock()?;
+                match Index::open(&index_path) {
+                    Ok(Some(i)) => i,
+                    Ok(None) => write::rebuild(&segs, &tmp, &index_path, sync)?,
+                    // Only a memo index (by its magic) is set aside: a foreign
+                    // file that happens to be called `index` is not touched.
+                    Err(e @ Error::Corrupt { .. }) if Index::has_magic(&index_path) => {
+                        write::set_aside_damaged_index(&index_path, e)?;
+                        write::rebuild(&segs, &tmp, &index_path, sync)?
+                    }
+                    Err(e) => return Err(e),
+                }
             }
+            Err(e) => return Err(e),
         };
+        // Leftovers of processes that died: compute locks nobody holds, and
+        // tmp files (the latter only under the writer lock, see
+        // `sweep_unlocked`). Both are usually empty: one directory read each.
+        lock::sweep_unlocked(&dir.join(LOCKS_DIR));
+        if std::fs::read_dir(&tmp).at(&tmp)?.next().is_some() {
+            let _w = writer.lock()?;
+            lock::sweep_unlocked(&tmp);
+        }
         Ok(Engine {
             dir: dir.to_path_buf(),
             tmp,

@@ -87,7 +87,7 @@ impl Engine {
     fn writer_index(&self) -> Result<Arc<Index>> {
         let idx = self.index()?;
         if idx.word(hdr::DIRTY) != 0 {
-            recover(&self.segs, &idx);
+            recover(&self.segs, &idx, &self.tmp);
         }
         Ok(idx)
     }
@@ -326,7 +326,7 @@ fn adjust(idx: &Index, w: usize, delta: u64) {
 /// complete records), and becomes a tombstone otherwise; the entry counts
 /// are then recomputed. Bounded by one pass over the table: the segments
 /// are read only at torn slots.
-fn recover(segs: &Segments, idx: &Index) {
+fn recover(segs: &Segments, idx: &Index, tmp: &Path) {
     let torn = idx.torn_slots();
     for &i in &torn {
         let snap = idx.read(i);
@@ -342,9 +342,11 @@ fn recover(segs: &Segments, idx: &Index) {
     idx.set(hdr::ENTRIES, live);
     idx.set(hdr::TOMBSTONES, tombstones);
     idx.set(hdr::DIRTY, 0);
+    let swept = crate::lock::sweep_unlocked(tmp);
     tracing::warn!(
         path = %idx.path().display(),
         torn = torn.len(),
+        swept,
         "memo: repaired the index after a writer died mid-publish"
     );
 }
@@ -367,6 +369,18 @@ fn remove_files_below(dir: &Path) -> Result<()> {
             return Err(Error::io(path, e));
         }
     }
+    Ok(())
+}
+
+/// Keeps a damaged index beside the store (`index.damaged-<unix time>`) for
+/// inspection, and reports why; the caller rebuilds.
+pub(super) fn set_aside_damaged_index(path: &Path, why: Error) -> Result<()> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = path.with_file_name(format!("{}.damaged-{secs}", format::INDEX_FILE));
+    std::fs::rename(path, &aside).at(&aside)?;
+    tracing::warn!(error = %why, kept = %aside.display(), "memo: the index is damaged; rebuilding it from the segments");
     Ok(())
 }
 
