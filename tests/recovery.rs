@@ -213,3 +213,175 @@ fn writer_killed_at_random_moments() {
     let report = store.verify().unwrap();
     assert!(report.is_clean(), "{report:#?}");
 }
+
+#[test]
+fn a_damaged_entry_is_a_miss_and_the_next_writer_removes_it() {
+    let dir = tempdir();
+    let store = Store::open(dir.path()).unwrap();
+    let (bad, good) = (Key::of("bad"), Key::of("good"));
+    store.put_bytes(&bad, &[0xAB; 100]).unwrap();
+    store.put_bytes(&good, &[0xCD; 100]).unwrap();
+    // Flip a payload byte of the first record (segment header 64, record header 48).
+    let seg = dir.path().join("seg/000001");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&seg)
+        .unwrap();
+    let mut b = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, 64 + 48 + 10).unwrap();
+    assert_eq!(b[0], 0xAB);
+    std::os::unix::fs::FileExt::write_all_at(&f, &[b[0] ^ 0x10], 64 + 48 + 10).unwrap();
+
+    assert_eq!(
+        store.get_bytes(&bad).unwrap(),
+        None,
+        "damage reads as a miss"
+    );
+    assert_eq!(store.verify().unwrap().corrupt, 1);
+    store.put_bytes(&Key::of("next"), b"a write").unwrap();
+    assert_eq!(store.len(), 2, "the damaged entry was removed");
+    let report = store.verify().unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    assert_eq!(
+        report.damaged_dead_records, 1,
+        "its bytes wait for compaction, and say the disk is failing"
+    );
+    assert_eq!(&*store.get_bytes(&good).unwrap().unwrap(), &[0xCD; 100][..]);
+    // The key can be stored again.
+    store.put_bytes(&bad, b"fresh").unwrap();
+    assert_eq!(&*store.get_bytes(&bad).unwrap().unwrap(), b"fresh");
+}
+
+#[test]
+fn a_damaged_index_is_rebuilt_and_kept_aside() {
+    let dir = tempdir();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        for i in 0..500_u32 {
+            store.put(&Key::of(&i), &i).unwrap();
+        }
+    }
+    // Magic intact, capacity nonsense.
+    let idx = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("index"))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&idx, &3_u64.to_le_bytes(), 16).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..500_u32 {
+        assert_eq!(store.get::<u32>(&Key::of(&i)).unwrap(), Some(i));
+    }
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("index.damaged-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "the damaged index is kept for inspection");
+    assert!(store.verify().unwrap().is_clean());
+}
+
+#[test]
+fn dead_writers_tmp_files_are_swept_live_ones_are_not() {
+    let dir = tempdir();
+    drop(Store::open(dir.path()).unwrap());
+    let tmp = dir.path().join("tmp");
+    std::fs::write(tmp.join("blob-dead.0001"), b"left by a killed writer").unwrap();
+    std::fs::write(tmp.join("seg-000009"), b"half a segment").unwrap();
+    let live = std::fs::File::create(tmp.join("blob-live.0002")).unwrap();
+    live.lock().unwrap(); // a writer still writing it
+    let store = Store::open(dir.path()).unwrap();
+    let left: Vec<String> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["blob-live.0002".to_string()]);
+    drop(live);
+    drop(store);
+    drop(Store::open(dir.path()).unwrap());
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+}
+
+/// Unmounts the test's tmpfs however the test ends.
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0).status();
+    }
+}
+
+/// A full disk: a store on a small tmpfs (mounted when the test runs as
+/// root, as CI does). `put` fails with an error naming the file, nothing
+/// committed is lost, and the store works again once space is freed.
+#[test]
+fn a_full_disk_fails_puts_and_loses_nothing() {
+    let mnt = tempdir();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(mnt.path())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!(
+            "a_full_disk_fails_puts_and_loses_nothing: cannot mount a tmpfs here (not root); not run"
+        );
+        return;
+    }
+    let _unmount = Unmount(mnt.path());
+    let dir = mnt.path().join("store");
+    let ballast = mnt.path().join("ballast");
+    std::fs::write(&ballast, vec![1u8; 1 << 20]).unwrap();
+    let store = Store::open(&dir).unwrap();
+    let mut committed = Vec::new();
+    let mut failure = None;
+    for i in 0..10_000_u32 {
+        let v = vec![i as u8; if i % 3 == 0 { 100_000 } else { 3000 }];
+        match store.put_bytes(&Key::of(&i), &v) {
+            Ok(()) => committed.push((i, v)),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let e = failure.expect("the disk filled up");
+    assert!(matches!(e, memo_core::Error::Io { .. }), "{e}");
+    assert!(
+        e.to_string().contains(&*mnt.path().to_string_lossy()),
+        "names the file: {e}"
+    );
+    // Failed puts leave the store readable and exact, in this process and a new one.
+    for _ in 0..20 {
+        assert!(
+            store
+                .put_bytes(&Key::of("more"), &vec![7; 100_000])
+                .is_err()
+        );
+    }
+    let reopened = Store::open(&dir).unwrap();
+    for (i, v) in &committed {
+        assert!(
+            *reopened.get_bytes(&Key::of(i)).unwrap().unwrap() == v[..],
+            "entry {i}"
+        );
+    }
+    let report = reopened.verify().unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    // Space back: puts work again.
+    std::fs::remove_file(&ballast).unwrap();
+    store
+        .put_bytes(&Key::of("after"), &vec![9; 100_000])
+        .unwrap();
+    assert_eq!(
+        &*reopened.get_bytes(&Key::of("after")).unwrap().unwrap(),
+        &vec![9; 100_000][..]
+    );
+    assert_eq!(reopened.len(), committed.len() as u64 + 1);
+}

@@ -136,8 +136,8 @@ pub(crate) mod loc {
 pub(crate) const SEG_MAGIC: [u8; 8] = *b"memo-seg";
 /// Segment header: magic, version, segment number, zeros.
 pub(crate) const SEG_HEADER_LEN: usize = 64;
-/// A segment's file is created at this length (sparse: only written blocks
-/// take disk) and a new segment is started when a record would not fit.
+/// A segment's largest size: a new segment is started when a record would
+/// not fit. Readers map this much and read what the file holds.
 pub(crate) const SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 
 pub(crate) fn encode_segment_header(id: u32) -> [u8; SEG_HEADER_LEN] {

@@ -134,8 +134,16 @@ impl Index {
             .create_new(true)
             .open(tmp)
             .at(tmp)?;
-        file.set_len(INDEX_HEADER_LEN as u64 + cap * SLOT_LEN as u64)
-            .at(tmp)?;
+        // Zeros written, not a sparse `set_len`: a hole in the mapping would
+        // raise SIGBUS on a full disk instead of this call failing.
+        let total = INDEX_HEADER_LEN as u64 + cap * SLOT_LEN as u64;
+        let zeros = vec![0u8; 1 << 20];
+        let mut off = 0;
+        while off < total {
+            let n = (total - off).min(zeros.len() as u64) as usize;
+            file.write_all_at(&zeros[..n], off).at(tmp)?;
+            off += n as u64;
+        }
         let idx = Self::map(&file, tmp, cap)?;
         let h = idx.map.header();
         h[hdr::MAGIC].store(u64::from_le_bytes(INDEX_MAGIC), Ordering::Relaxed);

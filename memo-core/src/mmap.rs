@@ -8,12 +8,20 @@
 //!    index slot points at them, and memo never writes them again. A slice is
 //!    only ever formed over a range a reader was pointed at, so no slice
 //!    aliases bytes another process may be writing.
-//! 2. **Files are removed only by unlink.** A mapping stays valid after its
-//!    file is unlinked or replaced by rename, so compaction, eviction, `clear`
-//!    and growth never pull memory from under a reader. memo never truncates
-//!    a file that may be mapped. (A file truncated by someone else while
-//!    mapped raises SIGBUS on access, as in every mmap-based store; memo
-//!    cannot prevent that and does not try.)
+//! 2. **Files are removed only by unlink, and never shrink.** A mapping
+//!    stays valid after its file is unlinked or replaced by rename, so
+//!    compaction, eviction, `clear` and growth never pull memory from under a
+//!    reader. memo never truncates a file that may be mapped. A segment is
+//!    mapped at its full reservation while its file is shorter and growing:
+//!    only bytes below the file length last read by `fstat` are touched, and
+//!    files never shrink, so no access lands past end-of-file. (A file
+//!    truncated by someone else while mapped raises SIGBUS on access, as in
+//!    every mmap-based store; memo cannot prevent that and does not try.)
+//! 5. **Nothing mapped has holes.** Touching a hole of a shared mapping makes
+//!    the kernel allocate a page, which on a full tmpfs raises SIGBUS. Index
+//!    files are written out with zeros before they are mapped, and segments
+//!    and blobs are written sequentially, so every mapped byte below the file
+//!    length is allocated.
 //! 3. **Every slice is bounds-checked** against the mapping's length before it
 //!    is formed ([`Region::get`]), and its content is checksummed by the caller
 //!    before it is trusted.
@@ -30,14 +38,20 @@ use std::fs::File;
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::error::{IoContext, Result};
 use crate::format::{INDEX_HEADER_LEN, SLOT_LEN, hdr};
 
-/// A read-only mapping of a write-once file (a segment or a blob).
+/// A read-only mapping of a write-once file (a blob), or of an append-only
+/// one (a segment) reserved at its largest size.
 pub(crate) struct Region {
     map: memmap2::Mmap,
+    /// Bytes that may be read: the file's length when last looked at, never
+    /// more than the mapping.
+    valid: AtomicUsize,
+    /// The file of a growing region, to look at its length again.
+    file: Option<File>,
 }
 
 impl Region {
@@ -47,21 +61,60 @@ impl Region {
         // rewritten; (2) memo never truncates a mapped file. The mapping is
         // read-only, so nothing here writes through it.
         let map = unsafe { memmap2::MmapOptions::new().map(file) }.at(path)?;
-        Ok(Region { map })
+        let valid = AtomicUsize::new(map.len());
+        Ok(Region {
+            map,
+            valid,
+            file: None,
+        })
     }
 
+    /// Maps `reserve` bytes of a file that grows by appending; only its
+    /// current length is readable until [`Region::refresh`] sees more.
+    pub(crate) fn map_growing(file: File, path: &Path, reserve: usize) -> Result<Region> {
+        let len = file.metadata().at(path)?.len();
+        // SAFETY: as in `map`; the mapping may extend past end-of-file, and
+        // (2) only bytes below `valid`, which is never more than a length the
+        // file had (and files never shrink), are ever touched.
+        let map = unsafe { memmap2::MmapOptions::new().len(reserve).map(&file) }.at(path)?;
+        let valid = AtomicUsize::new(usize::try_from(len).unwrap_or(usize::MAX).min(reserve));
+        Ok(Region {
+            map,
+            valid,
+            file: Some(file),
+        })
+    }
+
+    /// Looks at a growing file's length again; `true` if more can be read.
+    pub(crate) fn refresh(&self) -> bool {
+        let Some(len) = self
+            .file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| m.len())
+        else {
+            return false;
+        };
+        let len = usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .min(self.map.len());
+        self.valid.fetch_max(len, Ordering::AcqRel) < len
+    }
+
+    /// Readable bytes.
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.valid.load(Ordering::Acquire)
     }
 
-    /// The bytes `off..off + len`, or `None` if that range is not mapped.
+    /// The bytes `off..off + len`, or `None` if that range is not readable.
     #[inline]
     pub(crate) fn get(&self, off: usize, len: usize) -> Option<&[u8]> {
         let end = off.checked_add(len)?;
-        if end > self.map.len() {
+        if end > self.len() {
             return None;
         }
-        // SAFETY: the range is inside the mapping (checked just above, (3)),
+        // SAFETY: the range is below `valid`, so inside the mapping and the
+        // file (checked just above, (2), (3)),
         // the mapping lives as long as `self`, and by (1) no one writes these
         // bytes while they are borrowed.
         Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(off), len) })
@@ -133,6 +186,14 @@ impl std::fmt::Debug for Bytes {
         write!(f, "Bytes({} bytes)", self.len)
     }
 }
+
+impl PartialEq for Bytes {
+    fn eq(&self, other: &Bytes) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Bytes {}
 
 impl PartialEq<[u8]> for Bytes {
     fn eq(&self, other: &[u8]) -> bool {

@@ -114,7 +114,7 @@ impl Segments {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(path, e)),
         };
-        let region = Arc::new(Region::map(&file, &path)?);
+        let region = Arc::new(Region::map_growing(file, &path, SEGMENT_SIZE as usize)?);
         match format::check_segment_header(region.get(0, SEG_HEADER_LEN).unwrap_or(&[]), id) {
             SegmentHeader::Ok => {}
             SegmentHeader::Version(found) => {
@@ -153,7 +153,13 @@ impl Segments {
             Err(Error::Io { path, source }) => return Err(Error::Io { path, source }),
             Err(e) => return Ok(Read::Damaged(e.to_string())),
         };
-        Ok(check_record(region, off, key, &self.path(seg)))
+        let path = self.path(seg);
+        match check_record(region.clone(), off, key, &path) {
+            // The record may have been appended after this process last
+            // looked at the file's length.
+            Read::Damaged(_) if region.refresh() => Ok(check_record(region, off, key, &path)),
+            read => Ok(read),
+        }
     }
 }
 
@@ -192,14 +198,23 @@ pub(crate) fn check_record(region: Arc<Region>, off: u64, key: Option<&Key>, pat
     })
 }
 
-/// Calls `f` with every record of a segment in order, stopping at the first
-/// bytes that are not a record header (the zeros past the last record, or
-/// damage). Damaged records whose length is intact are passed as `Damaged`.
-pub(crate) fn walk(region: &Arc<Region>, path: &Path, mut f: impl FnMut(u64, Read)) -> u64 {
+/// Calls `f` with every record of a segment in order, stopping at `limit`
+/// (the append offset of the current segment: what lies past it is a
+/// failed write's scratch) or at the first bytes that are not a record
+/// header. Damaged records whose length is intact are passed as `Damaged`.
+pub(crate) fn walk(
+    region: &Arc<Region>,
+    path: &Path,
+    limit: Option<u64>,
+    mut f: impl FnMut(u64, Read),
+) -> u64 {
+    region.refresh();
+    let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
     let mut off = SEG_HEADER_LEN;
-    while let Some(h) = region
-        .get(off, REC_HEADER_LEN)
-        .and_then(format::decode_record_header)
+    while off < limit
+        && let Some(h) = region
+            .get(off, REC_HEADER_LEN)
+            .and_then(format::decode_record_header)
     {
         if h.len as usize >= INLINE_MAX {
             f(
@@ -273,8 +288,9 @@ impl Appender {
         Ok(loc::encode(seg, off))
     }
 
-    /// Creates the next segment in `tmp/`, full-size (sparse) with its header,
-    /// and renames it into `seg/`, so a segment file is never seen half made.
+    /// Creates the next segment in `tmp/` with its header and renames it into
+    /// `seg/`, so a segment file is never seen half made. It grows by
+    /// appending from there (no holes: see the safety model in `mmap.rs`).
     fn start_segment(
         &mut self,
         segs: &Segments,
@@ -302,7 +318,6 @@ impl Appender {
             .open(&tmp_path)
             .at(&tmp_path)?;
         let made = (|| {
-            file.set_len(SEGMENT_SIZE)?;
             file.write_all_at(&format::encode_segment_header(id), 0)?;
             if sync {
                 file.sync_all()?;

@@ -48,6 +48,10 @@ pub struct VerifyReport {
     pub corrupt: u64,
     /// Segment files whose records were walked.
     pub segments_checked: u64,
+    /// Damaged records that no entry uses (replaced or removed values, or a
+    /// failed write's leftovers): harmless until compaction reclaims them,
+    /// but damage in them means the disk is failing.
+    pub damaged_dead_records: u64,
     /// One line per problem, naming the file and offset or key.
     pub problems: Vec<String>,
 }

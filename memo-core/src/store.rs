@@ -163,6 +163,8 @@ pub(crate) struct Engine {
     blobs: Blobs,
     writer: WriterLock<Appender>,
     inflight: Inflight,
+    /// Damaged entries this process read, for its next write to remove.
+    damaged: std::sync::Mutex<Vec<read::Damage>>,
 }
 
 impl Store {
@@ -446,7 +448,7 @@ impl Engine {
                     // Only a memo index (by its magic) is set aside: a foreign
                     // file that happens to be called `index` is not touched.
                     Err(e @ Error::Corrupt { .. }) if Index::has_magic(&index_path) => {
-                        write::set_aside_damaged_index(&index_path, e)?;
+                        write::set_aside_damaged_index(&index_path, &e)?;
                         write::rebuild(&segs, &tmp, &index_path, sync)?
                     }
                     Err(e) => return Err(e),
@@ -472,6 +474,7 @@ impl Engine {
             blobs,
             writer,
             inflight: Inflight::default(),
+            damaged: std::sync::Mutex::new(Vec::new()),
         })
     }
 }

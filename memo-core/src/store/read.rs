@@ -1,6 +1,6 @@
 //! The lock-free read path.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, PoisonError, Weak};
 
 use serde::de::DeserializeOwned;
 
@@ -78,31 +78,38 @@ impl Engine {
         Ok(None)
     }
 
-    fn lookup_once(&self, idx: &Index, key: &Key) -> Result<Found> {
+    fn lookup_once(&self, idx: &Arc<Index>, key: &Key) -> Result<Found> {
         let mut changed = false;
         let probe = idx.probe(key.tag32(), |slot, snap| {
             match self.segs.record(snap.loc, Some(key)) {
-                Ok(Read::Found(rec)) => Some(Ok((slot, rec))),
+                Ok(Read::Found(rec)) => Some(Ok((slot, snap.loc, rec))),
                 Ok(Read::OtherKey) => None,
                 Ok(Read::Missing) => {
                     changed = true;
                     None
                 }
                 Ok(Read::Damaged(what)) => {
-                    damaged(key, &what);
+                    self.damaged(idx, slot, snap.loc, None, key, &what);
                     None
                 }
                 Err(e) => Some(Err(e)),
             }
         });
-        let (slot, rec) = match probe {
+        let (slot, loc, rec) = match probe {
             Probe::Found(found) => found?,
             Probe::Absent { .. } if changed => return Ok(Found::Changed),
             Probe::Absent { .. } => return Ok(Found::Nothing),
         };
         let h = rec.header;
         if h.flags & FLAG_TOMBSTONE != 0 {
-            damaged(key, "index points at a tombstone record");
+            self.damaged(
+                idx,
+                slot,
+                loc,
+                None,
+                key,
+                "index points at a tombstone record",
+            );
             return Ok(Found::Nothing);
         }
         if h.flags & FLAG_BLOB == 0 {
@@ -112,19 +119,20 @@ impl Engine {
             });
         }
         let Some((id, len)) = decode_blob_ptr(rec.payload()) else {
-            damaged(key, "bad blob pointer");
+            self.damaged(idx, slot, loc, None, key, "bad blob pointer");
             return Ok(Found::Nothing);
         };
         Ok(match self.blobs.get(key, id, len)? {
             BlobRead::Found(b, codec) if codec == h.codec => Found::Value(b, codec, slot),
             BlobRead::Found(..) => {
-                damaged(key, "blob codec differs from its record");
+                let what = "blob codec differs from its record";
+                self.damaged(idx, slot, loc, Some(id), key, what);
                 Found::Nothing
             }
             // Replaced or removed since the slot was read.
             BlobRead::Missing => Found::Changed,
             BlobRead::Damaged(what) => {
-                damaged(key, &what);
+                self.damaged(idx, slot, loc, Some(id), key, &what);
                 Found::Nothing
             }
         })
@@ -180,6 +188,39 @@ enum Found {
     Changed,
 }
 
-fn damaged(key: &Key, what: &str) {
-    tracing::warn!(%key, problem = what, "memo: damaged entry read as a miss");
+/// Damage a reader found, for this process's next write to remove.
+pub(super) struct Damage {
+    pub index: Weak<Index>,
+    pub slot: usize,
+    pub loc: u64,
+    /// The entry's key and blob id, if its value is a blob file.
+    pub blob: Option<(Key, u64)>,
+}
+
+/// Damage remembered at most; more is found again by later reads.
+const DAMAGE_MAX: usize = 1024;
+
+impl Engine {
+    /// Reports a damaged entry (read as a miss) and remembers its slot so the
+    /// next write removes it: readers take no lock, so they cannot.
+    fn damaged(
+        &self,
+        idx: &Arc<Index>,
+        slot: usize,
+        loc: u64,
+        blob: Option<u64>,
+        key: &Key,
+        what: &str,
+    ) {
+        tracing::warn!(%key, problem = what, "memo: damaged entry read as a miss");
+        let mut list = self.damaged.lock().unwrap_or_else(PoisonError::into_inner);
+        if list.len() < DAMAGE_MAX && !list.iter().any(|d| d.slot == slot && d.loc == loc) {
+            list.push(Damage {
+                index: Arc::downgrade(idx),
+                slot,
+                loc,
+                blob: blob.map(|id| (*key, id)),
+            });
+        }
+    }
 }

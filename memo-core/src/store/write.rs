@@ -89,7 +89,36 @@ impl Engine {
         if idx.word(hdr::DIRTY) != 0 {
             recover(&self.segs, &idx, &self.tmp);
         }
+        self.remove_damaged(&idx);
         Ok(idx)
+    }
+
+    /// Removes the damaged entries this process's readers found, if their
+    /// slots still point where the damage was. Caller holds the writer lock.
+    fn remove_damaged(&self, idx: &Arc<Index>) {
+        let found =
+            std::mem::take(&mut *self.damaged.lock().unwrap_or_else(PoisonError::into_inner));
+        for d in found {
+            let current = d.index.upgrade().is_some_and(|i| Arc::ptr_eq(&i, idx));
+            if !current || idx.read(d.slot).loc != d.loc {
+                continue;
+            }
+            idx.set(hdr::DIRTY, 1);
+            idx.write(
+                d.slot,
+                Snap {
+                    tag: 0,
+                    loc: loc::TOMBSTONE,
+                    len: 0,
+                },
+            );
+            add(idx, hdr::ENTRIES, -1);
+            add(idx, hdr::TOMBSTONES, 1);
+            idx.set(hdr::DIRTY, 0);
+            if let Some((key, id)) = d.blob {
+                self.blobs.unlink(&key, id);
+            }
+        }
     }
 
     /// Appends the record, points the key's slot at it and settles the
@@ -374,7 +403,7 @@ fn remove_files_below(dir: &Path) -> Result<()> {
 
 /// Keeps a damaged index beside the store (`index.damaged-<unix time>`) for
 /// inspection, and reports why; the caller rebuilds.
-pub(super) fn set_aside_damaged_index(path: &Path, why: Error) -> Result<()> {
+pub(super) fn set_aside_damaged_index(path: &Path, why: &Error) -> Result<()> {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -413,7 +442,7 @@ pub(super) fn rebuild(segs: &Segments, tmp: &Path, dest: &Path, sync: bool) -> R
             }
         };
         let path = segs.path(id);
-        let end = segment::walk(&region, &path, |off, read| match read {
+        let end = segment::walk(&region, &path, None, |off, read| match read {
             Read::Found(rec) => {
                 let h = rec.header;
                 appended += rec.size();
