@@ -77,6 +77,29 @@ fn child_role() {
             }
             assert!(hits > 0, "the reader never saw an entry");
         }
+        "computer" => {
+            // Asks for one slow value; logs when it computes and when it has it.
+            let log = std::env::var("MEMO_TEST_LOG").unwrap();
+            let append = |line: &str| {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap();
+                writeln!(f, "{line} {}", std::process::id()).unwrap();
+            };
+            append("start");
+            let v: Vec<u64> = store
+                .get_or_compute(&Key::of("slow"), || {
+                    append("computing");
+                    std::thread::sleep(std::time::Duration::from_millis(1000));
+                    (0..1000).collect()
+                })
+                .unwrap();
+            assert_eq!(v, (0..1000).collect::<Vec<u64>>());
+            append("got");
+        }
         "reader" => {
             // Reads while the writer writes: every hit must be exact.
             let mut seen = 0;
@@ -160,6 +183,72 @@ fn four_writers_and_two_readers_share_one_store() {
     assert_eq!(store.len(), live);
     let report = store.verify().unwrap();
     assert!(report.is_clean(), "{report:#?}");
+}
+
+fn log_lines(log: &std::path::Path, what: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(what))
+        .count()
+}
+
+fn computer(dir: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    child("computer", dir)
+        .env("MEMO_TEST_LOG", log)
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn four_processes_compute_one_slow_value_once() {
+    let dir = tempdir();
+    let log = dir.path().join("compute.log");
+    let kids: Vec<_> = (0..4).map(|_| computer(dir.path(), &log)).collect();
+    for mut k in kids {
+        assert!(k.wait().unwrap().success());
+    }
+    assert_eq!(log_lines(&log, "got"), 4);
+    assert_eq!(
+        log_lines(&log, "computing"),
+        1,
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let locks = std::fs::read_dir(dir.path().join("locks")).unwrap().count();
+    assert_eq!(locks, 0, "compute lock files do not pile up");
+}
+
+#[test]
+fn a_waiter_computes_when_the_computing_process_is_killed() {
+    let dir = tempdir();
+    let log = dir.path().join("compute.log");
+    let mut first = computer(dir.path(), &log);
+    let start = std::time::Instant::now();
+    while log_lines(&log, "computing") == 0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "nobody computed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let waiters: Vec<_> = (0..3).map(|_| computer(dir.path(), &log)).collect();
+    while log_lines(&log, "start") < 4 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100)); // waiters are blocked on the lock
+    first.kill().unwrap();
+    first.wait().unwrap();
+    for mut w in waiters {
+        assert!(w.wait().unwrap().success());
+    }
+    assert_eq!(log_lines(&log, "got"), 3);
+    assert_eq!(
+        log_lines(&log, "computing"),
+        2,
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
 }
 
 #[test]
