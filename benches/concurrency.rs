@@ -62,7 +62,10 @@ fn main() {
     let keys: Vec<Key> = (0..HIT_ENTRIES).map(|i| Key::of(&i)).collect();
     println!("hit latency, 100 B values, random keys over {HIT_ENTRIES} entries:");
     let quiet = latencies(&store, &keys);
-    println!("  no writer:                  p50 {:>6.0} ns  p99 {:>6.0} ns", quiet.0, quiet.1);
+    println!(
+        "  no writer:                  p50 {:>6.0} ns  p99 {:>6.0} ns",
+        quiet.0, quiet.1
+    );
     let mut writer = spawn("busy-writer", dir.path()).spawn().expect("spawn");
     std::thread::sleep(Duration::from_millis(200));
     let busy = latencies(&store, &keys);
@@ -96,17 +99,28 @@ fn latencies(store: &Store, keys: &[Key]) -> (f64, f64) {
 
 fn spawn(role: &str, dir: &Path) -> Command {
     let mut c = Command::new(std::env::current_exe().expect("exe"));
-    c.env("MEMO_BENCH_ROLE", role).env("MEMO_BENCH_DIR", dir).stdout(Stdio::null());
+    c.env("MEMO_BENCH_ROLE", role)
+        .env("MEMO_BENCH_DIR", dir)
+        .stdout(Stdio::null());
     c
 }
 
 fn child(role: &str) {
     let dir = std::env::var("MEMO_BENCH_DIR").expect("dir");
     let store = Store::open(&dir).expect("store");
-    let var = |n: &str| std::env::var(n).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let var = |n: &str| {
+        std::env::var(n)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     match role {
         "writer" => {
-            let (me, size, n) = (var("MEMO_BENCH_ME"), var("MEMO_BENCH_SIZE") as usize, var("MEMO_BENCH_N"));
+            let (me, size, n) = (
+                var("MEMO_BENCH_ME"),
+                var("MEMO_BENCH_SIZE") as usize,
+                var("MEMO_BENCH_N"),
+            );
             let value = vec![me as u8; size];
             for i in 0..n {
                 store.put_bytes(&Key::of(&(me, i)), &value).expect("put");
@@ -119,7 +133,9 @@ fn child(role: &str) {
             while !stop.exists() {
                 for _ in 0..1000 {
                     i += 1;
-                    store.put_bytes(&Key::of(&("busy", i)), &value).expect("put");
+                    store
+                        .put_bytes(&Key::of(&("busy", i)), &value)
+                        .expect("put");
                 }
             }
         }

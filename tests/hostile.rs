@@ -230,3 +230,47 @@ fn restore(image: &[(std::path::PathBuf, Vec<u8>, u64)], to: &Path) {
     }
     fs::File::create(to.join("LOCK")).unwrap();
 }
+
+/// Found by the fuzzer: header counters are read from disk, so absurd ones
+/// must neither overflow nor make the writer grow the index without end.
+#[test]
+fn absurd_header_counters_are_survived() {
+    let dir = tempdir();
+    let store = Store::open(dir.path()).unwrap();
+    store.put(&Key::of(&1_u32), &1_u32).unwrap();
+    drop(store);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("index"))
+        .unwrap();
+    // ENTRIES, TOMBSTONES, LIVE_BYTES, DEAD_BYTES (docs/format.md).
+    for off in [168_u64, 176, 184, 192] {
+        f.write_all_at(&(u64::MAX - 3).to_le_bytes(), off).unwrap();
+    }
+    f.write_all_at(&u64::MAX.to_le_bytes(), 144).unwrap(); // CUR_OFF
+    let store = Store::open(dir.path()).unwrap();
+    let _ = store.stats();
+    assert_eq!(
+        store.get::<u32>(&Key::of(&1_u32)).unwrap(),
+        Some(1),
+        "before any write"
+    );
+    store.put(&Key::of(&2_u32), &2_u32).unwrap();
+    assert_eq!(
+        store.get::<u32>(&Key::of(&1_u32)).unwrap(),
+        Some(1),
+        "after one write"
+    );
+    for i in 2..50_u32 {
+        store.put(&Key::of(&i), &i).unwrap();
+    }
+    for i in 1..50_u32 {
+        assert_eq!(store.get::<u32>(&Key::of(&i)).unwrap(), Some(i), "key {i}");
+    }
+    assert_eq!(store.len(), 49, "the counts were recomputed");
+    let index_len = fs::metadata(dir.path().join("index")).unwrap().len();
+    assert!(
+        index_len < 1 << 20,
+        "the index did not balloon: {index_len} bytes"
+    );
+}

@@ -225,8 +225,12 @@ impl Index {
 
     /// Whether one more entry fits without passing the load limit.
     pub(crate) fn has_room(&self) -> bool {
-        let used = self.word(hdr::ENTRIES) + self.word(hdr::TOMBSTONES) + 1;
-        used * MAX_LOAD_DEN <= self.capacity() as u64 * MAX_LOAD_NUM
+        // Header words come from disk: saturate rather than trust them.
+        let used = self
+            .word(hdr::ENTRIES)
+            .saturating_add(self.word(hdr::TOMBSTONES))
+            .saturating_add(1);
+        used.saturating_mul(MAX_LOAD_DEN) <= self.capacity() as u64 * MAX_LOAD_NUM
     }
 
     /// The capacity a table needs to hold `entries` below the load limit with

@@ -265,7 +265,11 @@ impl Appender {
     ) -> Result<u64> {
         let mut seg = idx.word(hdr::CUR_SEG) as u32;
         let mut off = idx.word(hdr::CUR_OFF);
-        if seg == 0 || off < SEG_HEADER_LEN as u64 || off + rec.len() as u64 > SEGMENT_SIZE {
+        // `off` comes from disk: saturate rather than trust it.
+        if seg == 0
+            || off < SEG_HEADER_LEN as u64
+            || off.saturating_add(rec.len() as u64) > SEGMENT_SIZE
+        {
             seg = self.start_segment(segs, idx, tmp, sync)?;
             off = SEG_HEADER_LEN as u64;
         }

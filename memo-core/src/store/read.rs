@@ -173,7 +173,7 @@ impl Engine {
             hits: idx.word(hdr::HITS),
             misses: idx.word(hdr::MISSES),
             entries: idx.word(hdr::ENTRIES),
-            bytes: live + dead + index_bytes,
+            bytes: live.saturating_add(dead).saturating_add(index_bytes),
             evictions: idx.word(hdr::EVICTIONS),
             dead_bytes: dead,
             index_bytes,

@@ -138,7 +138,14 @@ impl Engine {
         let mut w = self.writer.lock()?;
         let mut idx = self.writer_index()?;
         if !idx.has_room() {
-            idx = self.grow(&idx)?;
+            // Recount before growing: the counters come from disk, and a
+            // damaged one must not make every put double the table.
+            let (live, tombstones) = idx.count_slots();
+            idx.set(hdr::ENTRIES, live);
+            idx.set(hdr::TOMBSTONES, tombstones);
+            if !idx.has_room() {
+                idx = self.grow(&idx)?;
+            }
         }
         if let Some(b) = &mut blob {
             self.blobs.install(b, key, sync)?;
@@ -244,7 +251,9 @@ impl Engine {
     /// Replaces the table with one twice as large (or as large as the live
     /// entries need), dropping tombstones.
     fn grow(&self, old: &Arc<Index>) -> Result<Arc<Index>> {
-        let cap = Index::capacity_for(old.word(hdr::ENTRIES) + 1).max(old.capacity() as u64 * 2);
+        // ENTRIES was just recounted, so it is at most the old capacity.
+        let cap = Index::capacity_for(old.word(hdr::ENTRIES).saturating_add(1))
+            .max(old.capacity() as u64 * 2);
         let new = Index::create(&self.tmp_index_path(), cap, Some((old, &CARRY_ALL)))?;
         old.copy_into(&new);
         new.set(hdr::TOMBSTONES, 0);
@@ -481,7 +490,7 @@ pub(super) fn rebuild(segs: &Segments, tmp: &Path, dest: &Path, sync: bool) -> R
     let record_bytes: u64 = live.values().map(|v| v.2).sum();
     idx.set(hdr::ENTRIES, live.len() as u64);
     idx.set(hdr::LIVE_BYTES, live_bytes);
-    idx.set(hdr::DEAD_BYTES, appended - record_bytes);
+    idx.set(hdr::DEAD_BYTES, appended.saturating_sub(record_bytes));
     if let Some(&last) = ids.last() {
         idx.set(hdr::CUR_SEG, u64::from(last));
         idx.set(hdr::CUR_OFF, last_end);
