@@ -93,7 +93,7 @@ fn child_role() {
             let v: Vec<u64> = store
                 .get_or_compute(&Key::of("slow"), || {
                     append("computing");
-                    std::thread::sleep(std::time::Duration::from_millis(1000));
+                    std::thread::sleep(std::time::Duration::from_secs(1));
                     (0..1000).collect()
                 })
                 .unwrap();
