@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use memo_core::{Error, Key, Store};
-use memo_tests::tempdir;
+use memo_tests::{XorShift, tempdir};
 
 fn message(e: &Error) -> String {
     e.to_string()
@@ -130,13 +130,7 @@ fn damaged_files_never_return_wrong_values() {
     }
     let files = store_files(src.path());
     let image = snapshot(src.path(), &files);
-    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15);
     for trial in 0..trials {
         let dir = tempdir();
         restore(&image, dir.path());
@@ -151,7 +145,7 @@ fn damaged_files_never_return_wrong_values() {
         if span == 0 {
             continue;
         }
-        let off = next() % span;
+        let off = rng.below(span);
         if trial % 4 == 3 {
             fs::OpenOptions::new()
                 .write(true)
@@ -167,7 +161,7 @@ fn damaged_files_never_return_wrong_values() {
                 .unwrap();
             let mut b = [0u8; 1];
             f.read_exact_at(&mut b, off).unwrap();
-            b[0] ^= 1 << (next() % 8);
+            b[0] ^= 1 << rng.below(8);
             f.write_all_at(&b, off).unwrap();
         }
         let Ok(store) = Store::open(dir.path()) else {

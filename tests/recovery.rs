@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use memo_core::{Key, Store};
-use memo_tests::tempdir;
+use memo_tests::{XorShift, tempdir};
 
 /// Entries a killed writer attempts per round: enough to be mid-write when
 /// the kill lands, few enough that 200 rounds stay small on disk.
@@ -132,13 +132,7 @@ fn writer_killed_at_random_moments() {
         .unwrap_or(200);
     let dir = tempdir();
     let logs = tempdir();
-    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let mut rng = XorShift::new(0x2545_f491_4f6c_dd1d);
     let mut history: Vec<(u32, Vec<u32>, HashSet<u32>)> = Vec::new();
     let mut cut_short = 0;
     for round in 0..rounds {
@@ -156,7 +150,7 @@ fn writer_killed_at_random_moments() {
             );
             std::thread::sleep(Duration::from_micros(200));
         }
-        std::thread::sleep(Duration::from_micros(next(1500)));
+        std::thread::sleep(Duration::from_micros(rng.below(1500)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 
@@ -187,7 +181,7 @@ fn writer_killed_at_random_moments() {
             }
         }
         // A sample of earlier rounds stays intact.
-        if let Some((r, put, removed)) = history.get(next(history.len() as u64 + 1) as usize) {
+        if let Some((r, put, removed)) = history.get(rng.below(history.len() as u64 + 1) as usize) {
             for &i in put {
                 check(&store, *r, i, removed.contains(&i), "a later round");
             }

@@ -425,6 +425,19 @@ impl ser::SerializeMap for Unordered<'_> {
     }
 }
 
+/// Integers: their tag, then little-endian at their declared width.
+macro_rules! primitive {
+    ($($method:ident($ty:ty) => $tag:ident),* $(,)?) => {
+        $(
+            #[inline]
+            fn $method(self, v: $ty) -> Result<(), CanonError> {
+                self.prim(tag::$tag, v.to_le_bytes());
+                Ok(())
+            }
+        )*
+    };
+}
+
 impl<'a> ser::Serializer for &'a mut Hasher {
     type Ok = ();
     type Error = CanonError;
@@ -441,56 +454,14 @@ impl<'a> ser::Serializer for &'a mut Hasher {
         self.prim(tag::BOOL, [u8::from(v)]);
         Ok(())
     }
-    #[inline]
-    fn serialize_i8(self, v: i8) -> Result<(), CanonError> {
-        self.prim(tag::I8, v.to_le_bytes());
-        Ok(())
+
+    primitive! {
+        serialize_i8(i8) => I8, serialize_i16(i16) => I16, serialize_i32(i32) => I32,
+        serialize_i64(i64) => I64, serialize_i128(i128) => I128,
+        serialize_u8(u8) => U8, serialize_u16(u16) => U16, serialize_u32(u32) => U32,
+        serialize_u64(u64) => U64, serialize_u128(u128) => U128,
     }
-    #[inline]
-    fn serialize_i16(self, v: i16) -> Result<(), CanonError> {
-        self.prim(tag::I16, v.to_le_bytes());
-        Ok(())
-    }
-    #[inline]
-    fn serialize_i32(self, v: i32) -> Result<(), CanonError> {
-        self.prim(tag::I32, v.to_le_bytes());
-        Ok(())
-    }
-    #[inline]
-    fn serialize_i64(self, v: i64) -> Result<(), CanonError> {
-        self.prim(tag::I64, v.to_le_bytes());
-        Ok(())
-    }
-    #[inline]
-    fn serialize_i128(self, v: i128) -> Result<(), CanonError> {
-        self.prim(tag::I128, v.to_le_bytes());
-        Ok(())
-    }
-    #[inline]
-    fn serialize_u8(self, v: u8) -> Result<(), CanonError> {
-        self.prim(tag::U8, [v]);
-        Ok(())
-    }
-    #[inline]
-    fn serialize_u16(self, v: u16) -> Result<(), CanonError> {
-        self.prim(tag::U16, v.to_le_bytes());
-        Ok(())
-    }
-    #[inline]
-    fn serialize_u32(self, v: u32) -> Result<(), CanonError> {
-        self.prim(tag::U32, v.to_le_bytes());
-        Ok(())
-    }
-    #[inline]
-    fn serialize_u64(self, v: u64) -> Result<(), CanonError> {
-        self.prim(tag::U64, v.to_le_bytes());
-        Ok(())
-    }
-    #[inline]
-    fn serialize_u128(self, v: u128) -> Result<(), CanonError> {
-        self.prim(tag::U128, v.to_le_bytes());
-        Ok(())
-    }
+
     #[inline]
     fn serialize_f32(self, v: f32) -> Result<(), CanonError> {
         self.prim(tag::F32, v.to_bits().to_le_bytes());
