@@ -170,7 +170,7 @@ pub(crate) fn check_segment_header(bytes: &[u8], id: u32) -> SegmentHeader {
 }
 
 const REC_MAGIC: u16 = u16::from_le_bytes(*b"mr");
-/// Record header: magic u16, codec u8, flags u8, len u32, key [32], checksum u64.
+/// Record header: magic u16, codec u8, flags u8, len u32, key (32 bytes), checksum u64.
 pub(crate) const REC_HEADER_LEN: usize = 48;
 /// The record is a tombstone: `remove` wrote it so a rebuild does not bring
 /// the entry back.

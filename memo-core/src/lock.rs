@@ -107,7 +107,7 @@ impl Inflight {
 /// file before it unlocks, so a waiter that wakes on an unlinked file tries
 /// again). The file is removed when the computation ends, so lock files do
 /// not pile up; one left by a process that died is taken over by the next
-/// caller (the OS released its lock) or swept by [`sweep_key_locks`].
+/// caller (the OS released its lock) or swept by [`sweep_unlocked`].
 pub(crate) struct KeyLock {
     file: File,
     path: PathBuf,
