@@ -136,13 +136,6 @@ impl Hasher {
         }
     }
 
-    /// Feeds raw bytes, length-prefixed: for identities that are not serde
-    /// values (function names, fingerprints).
-    #[allow(dead_code, reason = "used by the macro's generated code")]
-    pub(crate) fn raw(&mut self, bytes: &[u8]) {
-        self.name_bytes(bytes);
-    }
-
     pub(crate) fn finish(mut self) -> Key {
         self.inner.update(&self.buf[..self.pos]);
         Key::from_bytes(*self.inner.finalize().as_bytes())

@@ -476,18 +476,19 @@ pub(super) fn rebuild(segs: &Segments, tmp: &Path, dest: &Path, sync: bool) -> R
     let tmp_path = tmp.join(format!("index.rebuild.{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp_path);
     let idx = Index::create(&tmp_path, Index::capacity_for(live.len() as u64), None)?;
-    let mut live_bytes = 0;
+    let (mut live_bytes, mut record_bytes) = (0, 0);
+    let now = idx.now_stamp();
     for (key, &(l, len, size, blob)) in &live {
         if let Some(i) = idx.insert_fresh(Snap {
             tag: key.tag32(),
             loc: l,
             len: len.min(u64::from(u32::MAX)) as u32,
         }) {
-            idx.reset_stats(i, idx.now_stamp(), 0, 0);
+            idx.reset_stats(i, now, 0, 0);
         }
         live_bytes += size + blob;
+        record_bytes += size;
     }
-    let record_bytes: u64 = live.values().map(|v| v.2).sum();
     idx.set(hdr::ENTRIES, live.len() as u64);
     idx.set(hdr::LIVE_BYTES, live_bytes);
     idx.set(hdr::DEAD_BYTES, appended.saturating_sub(record_bytes));
