@@ -58,6 +58,12 @@ mod index;
 mod key;
 mod lock;
 mod mmap;
+#[doc(hidden)]
+pub mod __private {
+    //! The runtime of `#[memoize]`; not a public API.
+    pub use crate::private::*;
+}
+mod private;
 mod segment;
 mod stats;
 mod store;
@@ -67,5 +73,5 @@ pub use error::{Error, Result};
 pub use key::{Key, ParseKeyError};
 pub use memo_macros::memoize;
 pub use mmap::Bytes;
-pub use stats::{Stats, VerifyReport};
+pub use stats::{FunctionStats, Stats, VerifyReport};
 pub use store::{Durability, Policy, Store, StoreBuilder};

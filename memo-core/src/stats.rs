@@ -38,6 +38,23 @@ pub struct Stats {
     pub index_bytes: u64,
 }
 
+/// The entries of one memoized function, from the helpers that
+/// `#[memoize(helpers)]` generates (`<name>_stats()`).
+///
+/// Store-wide: every process's entries and hits count.
+#[non_exhaustive]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FunctionStats {
+    /// Live entries of the function (of every version of its code).
+    pub entries: u64,
+    /// Bytes they take on disk: records and blob files.
+    pub bytes: u64,
+    /// Hits on those entries since each was stored.
+    pub hits: u64,
+    /// What computing them took, as timed when each was stored.
+    pub compute_time: std::time::Duration,
+}
+
 /// What [`Store::verify`](crate::Store::verify) found.
 #[non_exhaustive]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! The public face: [`Store`], its builder and options.
 
 mod read;
+mod scan;
 mod verify;
 mod write;
 
@@ -198,9 +199,20 @@ impl Store {
             let dir = std::env::var_os("MEMO_DIR").map_or_else(|| PathBuf::from(".memo"), PathBuf::from);
             Store::open(&dir).unwrap_or_else(|e| {
                 tracing::error!(dir = %dir.display(), error = %e, "memo: the global store cannot be opened; caching is off");
-                Store { engine: None }
+                Store::disabled()
             })
         })
+    }
+
+    /// A store that caches nothing: what `global` and `#[memoize(dir)]`
+    /// fall back to when their directory cannot be opened.
+    pub(crate) fn disabled() -> Store {
+        Store { engine: None }
+    }
+
+    /// The opened store, if this is not a disabled one.
+    pub(crate) fn engine(&self) -> Option<&Engine> {
+        self.engine.as_deref()
     }
 
     /// The store's directory; `None` for a global store that could not be
@@ -309,38 +321,12 @@ impl Store {
         V: Serialize + DeserializeOwned,
         F: FnOnce() -> V,
     {
-        let Some(e) = &self.engine else {
-            return Ok(compute());
-        };
-        if let Some(v) = e.get(key, true)? {
-            return Ok(v);
-        }
-        e.inflight.run(key, || {
-            // Another thread may have computed it while this one waited.
-            if let Some(v) = e.get(key, false)? {
-                e.count_hit();
-                return Ok(v);
-            }
-            // Then one computation across processes: whoever holds the key's
-            // lock file computes, the others wait and find the value. If the
-            // lock cannot be had (a read-only directory), compute anyway.
-            let flight = KeyLock::acquire(&e.dir.join(LOCKS_DIR), key)
-                .inspect_err(|err| tracing::warn!(%key, error = %err, "memo: no compute lock; computing without"))
-                .ok();
-            if flight.is_some()
-                && let Some(v) = e.get(key, false)?
-            {
-                e.count_hit();
-                return Ok(v);
-            }
-            let t = Instant::now();
-            let v = compute();
-            let cost = u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX);
-            if let Err(err) = e.put_value(key, &v, cost) {
+        match &self.engine {
+            Some(e) => e.compute_once(key, compute, |v: &V| Some(v), |v| v, Err, |err| {
                 tracing::warn!(%key, error = %err, "memo: computed value could not be stored");
-            }
-            Ok(v)
-        })
+            }),
+            None => Ok(compute()),
+        }
     }
 
     /// Live entries, store-wide.
@@ -475,6 +461,67 @@ impl Engine {
             writer,
             inflight: Inflight::default(),
             damaged: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl Engine {
+    /// `get_or_compute`, generalised for the macro: `kept` says what of a
+    /// computed result is stored (all of it, or a `Result`'s `Ok`), `from`
+    /// turns a stored value back into a result. A lookup error goes to
+    /// `lookup_failed`, which returns it (`get_or_compute`) or reports it and
+    /// lets the value be computed (the macro, with `X = Infallible`); a
+    /// failure to store the result goes to `store_failed`.
+    pub(crate) fn compute_once<V, R, X>(
+        &self,
+        key: &Key,
+        compute: impl FnOnce() -> R,
+        kept: impl FnOnce(&R) -> Option<&V>,
+        from: impl FnOnce(V) -> R,
+        lookup_failed: impl Fn(Error) -> std::result::Result<(), X>,
+        store_failed: impl FnOnce(&Error),
+    ) -> std::result::Result<R, X>
+    where
+        V: Serialize + DeserializeOwned,
+    {
+        let found = |count: bool| match self.get::<V>(key, count) {
+            Ok(v) => Ok(v),
+            Err(e) => lookup_failed(e).map(|()| None),
+        };
+        if let Some(v) = found(true)? {
+            return Ok(from(v));
+        }
+        let out = self.inflight.run(key, || {
+            // Another thread may have computed it while this one waited.
+            if let Some(v) = found(false)? {
+                self.count_hit();
+                return Ok(Ok(v));
+            }
+            // Then one computation across processes: whoever holds the key's
+            // lock file computes, the others wait and find the value. If the
+            // lock cannot be had (a read-only directory), compute anyway.
+            let flight = KeyLock::acquire(&self.dir.join(LOCKS_DIR), key)
+                .inspect_err(|err| tracing::warn!(%key, error = %err, "memo: no compute lock; computing without"))
+                .ok();
+            if flight.is_some()
+                && let Some(v) = found(false)?
+            {
+                self.count_hit();
+                return Ok(Ok(v));
+            }
+            let t = Instant::now();
+            let r = compute();
+            let cost = u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX);
+            if let Some(v) = kept(&r)
+                && let Err(err) = self.put_value(key, v, cost)
+            {
+                store_failed(&err);
+            }
+            Ok(Err(r))
+        })?;
+        Ok(match out {
+            Ok(v) => from(v),
+            Err(r) => r,
         })
     }
 }

@@ -1,17 +1,40 @@
-//! The `#[memoize]` attribute of memo-core.
+//! The `#[memoize]` attribute of memo-core; use it through `memo_core`.
+//!
+//! The path a function takes: [`args`] parses the options, [`sig`] checks
+//! the function, [`expand`] generates; [`errors`] gathers every problem so
+//! all are reported at once, at their tokens.
+
+mod args;
+mod errors;
+mod expand;
+mod fingerprint;
+mod sig;
 
 use proc_macro::TokenStream;
 
-/// Memoizes a function in a memo store.
-///
-/// The attribute is not available yet in this release: applying it is a
-/// compile error that says so, at the attribute. Until it lands, memoize
-/// with `memo_core::Store::get_or_compute` and `memo_core::Key::of`.
+#[doc = include_str!("guide.md")]
 #[proc_macro_attribute]
-pub fn memoize(_attr: TokenStream, item: TokenStream) -> TokenStream {
-    let mut out: TokenStream = "::core::compile_error! { \"#[memoize] is not available in this release of memo; use memo_core::Store::get_or_compute\" }"
-        .parse()
-        .unwrap_or_default();
-    out.extend(item);
-    out
+pub fn memoize(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    let mut errors = errors::Errors::default();
+    let args = args::parse(attr.into(), &mut errors);
+    let Ok(func) = syn::parse2::<syn::ItemFn>(item.clone()) else {
+        errors.push(syn::Error::new(
+            proc_macro2::Span::call_site(),
+            "#[memoize] applies to a function or a method",
+        ));
+        return finish_with_errors(item, errors);
+    };
+    let sig = sig::check(&func, &args, &mut errors);
+    match errors.into_result() {
+        Ok(()) => expand::expand(&args, &sig).into(),
+        Err(e) => errors::fallback(item, &e).into(),
+    }
+}
+
+fn finish_with_errors(item: proc_macro2::TokenStream, errors: errors::Errors) -> TokenStream {
+    match errors.into_result() {
+        Ok(()) => item.into(),
+        Err(e) => errors::fallback(item, &e).into(),
+    }
 }

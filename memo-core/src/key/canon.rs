@@ -117,7 +117,7 @@ impl Hasher {
         Hasher::with(BASE.clone())
     }
 
-    fn with(inner: blake3::Hasher) -> Hasher {
+    pub(crate) fn with(inner: blake3::Hasher) -> Hasher {
         Hasher {
             inner,
             buf: vec![0; SMALL_BUF],

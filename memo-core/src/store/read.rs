@@ -138,7 +138,7 @@ impl Engine {
         })
     }
 
-    pub(super) fn get<V: DeserializeOwned>(&self, key: &Key, count: bool) -> Result<Option<V>> {
+    pub(crate) fn get<V: DeserializeOwned>(&self, key: &Key, count: bool) -> Result<Option<V>> {
         let Some((bytes, codec)) = self.lookup(key, count)? else {
             return Ok(None);
         };

@@ -18,7 +18,7 @@ use crate::format::{
     decode_blob_ptr, encode_blob_ptr, hdr, loc,
 };
 use crate::index::{Index, Probe, Snap};
-use crate::segment::{self, Read, Record, Segments};
+use crate::segment::{self, Appender, Read, Record, Segments};
 
 /// Header words a grown table carries over from the one it replaces.
 const CARRY_ALL: [usize; 10] = [
@@ -53,7 +53,7 @@ impl Engine {
         self.opts.durability == Durability::Sync
     }
 
-    pub(super) fn put_value<V: Serialize + ?Sized>(
+    pub(crate) fn put_value<V: Serialize + ?Sized>(
         &self,
         key: &Key,
         value: &V,
@@ -215,10 +215,70 @@ impl Engine {
         let Probe::Found((slot, old)) = find(&self.segs, &idx, key)? else {
             return Ok(false);
         };
+        let old_blob = self.remove_slot(&mut w, &idx, slot, &old)?;
+        drop(w);
+        if let Some(id) = old_blob {
+            self.blobs.unlink(key, id);
+        }
+        Ok(true)
+    }
+
+    /// Removes every entry whose key `matches`, the way `remove` removes
+    /// one; returns how many there were.
+    pub(crate) fn remove_matching(&self, matches: impl Fn(&Key) -> bool) -> Result<u64> {
+        let mut w = self.writer.lock()?;
+        let idx = self.writer_index()?;
+        let mut blobs = Vec::new();
+        let mut removed = 0;
+        let mut result = Ok(());
+        for slot in 0..idx.capacity() {
+            let snap = idx.read(slot);
+            if loc::decode(snap.loc).is_none() {
+                continue;
+            }
+            let rec = match self.segs.record(snap.loc, None) {
+                Ok(Read::Found(rec)) if rec.header.flags & FLAG_TOMBSTONE == 0 => rec,
+                Ok(_) => continue,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            let key = rec.header.key;
+            if key.tag32() != snap.tag || !matches(&key) {
+                continue;
+            }
+            match self.remove_slot(&mut w, &idx, slot, &rec) {
+                Ok(blob) => {
+                    removed += 1;
+                    blobs.extend(blob.map(|id| (key, id)));
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(w);
+        for (key, id) in blobs {
+            self.blobs.unlink(&key, id);
+        }
+        result.map(|()| removed)
+    }
+
+    /// Tombstones `slot`, which holds `old`; returns the blob to unlink once
+    /// the lock is released. Caller holds the writer lock.
+    fn remove_slot(
+        &self,
+        w: &mut Appender,
+        idx: &Arc<Index>,
+        slot: usize,
+        old: &Record,
+    ) -> Result<Option<u64>> {
         idx.set(hdr::DIRTY, 1);
         // The tombstone record keeps a rebuild from bringing the entry back.
-        let tomb = segment::build_record(key, RAW_ID, FLAG_TOMBSTONE, &[]);
-        if let Err(e) = w.append(&self.segs, &idx, &self.tmp, &tomb, self.sync()) {
+        let tomb = segment::build_record(&old.header.key, RAW_ID, FLAG_TOMBSTONE, &[]);
+        if let Err(e) = w.append(&self.segs, idx, &self.tmp, &tomb, self.sync()) {
             idx.set(hdr::DIRTY, 0);
             return Err(e);
         }
@@ -232,20 +292,16 @@ impl Engine {
         );
         let mut live = 0_u64;
         let mut dead = tomb.len() as u64;
-        let old_blob = retire(&old, &mut live, &mut dead);
-        add(&idx, hdr::ENTRIES, -1);
-        add(&idx, hdr::TOMBSTONES, 1);
-        adjust(&idx, hdr::LIVE_BYTES, live);
-        adjust(&idx, hdr::DEAD_BYTES, dead);
+        let old_blob = retire(old, &mut live, &mut dead);
+        add(idx, hdr::ENTRIES, -1);
+        add(idx, hdr::TOMBSTONES, 1);
+        adjust(idx, hdr::LIVE_BYTES, live);
+        adjust(idx, hdr::DEAD_BYTES, dead);
         idx.set(hdr::DIRTY, 0);
         if self.sync() {
             idx.flush_slot(slot)?;
         }
-        drop(w);
-        if let Some(id) = old_blob {
-            self.blobs.unlink(key, id);
-        }
-        Ok(true)
+        Ok(old_blob)
     }
 
     /// Replaces the table with one twice as large (or as large as the live

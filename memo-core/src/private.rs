@@ -1,0 +1,378 @@
+//! The runtime of `#[memoize]`: what the expanded code calls.
+//!
+//! Not a public API. memo-core pins memo-macros at an exact version, so this
+//! module changes with the macro and nothing else may use it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex, OnceLock, PoisonError, RwLock};
+pub use std::time::Instant;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::format::FORMAT_VERSION;
+use crate::key::Hasher;
+use crate::{Error, FunctionStats, Key, Result, Store};
+
+/// blake3 key-derivation context of memoized calls' keys, apart from
+/// `Key::of`'s: a memoized call never collides with a key a user made.
+const CALL_CONTEXT: &str = "memo 2026-11 #[memoize] call v1";
+/// Context of the function tag stored in the last bytes of each key.
+const TAG_CONTEXT: &str = "memo 2026-11 #[memoize] function tag v1";
+/// Where a call's key keeps its function's tag. The first 24 bytes are the
+/// call's blake3 hash: 192 bits, so a collision stays out of reach (2^96
+/// calls by the birthday bound) while every entry names its function, which
+/// is what per-function clearing and statistics read.
+const TAG_AT: usize = 24;
+
+/// One memoized function, as the macro saw it. `static` in the expansion.
+pub struct Function {
+    module: &'static str,
+    name: &'static str,
+    /// The function's tokens in a canonical text form (no comments, no
+    /// formatting), made by the macro: its fingerprint.
+    tokens: &'static str,
+    version: &'static str,
+    /// The hasher state after the function's identity, per `Self` type (one
+    /// entry for a free function): identity and fingerprint are hashed once
+    /// per process, not once per call.
+    bases: RwLock<Vec<(&'static str, Base)>>,
+}
+
+#[derive(Clone)]
+struct Base {
+    hasher: blake3::Hasher,
+    tag: [u8; 8],
+}
+
+impl Function {
+    /// A function named `name` in `module` (`module_path!()`).
+    #[must_use]
+    pub const fn new(
+        module: &'static str,
+        name: &'static str,
+        tokens: &'static str,
+        version: &'static str,
+    ) -> Function {
+        Function {
+            module,
+            name,
+            tokens,
+            version,
+            bases: RwLock::new(Vec::new()),
+        }
+    }
+
+    fn base(&self, self_ty: &'static str) -> Base {
+        {
+            let bases = self.bases.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, b)) = bases.iter().find(|(t, _)| *t == self_ty) {
+                return b.clone();
+            }
+        }
+        let mut hasher = blake3::Hasher::new_derive_key(CALL_CONTEXT);
+        hasher.update(&FORMAT_VERSION.to_le_bytes());
+        for part in [self.module, self_ty, self.name, self.tokens, self.version] {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        let base = Base {
+            hasher,
+            tag: self.tag(self_ty),
+        };
+        let mut bases = self.bases.write().unwrap_or_else(PoisonError::into_inner);
+        if !bases.iter().any(|(t, _)| *t == self_ty) {
+            bases.push((self_ty, base.clone()));
+        }
+        base
+    }
+
+    /// The tag of this function's entries: its identity without the code,
+    /// so entries of every version of the function share it.
+    fn tag(&self, self_ty: &str) -> [u8; 8] {
+        let mut h = blake3::Hasher::new_derive_key(TAG_CONTEXT);
+        for part in [self.module, self_ty, self.name] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        let mut tag = [0; 8];
+        tag.copy_from_slice(&h.finalize().as_bytes()[..8]);
+        tag
+    }
+
+    /// Starts the key of a call; `self_ty` is `type_name::<Self>()` for a
+    /// method, else empty.
+    #[must_use]
+    pub fn key(&self, self_ty: &'static str) -> KeyBuilder {
+        let base = self.base(self_ty);
+        KeyBuilder {
+            hasher: Hasher::with(base.hasher),
+            tag: base.tag,
+        }
+    }
+
+    /// A synchronous call: the stored result, or `compute` run once across
+    /// threads and processes and its result stored. Never fails: store
+    /// problems are reported and the body runs.
+    pub fn call<O: Outcome>(&self, store: &Store, key: &Key, compute: impl FnOnce() -> O) -> O {
+        let Some(engine) = store.engine() else {
+            return compute();
+        };
+        let ran = std::cell::Cell::new(false);
+        let out = engine.compute_once(
+            key,
+            || {
+                ran.set(true);
+                tracing::debug!(function = self.name, module = self.module, %key, "memo: miss");
+                compute()
+            },
+            O::stored,
+            O::from_stored,
+            |e| {
+                self.report(key, &e);
+                Ok::<(), std::convert::Infallible>(())
+            },
+            |e| self.report(key, e),
+        );
+        if !ran.get() {
+            tracing::debug!(function = self.name, module = self.module, %key, "memo: hit");
+        }
+        match out {
+            Ok(o) => o,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The stored result of an `async` call, if there is one (counted as a
+    /// hit or a miss).
+    pub fn cached<O: Outcome>(&self, store: &Store, key: &Key) -> Option<O> {
+        let engine = store.engine()?;
+        match engine.get::<O::Stored>(key, true) {
+            Ok(Some(v)) => {
+                tracing::debug!(function = self.name, module = self.module, %key, "memo: hit");
+                Some(O::from_stored(v))
+            }
+            Ok(None) => {
+                tracing::debug!(function = self.name, module = self.module, %key, "memo: miss");
+                None
+            }
+            Err(e) => {
+                self.report(key, &e);
+                None
+            }
+        }
+    }
+
+    /// Stores what an `async` call computed since `started`.
+    pub fn save<O: Outcome>(&self, store: &Store, key: &Key, out: &O, started: Instant) {
+        let (Some(engine), Some(v)) = (store.engine(), out.stored()) else {
+            return;
+        };
+        let cost = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
+        if let Err(e) = engine.put_value(key, v, cost) {
+            self.report(key, &e);
+        }
+    }
+
+    /// Runs `compute` whatever is stored, and stores its result in place of
+    /// the old one.
+    pub fn recompute<O: Outcome>(&self, store: &Store, key: &Key, compute: impl FnOnce() -> O) -> O {
+        let started = Instant::now();
+        let out = compute();
+        self.save(store, key, &out, started);
+        out
+    }
+
+    /// Whether this call's result is stored.
+    #[must_use]
+    pub fn is_cached(&self, store: &Store, key: &Key) -> bool {
+        store.contains(key)
+    }
+
+    /// Removes every stored result of this function, of every version of
+    /// its code; returns how many there were.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::remove`].
+    pub fn clear(&self, store: &Store, self_ty: &'static str) -> Result<u64> {
+        let tag = self.tag(self_ty);
+        match store.engine() {
+            Some(e) => e.remove_matching(|k| k.as_bytes()[TAG_AT..] == tag),
+            None => Ok(0),
+        }
+    }
+
+    /// Statistics of this function's stored results.
+    #[must_use]
+    pub fn stats(&self, store: &Store, self_ty: &'static str) -> FunctionStats {
+        let tag = self.tag(self_ty);
+        store.engine().map_or_else(FunctionStats::default, |e| {
+            e.stats_matching(|k| k.as_bytes()[TAG_AT..] == tag)
+        })
+    }
+
+    /// Reports a store problem through `tracing`: a warning the first time
+    /// for each function and cause, a debug event after, so a broken store
+    /// does not flood the log with a line per call.
+    fn report(&self, key: &Key, e: &Error) {
+        static SEEN: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
+        let cause = format!("{}::{}: {}", self.module, self.name, cause(e));
+        let first = SEEN
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(cause);
+        if first {
+            tracing::warn!(
+                function = self.name,
+                module = self.module,
+                %key,
+                error = %e,
+                "memo: store problem; the function is computed instead (reported once per cause)"
+            );
+        } else {
+            tracing::debug!(function = self.name, module = self.module, %key, error = %e, "memo: store problem");
+        }
+    }
+}
+
+/// What makes two store errors "the same problem" for reporting: the kind
+/// and the file, not the key.
+fn cause(e: &Error) -> String {
+    match e {
+        Error::Io { path, source } => format!("io {:?} at {}", source.kind(), path.display()),
+        Error::Corrupt { path, .. } => format!("corrupt {}", path.display()),
+        Error::IncompatibleFormat { path, .. } => format!("format {}", path.display()),
+        Error::Codec { .. } => "codec".to_owned(),
+        Error::TooLarge { .. } => "too large".to_owned(),
+    }
+}
+
+/// A call's key under construction: the function's identity is in, the
+/// type parameters and arguments follow.
+pub struct KeyBuilder {
+    hasher: Hasher,
+    tag: [u8; 8],
+}
+
+impl KeyBuilder {
+    /// Feeds a type parameter's `type_name`.
+    pub fn type_param(&mut self, name: &'static str) {
+        self.hasher.value(name);
+    }
+
+    /// Feeds an argument in canonical form.
+    #[inline]
+    pub fn arg<T: Serialize + ?Sized>(&mut self, value: &T) {
+        self.hasher.value(value);
+    }
+
+    /// The key: 24 bytes of the call's hash, then the function's tag.
+    #[must_use]
+    pub fn finish(self) -> Key {
+        let mut bytes = *self.hasher.finish().as_bytes();
+        bytes[TAG_AT..].copy_from_slice(&self.tag);
+        Key::from_bytes(bytes)
+    }
+}
+
+/// What of a function's result is cached.
+#[diagnostic::on_unimplemented(
+    message = "the result of a #[memoize] function must be Serialize + DeserializeOwned",
+    note = "for a `Result<T, E>`, only `T` needs to be"
+)]
+pub trait Outcome: Sized {
+    /// The stored type.
+    type Stored: Serialize + DeserializeOwned;
+    /// What to store, if anything.
+    fn stored(&self) -> Option<&Self::Stored>;
+    /// A result from what was stored.
+    fn from_stored(v: Self::Stored) -> Self;
+}
+
+/// The whole return value is cached.
+pub struct Whole<V>(pub V);
+
+impl<V: Serialize + DeserializeOwned> Outcome for Whole<V> {
+    type Stored = V;
+    fn stored(&self) -> Option<&V> {
+        Some(&self.0)
+    }
+    fn from_stored(v: V) -> Self {
+        Whole(v)
+    }
+}
+
+/// A `Result`'s `Ok` is cached; an `Err` is returned and not stored.
+pub struct OkOnly<R>(pub R);
+
+impl<T: Serialize + DeserializeOwned, E> Outcome for OkOnly<core::result::Result<T, E>> {
+    type Stored = T;
+    fn stored(&self) -> Option<&T> {
+        self.0.as_ref().ok()
+    }
+    fn from_stored(v: T) -> Self {
+        OkOnly(Ok(v))
+    }
+}
+
+/// Checks at the argument's span that it can be hashed: a missing
+/// `Serialize` underlines the user's type.
+pub const fn arg_bound<T: Serialize + ?Sized>() {}
+
+/// Checks at the return type's span that results can be stored.
+pub const fn outcome_bound<O: Outcome>() {}
+
+/// Calls a body closure as `FnOnce`.
+#[inline]
+pub fn run<R>(body: impl FnOnce() -> R) -> R {
+    body()
+}
+
+/// Fixes the output type of the `async` block that holds a body, so `?`
+/// and `return` inside it are typed as in the function.
+pub fn typed_future<R, F: core::future::Future<Output = R>>(f: F) -> F {
+    f
+}
+
+/// The store of `#[memoize(dir = "...")]`: opened on first use, once per
+/// directory and process whichever functions name it. If it cannot be
+/// opened, it caches nothing and says why once.
+pub struct StoreAt {
+    dir: &'static str,
+    store: OnceLock<&'static Store>,
+}
+
+impl StoreAt {
+    /// The store at `dir` (relative to the working directory at first use).
+    #[must_use]
+    pub const fn new(dir: &'static str) -> StoreAt {
+        StoreAt {
+            dir,
+            store: OnceLock::new(),
+        }
+    }
+
+    /// The opened store.
+    pub fn get(&self) -> &'static Store {
+        self.store.get_or_init(|| open_shared(self.dir))
+    }
+}
+
+fn open_shared(dir: &str) -> &'static Store {
+    static OPEN: LazyLock<Mutex<HashMap<PathBuf, &'static Store>>> = LazyLock::new(Mutex::default);
+    let path = std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir));
+    let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(s) = open.get(&path) {
+        return s;
+    }
+    let store = Store::open(&path).unwrap_or_else(|e| {
+        tracing::error!(dir = %path.display(), error = %e, "memo: the store cannot be opened; caching is off for its functions");
+        Store::disabled()
+    });
+    // One per directory for the life of the process, like `Store::global`.
+    let store: &'static Store = Box::leak(Box::new(store));
+    open.insert(path, store);
+    store
+}

@@ -1,0 +1,320 @@
+//! Generating the memoized function and its helpers.
+//!
+//! The shape, for `fn f(a: A) -> R { body }`:
+//!
+//! ```text
+//! fn f(a: A) -> R {
+//!     static FN: Function = Function::new(module_path!(), "f", "<tokens>", "<version>");
+//!     let store: &Store = <global | dir | EXPR>;
+//!     let key = { let mut k = FN.key(<Self type>); k.arg(&a); k.finish() };
+//!     let body = move || -> R { body };      // `return` and `?` stay inside
+//!     FN.call(store, &key, move || Whole(body())).0
+//! }
+//! ```
+//!
+//! Generated names are `Span::mixed_site()`, so the body cannot see them and
+//! they cannot shadow the user's; paths are absolute.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Ident, Signature};
+
+use crate::args::{Args, StoreArg};
+use crate::fingerprint;
+use crate::sig::{Sig, contains_impl_trait};
+
+/// The names the expansion uses, all invisible to the user's code.
+struct Names {
+    func: Ident,
+    store: Ident,
+    key: Ident,
+    builder: Ident,
+    body: Ident,
+    out: Ident,
+    started: Ident,
+    dir: Ident,
+}
+
+impl Names {
+    fn new() -> Names {
+        let m = |s: &str| Ident::new(s, Span::mixed_site());
+        Names {
+            func: m("__MEMO_FN"),
+            store: m("__memo_store"),
+            key: m("__memo_key"),
+            builder: m("__memo_k"),
+            body: m("__memo_body"),
+            out: m("__memo_out"),
+            started: m("__memo_started"),
+            dir: m("__MEMO_DIR"),
+        }
+    }
+}
+
+pub(crate) fn expand(args: &Args, sig: &Sig<'_>) -> TokenStream {
+    let n = Names::new();
+    let func = sig.func;
+    let (attrs, vis, fsig) = (&func.attrs, &func.vis, &func.sig);
+    let (setup, key) = prelude(args, sig, &n);
+    let prelude = quote! { #setup #key };
+    let call = if fsig.asyncness.is_some() {
+        async_call(sig, &n, Call::Cached)
+    } else {
+        sync_call(sig, &n, Call::Cached)
+    };
+    let mut out = quote! {
+        #(#attrs)*
+        #vis #fsig {
+            #prelude
+            #call
+        }
+    };
+    if args.helpers {
+        out.extend(helpers(sig, &n, &prelude, &setup));
+    }
+    out
+}
+
+/// What every generated function starts with: the function's static and
+/// the store (the setup), then the bound checks and the key.
+fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) {
+    let Names {
+        func,
+        store,
+        key,
+        builder,
+        dir,
+        ..
+    } = n;
+    let fsig = &sig.func.sig;
+    let name = fsig.ident.to_string();
+    let tokens = fingerprint::canonical(sig.func.to_token_stream());
+    let version = &args.version;
+    let store_init = match &args.store {
+        StoreArg::Global => quote! {
+            let #store: &::memo_core::Store = ::memo_core::Store::global();
+        },
+        // Deref coercion: `&CACHE` is a `&Store` for a `Store`, a
+        // `LazyLock<Store>`, an `Arc<Store>`, ...; a mismatch is reported at
+        // the user's expression.
+        StoreArg::Expr(e) => quote_spanned! {e.span()=>
+            let #store: &::memo_core::Store = &#e;
+        },
+        StoreArg::Dir(d) => quote! {
+            static #dir: ::memo_core::__private::StoreAt = ::memo_core::__private::StoreAt::new(#d);
+            let #store: &::memo_core::Store = ::memo_core::__private::StoreAt::get(&#dir);
+        },
+    };
+    let mut feeds = Vec::new();
+    for t in &sig.type_params {
+        feeds.push(quote! {
+            ::memo_core::__private::KeyBuilder::type_param(&mut #builder, ::core::any::type_name::<#t>());
+        });
+    }
+    for c in &sig.const_params {
+        feeds.push(quote! { ::memo_core::__private::KeyBuilder::arg(&mut #builder, &#c); });
+    }
+    if let Some(r) = sig.receiver {
+        let this = &r.self_token;
+        feeds.push(quote_spanned! {r.span()=>
+            ::memo_core::__private::arg_bound::<Self>();
+            ::memo_core::__private::KeyBuilder::arg(&mut #builder, &#this);
+        });
+    }
+    for input in &sig.inputs {
+        let ty = input.ty;
+        // A missing `Serialize` is reported at the argument's type.
+        if !contains_impl_trait(ty) && !input.hashed.is_empty() {
+            feeds.push(quote_spanned! {ty.span()=> ::memo_core::__private::arg_bound::<#ty>(); });
+        }
+        for b in &input.hashed {
+            // Marked as generated (resolved at the call site, located at the
+            // argument) so lints about the user's own code, such as using a
+            // `_name` binding, do not fire on the key's use of it.
+            let mut b = (*b).clone();
+            b.set_span(Span::call_site().located_at(b.span()));
+            feeds.push(quote_spanned! {ty.span()=>
+                ::memo_core::__private::KeyBuilder::arg(&mut #builder, &#b);
+            });
+        }
+    }
+    let self_ty = if sig.receiver.is_some() {
+        quote! { ::core::any::type_name::<Self>() }
+    } else {
+        quote! { "" }
+    };
+    let setup = quote! {
+        static #func: ::memo_core::__private::Function =
+            ::memo_core::__private::Function::new(::core::module_path!(), #name, #tokens, #version);
+        #store_init
+    };
+    let key = quote! {
+        let #key: ::memo_core::Key = {
+            let mut #builder = ::memo_core::__private::Function::key(&#func, #self_ty);
+            #(#feeds)*
+            ::memo_core::__private::KeyBuilder::finish(#builder)
+        };
+    };
+    (setup, key)
+}
+
+/// The cached call, or the recomputing one of `<name>_recompute`.
+#[derive(Clone, Copy)]
+enum Call {
+    Cached,
+    Recompute,
+}
+
+/// `Whole` or `OkOnly`, with the check that the return type can be stored
+/// (reported at the return type).
+fn mode(sig: &Sig<'_>) -> (TokenStream, TokenStream) {
+    let ret = &sig.ret;
+    let mode = if sig.returns_result {
+        quote! { ::memo_core::__private::OkOnly }
+    } else {
+        quote! { ::memo_core::__private::Whole }
+    };
+    let bound = quote_spanned! {ret.span()=>
+        ::memo_core::__private::outcome_bound::<#mode<#ret>>();
+    };
+    (mode, bound)
+}
+
+fn sync_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
+    let Names {
+        func,
+        store,
+        key,
+        body,
+        ..
+    } = n;
+    let (ret, block) = (&sig.ret, &sig.func.block);
+    let (mode, bound) = mode(sig);
+    let method = match call {
+        Call::Cached => quote! { call },
+        Call::Recompute => quote! { recompute },
+    };
+    // The body is a closure of its own, so `return` and `?` leave it and
+    // not the memoization; `run` calls it as `FnOnce`, so a body that
+    // changes a `mut` argument needs no `mut` binding of the closure.
+    quote! {
+        #bound
+        let #body = move || -> #ret #block;
+        ::memo_core::__private::Function::#method(&#func, #store, &#key, move || {
+            #mode(::memo_core::__private::run(#body))
+        }).0
+    }
+}
+
+fn async_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
+    let Names {
+        func,
+        store,
+        key,
+        out,
+        started,
+        ..
+    } = n;
+    let (ret, block) = (&sig.ret, &sig.func.block);
+    let (mode, bound) = mode(sig);
+    let lookup = match call {
+        Call::Cached => quote! {
+            if let ::core::option::Option::Some(#out) =
+                ::memo_core::__private::Function::cached::<#mode<#ret>>(&#func, #store, &#key)
+            {
+                return #out.0;
+            }
+        },
+        Call::Recompute => quote! {},
+    };
+    quote! {
+        #bound
+        #lookup
+        let #started = ::memo_core::__private::Instant::now();
+        let #out = #mode(::memo_core::__private::typed_future::<#ret, _>(async move #block).await);
+        ::memo_core::__private::Function::save(&#func, #store, &#key, &#out, #started);
+        #out.0
+    }
+}
+
+/// `<name>_uncached`, `<name>_recompute`, `<name>_is_cached`,
+/// `<name>_clear` and `<name>_stats`, beside the function.
+fn helpers(sig: &Sig<'_>, n: &Names, prelude: &TokenStream, setup: &TokenStream) -> TokenStream {
+    let func = sig.func;
+    let (vis, fsig, block) = (&func.vis, &func.sig, &func.block);
+    let name = &fsig.ident;
+    let renamed = |suffix: &str| -> Signature {
+        let mut s = fsig.clone();
+        s.ident = format_ident!("{}_{}", name, suffix, span = name.span());
+        s
+    };
+    let uncached = renamed("uncached");
+    let recompute = renamed("recompute");
+    let mut is_cached = renamed("is_cached");
+    is_cached.asyncness = None;
+    is_cached.output = syn::parse_quote!(-> bool);
+    let clear = format_ident!("{}_clear", name, span = name.span());
+    let stats = format_ident!("{}_stats", name, span = name.span());
+    let recompute_call = if fsig.asyncness.is_some() {
+        async_call(sig, n, Call::Recompute)
+    } else {
+        sync_call(sig, n, Call::Recompute)
+    };
+    let ignored = sig.inputs.iter().flat_map(|i| &i.ignored);
+    let Names {
+        func: f, store, key, ..
+    } = n;
+    let self_ty = if sig.receiver.is_some() {
+        quote! { ::core::any::type_name::<Self>() }
+    } else {
+        quote! { "" }
+    };
+    let doc = |what: &str| format!("`{name}` {what} (generated by `#[memoize(helpers)]`).");
+    let (d_uncached, d_recompute, d_is_cached, d_clear, d_stats) = (
+        doc("without the cache: runs the body, reads and stores nothing"),
+        doc("recomputed: runs the body and stores its result in place of any stored one"),
+        doc("is cached for these arguments: a lookup, never a computation"),
+        doc("forgotten: removes every stored result of this function, of every version of its code; returns how many"),
+        doc("in numbers: the stored results of this function, store-wide"),
+    );
+    quote! {
+        #[doc = #d_uncached]
+        #[allow(dead_code, reason = "helpers are generated together; a program may use some")]
+        #vis #uncached #block
+
+        #[doc = #d_recompute]
+        #[allow(dead_code, reason = "helpers are generated together; a program may use some")]
+        #vis #recompute {
+            #prelude
+            #recompute_call
+        }
+
+        #[doc = #d_is_cached]
+        #[allow(dead_code, reason = "helpers are generated together; a program may use some")]
+        #vis #is_cached {
+            #( let _ = &#ignored; )*
+            #prelude
+            ::memo_core::__private::Function::is_cached(&#f, #store, &#key)
+        }
+
+        #[doc = #d_clear]
+        #[allow(dead_code, reason = "helpers are generated together; a program may use some")]
+        ///
+        /// # Errors
+        ///
+        /// As `memo_core::Store::remove`.
+        #vis fn #clear() -> ::memo_core::Result<u64> {
+            #setup
+            ::memo_core::__private::Function::clear(&#f, #store, #self_ty)
+        }
+
+        #[doc = #d_stats]
+        #[allow(dead_code, reason = "helpers are generated together; a program may use some")]
+        #[must_use]
+        #vis fn #stats() -> ::memo_core::FunctionStats {
+            #setup
+            ::memo_core::__private::Function::stats(&#f, #store, #self_ty)
+        }
+    }
+}

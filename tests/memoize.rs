@@ -1,0 +1,415 @@
+//! Guards `#[memoize]`: each distinct call computed once, in this process
+//! and the next; `return`, `?`, `Err`, generics, methods, `async` and
+//! patterns keep their meaning; a broken store never fails a call.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::needless_pass_by_value,
+    reason = "tests: fail loudly; memoized arguments are taken as users write them"
+)]
+
+use std::process::Command;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use memo_core::{Store, memoize};
+use serde::Serialize;
+
+/// A store in a fresh directory that lives as long as the test binary.
+fn fresh() -> Store {
+    Store::open(memo_tests::tempdir().keep()).unwrap()
+}
+
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+static BASIC: LazyLock<Store> = LazyLock::new(fresh);
+
+#[memoize(store = BASIC)]
+fn square(x: u64) -> u64 {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    x * x
+}
+
+#[test]
+fn each_call_is_computed_once() {
+    let before = RUNS.load(Ordering::SeqCst);
+    assert_eq!(square(3), 9);
+    assert_eq!(square(3), 9);
+    assert_eq!(square(4), 16);
+    assert_eq!(square(4), 16);
+    assert_eq!(RUNS.load(Ordering::SeqCst) - before, 2);
+    assert_eq!(BASIC.len(), 2);
+    let s = BASIC.stats();
+    assert_eq!((s.hits, s.misses), (2, 2));
+}
+
+static EARLY: LazyLock<Store> = LazyLock::new(fresh);
+static EARLY_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// `return` inside the body returns from the body: the result is still
+/// stored.
+#[memoize(store = EARLY)]
+fn classify(x: i32) -> String {
+    EARLY_RUNS.fetch_add(1, Ordering::SeqCst);
+    if x < 0 {
+        return "negative".to_owned();
+    }
+    format!("{x} is not negative")
+}
+
+#[test]
+fn early_return_is_cached() {
+    assert_eq!(classify(-5), "negative");
+    assert_eq!(classify(-5), "negative");
+    assert_eq!(classify(5), "5 is not negative");
+    assert_eq!(classify(5), "5 is not negative");
+    assert_eq!(EARLY_RUNS.load(Ordering::SeqCst), 2);
+}
+
+/// An error type with no serde at all.
+#[derive(Debug, PartialEq)]
+struct ParseFailure(String);
+
+static RESULTS: LazyLock<Store> = LazyLock::new(fresh);
+static PARSES: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(store = RESULTS)]
+fn parse_sum(text: &str) -> Result<i64, ParseFailure> {
+    PARSES.fetch_add(1, Ordering::SeqCst);
+    let mut sum = 0;
+    for part in text.split(',') {
+        // `?` leaves the body, not the memoization.
+        sum += part.trim().parse::<i64>().map_err(|e| ParseFailure(e.to_string()))?;
+    }
+    Ok(sum)
+}
+
+#[test]
+fn results_cache_ok_only() {
+    assert_eq!(parse_sum("1, 2, 3"), Ok(6));
+    assert_eq!(parse_sum("1, 2, 3"), Ok(6));
+    assert_eq!(PARSES.load(Ordering::SeqCst), 1);
+    assert!(parse_sum("1, x").is_err());
+    assert!(parse_sum("1, x").is_err());
+    // Errors are computed every time: they may be transient.
+    assert_eq!(PARSES.load(Ordering::SeqCst), 3);
+    assert_eq!(RESULTS.len(), 1);
+}
+
+static IGNORING: LazyLock<Store> = LazyLock::new(fresh);
+static IGNORED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(store = IGNORING, ignore(verbose, progress))]
+fn fit(data: Vec<f64>, verbose: bool, progress: Option<String>) -> f64 {
+    IGNORED_RUNS.fetch_add(1, Ordering::SeqCst);
+    if verbose {
+        eprintln!("fitting {} points ({progress:?})", data.len());
+    }
+    data.iter().sum::<f64>() / data.len() as f64
+}
+
+#[test]
+fn ignored_arguments_stay_out_of_the_key() {
+    assert!((fit(vec![1.0, 2.0, 3.0], false, None) - 2.0).abs() < 1e-12);
+    assert!((fit(vec![1.0, 2.0, 3.0], true, Some("50%".into())) - 2.0).abs() < 1e-12);
+    assert_eq!(IGNORED_RUNS.load(Ordering::SeqCst), 1);
+    fit(vec![1.0, 2.0], false, None);
+    assert_eq!(IGNORED_RUNS.load(Ordering::SeqCst), 2);
+}
+
+static GENERIC: LazyLock<Store> = LazyLock::new(fresh);
+
+/// The type parameter is part of the key even though no argument names it.
+#[memoize(store = GENERIC)]
+fn size_of_default<T>() -> usize
+where
+    T: Default + Serialize,
+{
+    std::mem::size_of_val(&T::default())
+}
+
+#[memoize(store = GENERIC)]
+fn repeat<T, const N: usize>(item: T) -> Vec<String>
+where
+    T: Serialize + Clone + std::fmt::Debug,
+{
+    vec![format!("{item:?}"); N]
+}
+
+#[test]
+fn generics_are_part_of_the_key() {
+    assert_eq!(size_of_default::<u8>(), 1);
+    assert_eq!(size_of_default::<u64>(), 8);
+    assert_eq!(size_of_default::<u8>(), 1);
+    assert_eq!(repeat::<_, 2>(7_u8), vec!["7", "7"]);
+    assert_eq!(repeat::<_, 3>(7_u8), vec!["7", "7", "7"]);
+    assert_eq!(repeat::<_, 3>("a"), vec!["\"a\""; 3]);
+}
+
+static METHODS: LazyLock<Store> = LazyLock::new(fresh);
+static PREDICTIONS: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Serialize)]
+struct Linear {
+    slope: f64,
+    intercept: f64,
+}
+
+#[derive(Serialize)]
+struct Constant(f64);
+
+impl Linear {
+    #[memoize(store = METHODS)]
+    fn predict(&self, x: f64) -> f64 {
+        PREDICTIONS.fetch_add(1, Ordering::SeqCst);
+        self.slope * x + self.intercept
+    }
+}
+
+impl Constant {
+    // Same name, same module: the `Self` type keeps them apart.
+    #[memoize(store = METHODS, helpers)]
+    fn predict(&self, _x: f64) -> f64 {
+        PREDICTIONS.fetch_add(1, Ordering::SeqCst);
+        self.0
+    }
+}
+
+#[test]
+fn methods_hash_self() {
+    let a = Linear {
+        slope: 2.0,
+        intercept: 1.0,
+    };
+    let b = Linear {
+        slope: 3.0,
+        intercept: 1.0,
+    };
+    assert!((a.predict(1.0) - 3.0).abs() < 1e-12);
+    assert!((a.predict(1.0) - 3.0).abs() < 1e-12);
+    assert!((b.predict(1.0) - 4.0).abs() < 1e-12);
+    assert!((Constant(5.0).predict(1.0) - 5.0).abs() < 1e-12);
+    assert_eq!(PREDICTIONS.load(Ordering::SeqCst), 3);
+    // Per-function helpers see only their own type's entries.
+    assert_eq!(Constant::predict_stats().entries, 1);
+    assert_eq!(Constant::predict_clear().unwrap(), 1);
+    assert_eq!(METHODS.len(), 2);
+}
+
+static PATTERNS: LazyLock<Store> = LazyLock::new(fresh);
+static PATTERN_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Serialize, Clone, Copy)]
+struct Point {
+    x: i32,
+    y: i32,
+}
+
+#[memoize(store = PATTERNS)]
+fn manhattan((a, b): (i32, i32), Point { x, y }: Point, _: &str, mut scale: i32) -> i32 {
+    PATTERN_RUNS.fetch_add(1, Ordering::SeqCst);
+    scale += 0;
+    ((a - x).abs() + (b - y).abs()) * scale
+}
+
+#[test]
+fn patterns_in_argument_position() {
+    let p = Point { x: 1, y: 1 };
+    assert_eq!(manhattan((4, 5), p, "first", 1), 7);
+    // `_` binds nothing, so the body cannot depend on it: not in the key.
+    assert_eq!(manhattan((4, 5), p, "second", 1), 7);
+    assert_eq!(manhattan((4, 5), p, "first", 2), 14);
+    assert_eq!(manhattan((4, 6), p, "first", 1), 8);
+    assert_eq!(PATTERN_RUNS.load(Ordering::SeqCst), 3);
+}
+
+static ASYNC: LazyLock<Store> = LazyLock::new(fresh);
+static ASYNC_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(store = ASYNC)]
+async fn fetch(id: u32) -> Result<Vec<u32>, String> {
+    ASYNC_RUNS.fetch_add(1, Ordering::SeqCst);
+    if id == 0 {
+        return Err("no such id".into());
+    }
+    let base = std::future::ready(id).await;
+    Ok((0..base).collect())
+}
+
+fn assert_send<T: Send>(t: T) -> T {
+    t
+}
+
+#[test]
+fn async_functions_stay_send_and_cache() {
+    let f = assert_send(fetch(3));
+    assert_eq!(pollster::block_on(f), Ok(vec![0, 1, 2]));
+    assert_eq!(pollster::block_on(fetch(3)), Ok(vec![0, 1, 2]));
+    assert!(pollster::block_on(fetch(0)).is_err());
+    assert!(pollster::block_on(fetch(0)).is_err());
+    assert_eq!(ASYNC_RUNS.load(Ordering::SeqCst), 3);
+}
+
+static HELPED: LazyLock<Store> = LazyLock::new(fresh);
+static HELPED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(store = HELPED, helpers, ignore(note))]
+fn cube(x: u64, note: &str) -> u64 {
+    HELPED_RUNS.fetch_add(1, Ordering::SeqCst);
+    let _ = note;
+    x * x * x
+}
+
+#[memoize(store = HELPED)]
+fn other(x: u64) -> u64 {
+    x + 1
+}
+
+#[test]
+fn helpers_bypass_recompute_inspect_and_clear() {
+    let runs = || HELPED_RUNS.load(Ordering::SeqCst);
+    assert!(!cube_is_cached(2, "a"));
+    assert_eq!(runs(), 0, "is_cached never computes");
+    assert_eq!(cube(2, "a"), 8);
+    assert!(cube_is_cached(2, "b"));
+    assert_eq!(cube(2, "a"), 8);
+    assert_eq!(runs(), 1);
+    assert_eq!(cube_uncached(2, "a"), 8);
+    assert_eq!(runs(), 2);
+    assert_eq!(cube_recompute(2, "a"), 8);
+    assert_eq!(runs(), 3);
+    assert_eq!(cube(2, "a"), 8);
+    assert_eq!(runs(), 3);
+    cube(3, "a");
+    other(1);
+    let s = cube_stats();
+    assert_eq!(s.entries, 2);
+    assert!(s.bytes > 0);
+    // One hit since `recompute` stored the value afresh.
+    assert_eq!(s.hits, 1);
+    assert_eq!(cube_clear().unwrap(), 2);
+    assert!(!cube_is_cached(2, "a"));
+    assert_eq!(cube_stats().entries, 0);
+    // Other functions' entries stay.
+    assert_eq!(HELPED.len(), 1);
+    cube(2, "a");
+    assert_eq!(runs(), 5);
+}
+
+static SLOW_RUNS: AtomicUsize = AtomicUsize::new(0);
+static FLIGHT: LazyLock<Store> = LazyLock::new(fresh);
+
+#[memoize(store = FLIGHT)]
+fn slow(x: u32) -> u32 {
+    SLOW_RUNS.fetch_add(1, Ordering::SeqCst);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    x + 1
+}
+
+#[test]
+fn concurrent_callers_share_one_computation() {
+    let threads: Vec<_> = (0..8).map(|_| std::thread::spawn(|| slow(41))).collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 42);
+    }
+    assert_eq!(SLOW_RUNS.load(Ordering::SeqCst), 1);
+}
+
+static BROKEN_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// `/dev/null` is not a directory: the store cannot be opened.
+#[memoize(dir = "/dev/null/memo")]
+fn on_broken_store(x: u32) -> u32 {
+    BROKEN_RUNS.fetch_add(1, Ordering::SeqCst);
+    x * 2
+}
+
+#[test]
+fn a_broken_store_never_fails_a_call() {
+    assert_eq!(on_broken_store(1), 2);
+    assert_eq!(on_broken_store(1), 2);
+    assert_eq!(BROKEN_RUNS.load(Ordering::SeqCst), 2);
+}
+
+static DIR_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Relative to the package directory, where tests run.
+#[memoize(dir = "../target/memo-test-dir-option", helpers)]
+fn in_dir(x: u32) -> u32 {
+    DIR_RUNS.fetch_add(1, Ordering::SeqCst);
+    x + 100
+}
+
+#[test]
+fn dir_opens_a_store_there() {
+    in_dir_clear().unwrap();
+    assert_eq!(in_dir(1), 101);
+    assert_eq!(in_dir(1), 101);
+    assert_eq!(DIR_RUNS.load(Ordering::SeqCst), 1);
+    let store = Store::open("../target/memo-test-dir-option").unwrap();
+    assert!(!store.is_empty());
+}
+
+static VERSIONED: LazyLock<Store> = LazyLock::new(fresh);
+
+mod v1 {
+    use super::{VERSIONED, memoize_alias};
+    #[memoize_alias::memoize(store = VERSIONED)]
+    pub fn answer() -> u32 {
+        1
+    }
+}
+
+mod v2 {
+    use super::{VERSIONED, memoize_alias};
+    // The same function with a version bump: its own entries.
+    #[memoize_alias::memoize(store = VERSIONED, version = "2")]
+    pub fn answer() -> u32 {
+        2
+    }
+}
+
+/// The attribute works under another path, as generated code must.
+mod memoize_alias {
+    pub use memo_core::memoize;
+}
+
+#[test]
+fn modules_and_versions_keep_functions_apart() {
+    assert_eq!(v1::answer(), 1);
+    assert_eq!(v2::answer(), 2);
+    assert_eq!(v1::answer(), 1);
+    assert_eq!(VERSIONED.len(), 2);
+}
+
+/// Computes once per store, whichever process asks.
+#[memoize]
+fn global_square(x: u64) -> u64 {
+    println!("COMPUTED");
+    x * x
+}
+
+/// Not a test of its own: the body of the child processes.
+#[test]
+fn child_role() {
+    if std::env::var_os("MEMO_TEST_ROLE").is_some() {
+        assert_eq!(global_square(12), 144);
+    }
+}
+
+#[test]
+fn the_next_process_loads_instead_of_computing() {
+    let dir = memo_tests::tempdir();
+    let run = || {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
+            .env("MEMO_TEST_ROLE", "global")
+            .env("MEMO_DIR", dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).contains("COMPUTED")
+    };
+    assert!(run(), "the first process computes");
+    assert!(!run(), "the second process loads");
+    assert_eq!(Store::open(dir.path()).unwrap().len(), 1);
+}
