@@ -321,9 +321,6 @@ impl<T: Serialize + DeserializeOwned, E> Outcome for OkOnly<core::result::Result
 /// `Serialize` underlines the user's type.
 pub const fn arg_bound<T: Serialize + ?Sized>() {}
 
-/// Checks at the return type's span that results can be stored.
-pub const fn outcome_bound<O: Outcome>() {}
-
 /// Calls a body closure as `FnOnce`.
 #[inline]
 pub fn run<R>(body: impl FnOnce() -> R) -> R {

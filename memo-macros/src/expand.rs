@@ -133,7 +133,9 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) 
             // argument) so lints about the user's own code, such as using a
             // `_name` binding, do not fire on the key's use of it.
             let mut b = (*b).clone();
-            b.set_span(Span::call_site().located_at(b.span()));
+            if b.to_string().starts_with('_') {
+                b.set_span(Span::call_site().located_at(b.span()));
+            }
             feeds.push(quote_spanned! {ty.span()=>
                 ::memo_core::__private::KeyBuilder::arg(&mut #builder, &#b);
             });
@@ -166,19 +168,16 @@ enum Call {
     Recompute,
 }
 
-/// `Whole` or `OkOnly`, with the check that the return type can be stored
-/// (reported at the return type).
-fn mode(sig: &Sig<'_>) -> (TokenStream, TokenStream) {
+/// `Whole` or `OkOnly`, spanned at the return type: the calls that need
+/// it to be storable are spanned there too, so a missing `Serialize` or
+/// `Deserialize` is reported once, at the user's return type.
+fn mode(sig: &Sig<'_>) -> TokenStream {
     let ret = &sig.ret;
-    let mode = if sig.returns_result {
-        quote! { ::memo_core::__private::OkOnly }
+    if sig.returns_result {
+        quote_spanned! {ret.span()=> ::memo_core::__private::OkOnly }
     } else {
-        quote! { ::memo_core::__private::Whole }
-    };
-    let bound = quote_spanned! {ret.span()=>
-        ::memo_core::__private::outcome_bound::<#mode<#ret>>();
-    };
-    (mode, bound)
+        quote_spanned! {ret.span()=> ::memo_core::__private::Whole }
+    }
 }
 
 fn sync_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
@@ -190,7 +189,8 @@ fn sync_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
         ..
     } = n;
     let (ret, block) = (&sig.ret, &sig.func.block);
-    let (mode, bound) = mode(sig);
+    let mode = mode(sig);
+    let span = sig.ret.span();
     let method = match call {
         Call::Cached => quote! { call },
         Call::Recompute => quote! { recompute },
@@ -198,12 +198,14 @@ fn sync_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
     // The body is a closure of its own, so `return` and `?` leave it and
     // not the memoization; `run` calls it as `FnOnce`, so a body that
     // changes a `mut` argument needs no `mut` binding of the closure.
-    quote! {
-        #bound
-        let #body = move || -> #ret #block;
+    let call = quote_spanned! {span=>
         ::memo_core::__private::Function::#method(&#func, #store, &#key, move || {
             #mode(::memo_core::__private::run(#body))
         }).0
+    };
+    quote! {
+        let #body = move || -> #ret #block;
+        #call
     }
 }
 
@@ -217,9 +219,10 @@ fn async_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
         ..
     } = n;
     let (ret, block) = (&sig.ret, &sig.func.block);
-    let (mode, bound) = mode(sig);
+    let mode = mode(sig);
+    let span = sig.ret.span();
     let lookup = match call {
-        Call::Cached => quote! {
+        Call::Cached => quote_spanned! {span=>
             if let ::core::option::Option::Some(#out) =
                 ::memo_core::__private::Function::cached::<#mode<#ret>>(&#func, #store, &#key)
             {
@@ -228,12 +231,14 @@ fn async_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
         },
         Call::Recompute => quote! {},
     };
+    let save = quote_spanned! {span=>
+        ::memo_core::__private::Function::save(&#func, #store, &#key, &#out, #started);
+    };
     quote! {
-        #bound
         #lookup
         let #started = ::memo_core::__private::Instant::now();
         let #out = #mode(::memo_core::__private::typed_future::<#ret, _>(async move #block).await);
-        ::memo_core::__private::Function::save(&#func, #store, &#key, &#out, #started);
+        #save
         #out.0
     }
 }

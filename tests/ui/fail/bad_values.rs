@@ -1,0 +1,30 @@
+use memo_core::memoize;
+
+const DIR: &str = "cache";
+
+#[memoize(version = 1.5)]
+fn a(x: u32) -> u32 {
+    x
+}
+
+#[memoize(dir = DIR)]
+fn b(x: u32) -> u32 {
+    x
+}
+
+#[memoize(helpers = true)]
+fn c(x: u32) -> u32 {
+    x
+}
+
+#[memoize(version)]
+fn d(x: u32) -> u32 {
+    x
+}
+
+fn main() {
+    a(1);
+    b(1);
+    c(1);
+    d(1);
+}

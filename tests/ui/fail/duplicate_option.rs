@@ -1,0 +1,10 @@
+use memo_core::memoize;
+
+#[memoize(version = 1, version = 2)]
+fn f(x: u32) -> u32 {
+    x
+}
+
+fn main() {
+    f(1);
+}

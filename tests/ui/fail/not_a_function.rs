@@ -1,0 +1,8 @@
+use memo_core::memoize;
+
+#[memoize]
+struct Model {
+    weights: Vec<f64>,
+}
+
+fn main() {}
