@@ -373,3 +373,75 @@ fn open_shared(dir: &str) -> &'static Store {
     open.insert(path, store);
     store
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::cell::Cell;
+
+    use super::{Function, OkOnly, TAG_AT, Whole};
+    use crate::{Key, Store};
+
+    fn key(f: &Function, self_ty: &'static str, arg: u32) -> Key {
+        let mut k = f.key(self_ty);
+        k.arg(&arg);
+        k.finish()
+    }
+
+    #[test]
+    fn keys_carry_their_function_tag() {
+        let f = Function::new("m", "f", "fn f ( x : u32 ) { }", "");
+        let edited = Function::new("m", "f", "fn f ( x : u32 ) { x }", "");
+        let bumped = Function::new("m", "f", "fn f ( x : u32 ) { }", "2");
+        let other = Function::new("m", "g", "fn f ( x : u32 ) { }", "");
+        let (a, b) = (key(&f, "", 1), key(&f, "", 2));
+        assert_ne!(a, b);
+        assert_eq!(a, key(&f, "", 1), "cached bases give the same key");
+        assert_eq!(a.as_bytes()[TAG_AT..], b.as_bytes()[TAG_AT..]);
+        for k in [key(&edited, "", 1), key(&bumped, "", 1)] {
+            assert_ne!(k, a);
+            assert_eq!(k.as_bytes()[TAG_AT..], a.as_bytes()[TAG_AT..], "same function, new code");
+        }
+        for k in [key(&other, "", 1), key(&f, "m::Model", 1)] {
+            assert_ne!(k.as_bytes()[TAG_AT..], a.as_bytes()[TAG_AT..]);
+        }
+        assert_ne!(a, Key::of(&1_u32));
+    }
+
+    #[test]
+    fn an_undecodable_entry_is_recomputed_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let f = Function::new("m", "f", "", "");
+        let k = key(&f, "", 1);
+        // What an older build of the function stored, of another type
+        // (bytes that are not UTF-8, so not a `String`).
+        store.put(&k, &vec![0xff_u8, 0xfe, 0xfd]).unwrap();
+        let runs = Cell::new(0);
+        let compute = || {
+            runs.set(runs.get() + 1);
+            Whole(String::from("fresh"))
+        };
+        assert_eq!(f.call(&store, &k, compute).0, "fresh");
+        assert_eq!(f.call(&store, &k, compute).0, "fresh");
+        assert_eq!(runs.get(), 1);
+    }
+
+    #[test]
+    fn errors_are_not_stored_and_disabled_stores_compute() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let f = Function::new("m", "f", "", "");
+        let k = key(&f, "", 1);
+        let failing = || OkOnly(Err::<u32, &str>("transient"));
+        assert!(f.call(&store, &k, failing).0.is_err());
+        assert!(!f.is_cached(&store, &k));
+        assert_eq!(f.call(&store, &k, || OkOnly(Ok::<u32, &str>(5))).0, Ok(5));
+        assert!(f.is_cached(&store, &k));
+        assert_eq!(f.stats(&store, "").entries, 1);
+        let off = Store::disabled();
+        assert_eq!(f.call(&off, &k, || Whole(9_u8)).0, 9);
+        assert_eq!(f.clear(&off, "").unwrap(), 0);
+    }
+}
