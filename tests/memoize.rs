@@ -78,7 +78,10 @@ fn parse_sum(text: &str) -> Result<i64, ParseFailure> {
     let mut sum = 0;
     for part in text.split(',') {
         // `?` leaves the body, not the memoization.
-        sum += part.trim().parse::<i64>().map_err(|e| ParseFailure(e.to_string()))?;
+        sum += part
+            .trim()
+            .parse::<i64>()
+            .map_err(|e| ParseFailure(e.to_string()))?;
     }
     Ok(sum)
 }

@@ -322,9 +322,16 @@ impl Store {
         F: FnOnce() -> V,
     {
         match &self.engine {
-            Some(e) => e.compute_once(key, compute, |v: &V| Some(v), |v| v, Err, |err| {
-                tracing::warn!(%key, error = %err, "memo: computed value could not be stored");
-            }),
+            Some(e) => e.compute_once(
+                key,
+                compute,
+                |v: &V| Some(v),
+                |v| v,
+                Err,
+                |err| {
+                    tracing::warn!(%key, error = %err, "memo: computed value could not be stored");
+                },
+            ),
             None => Ok(compute()),
         }
     }

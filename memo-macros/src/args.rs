@@ -7,7 +7,8 @@ use syn::{Expr, Ident, Lit, LitStr, Meta, Token};
 use crate::errors::Errors;
 
 /// Every option, for the message of an unknown one.
-const VALID: &str = "`store = EXPR`, `dir = \"path\"`, `ignore(arg, ...)`, `version = N` and `helpers`";
+const VALID: &str =
+    "`store = EXPR`, `dir = \"path\"`, `ignore(arg, ...)`, `version = N` and `helpers`";
 
 /// Where the cached values live.
 pub(crate) enum StoreArg {

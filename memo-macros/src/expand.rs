@@ -268,7 +268,10 @@ fn helpers(sig: &Sig<'_>, n: &Names, prelude: &TokenStream, setup: &TokenStream)
     };
     let ignored = sig.inputs.iter().flat_map(|i| &i.ignored);
     let Names {
-        func: f, store, key, ..
+        func: f,
+        store,
+        key,
+        ..
     } = n;
     let self_ty = if sig.receiver.is_some() {
         quote! { ::core::any::type_name::<Self>() }
@@ -280,7 +283,9 @@ fn helpers(sig: &Sig<'_>, n: &Names, prelude: &TokenStream, setup: &TokenStream)
         doc("without the cache: runs the body, reads and stores nothing"),
         doc("recomputed: runs the body and stores its result in place of any stored one"),
         doc("is cached for these arguments: a lookup, never a computation"),
-        doc("forgotten: removes every stored result of this function, of every version of its code; returns how many"),
+        doc(
+            "forgotten: removes every stored result of this function, of every version of its code; returns how many",
+        ),
         doc("in numbers: the stored results of this function, store-wide"),
     );
     quote! {

@@ -97,7 +97,10 @@ mod tests {
         assert_ne!(a, text("fn add(a: u32, b: u32) -> u32 { a - b }"));
         assert_ne!(a, text("fn add(a: u32, b: u32) -> u64 { a + b }"));
         assert_ne!(text("fn f() -> u32 { 1 }"), text("fn f() -> u32 { 1_0 }"));
-        assert_eq!(text("fn f(x: i32) -> i32 { 1 - -x }"), text("fn f(x: i32) -> i32 { 1 - - x }"));
+        assert_eq!(
+            text("fn f(x: i32) -> i32 { 1 - -x }"),
+            text("fn f(x: i32) -> i32 { 1 - - x }")
+        );
         assert_ne!(text("fn f() { a::b }"), text("fn f() { a: :b }"));
         // A non-doc attribute is code.
         assert_ne!(a, text("#[inline] fn add(a: u32, b: u32) -> u32 { a + b }"));

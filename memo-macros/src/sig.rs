@@ -35,7 +35,10 @@ pub(crate) struct Input<'a> {
 pub(crate) fn check<'a>(func: &'a ItemFn, args: &Args, errors: &mut Errors) -> Sig<'a> {
     let sig = &func.sig;
     if let Some(c) = &sig.constness {
-        errors.at(c, "#[memoize] cannot apply to a `const fn`: looking up a store is not const");
+        errors.at(
+            c,
+            "#[memoize] cannot apply to a `const fn`: looking up a store is not const",
+        );
     }
     if let Some(v) = &sig.variadic {
         errors.at(v, "#[memoize] cannot apply to a variadic function");
@@ -83,7 +86,10 @@ pub(crate) fn check<'a>(func: &'a ItemFn, args: &Args, errors: &mut Errors) -> S
             } else {
                 format!("its arguments are {}", all.join(", "))
             };
-            errors.at(name, format!("`{name}` is not an argument of `{}`; {known}", sig.ident));
+            errors.at(
+                name,
+                format!("`{name}` is not an argument of `{}`; {known}", sig.ident),
+            );
         }
     }
     let mut type_params = Vec::new();
@@ -154,4 +160,3 @@ pub(crate) fn contains_impl_trait(ty: &Type) -> bool {
     }
     walk(quote::ToTokens::to_token_stream(ty))
 }
-

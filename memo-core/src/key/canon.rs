@@ -35,9 +35,12 @@ const CONTEXT: &str = "memo 2026-11 Key::of v1";
 /// `Key::of` of a 64 MiB `Vec<f64>` against blake3 of its bytes): 16 KiB
 /// 0.39x, 64 KiB 0.46x, 256 KiB 0.51x, 1 MiB 0.54x.
 const BUF: usize = 1024 * 1024;
-/// The buffer a hasher starts with: most keys are small, and zeroing a large
-/// buffer for each would dominate their cost. It doubles up to `BUF`.
-const SMALL_BUF: usize = 256;
+/// The inline buffer a hasher starts with: most keys are small (a `u64`
+/// argument is 9 bytes), and zeroing and moving a larger one costs more
+/// than it saves (a small key measured 134 ns with 64 bytes, 149 ns with
+/// 256, on the CI machine, 2026-11-22). Past it, a heap buffer doubles up
+/// to `BUF`.
+const SMALL_BUF: usize = 64;
 
 mod tag {
     pub const BOOL: u8 = 1;
@@ -78,15 +81,36 @@ mod tag {
 }
 
 /// A streaming canonical hasher: serde values in, a [`Key`] out.
+///
+/// Bytes gather in a buffer: `small`, inline, until they outgrow it, then
+/// `big`; a blake3 hasher is made only when they outgrow that (`spill`). A
+/// small key is then one one-shot blake3 call and no allocation (a blake3
+/// hasher is 1.9 KB; cloning it and allocating a buffer per key measured
+/// over a third of the cost of a small key on the CI machine, 2026-11-22).
 pub(crate) struct Hasher {
-    inner: blake3::Hasher,
-    /// Always fully initialised; `pos` bytes of it are pending. Writing by
-    /// index into a fixed length keeps the per-value cost to one bounds
-    /// check and a copy (a `Vec` push per field measured 4x slower).
-    buf: Vec<u8>,
+    start: Start,
+    inner: Option<Box<blake3::Hasher>>,
+    /// Always fully initialised; `pos` bytes of the buffer in use are
+    /// pending. Writing by index into a fixed length keeps the per-value
+    /// cost to one bounds check and a copy (a `Vec` push per field measured
+    /// 4x slower).
+    small: [u8; SMALL_BUF],
+    /// The buffer in use once not empty.
+    big: Vec<u8>,
     pos: usize,
     /// `type_name` of the value about to be serialized (see the module docs).
     pending: &'static str,
+}
+
+/// Which blake3 hash a hasher computes.
+#[derive(Clone, Copy)]
+enum Start {
+    /// `Key::of`'s: derive-key mode with `CONTEXT`.
+    KeyOf,
+    /// Plain blake3: the entries of maps and sets.
+    Plain,
+    /// Keyed: a memoized call, keyed by its function's identity digest.
+    Keyed([u8; 32]),
 }
 
 /// The error type serde needs; a failing `Serialize` impl's message.
@@ -107,22 +131,56 @@ impl ser::Error for CanonError {
     }
 }
 
+/// `Key::of`'s hasher state after the context: derived once, cloned after
+/// (about 400 ns saved on every key).
+static BASE: std::sync::LazyLock<blake3::Hasher> =
+    std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(CONTEXT));
+
 impl Hasher {
     /// A hasher in `Key::of`'s domain.
     pub(crate) fn new() -> Hasher {
-        // Deriving the context key hashes the context string: done once, and
-        // cloned after (about 400 ns saved on every small key).
-        static BASE: std::sync::LazyLock<blake3::Hasher> =
-            std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(CONTEXT));
-        Hasher::with(BASE.clone())
+        Hasher::with(Start::KeyOf)
     }
 
-    pub(crate) fn with(inner: blake3::Hasher) -> Hasher {
+    /// A hasher whose result is blake3 keyed by `key`: a memoized call's.
+    pub(crate) fn keyed(key: [u8; 32]) -> Hasher {
+        Hasher::with(Start::Keyed(key))
+    }
+
+    fn with(start: Start) -> Hasher {
         Hasher {
-            inner,
-            buf: vec![0; SMALL_BUF],
+            start,
+            inner: None,
+            small: [0; SMALL_BUF],
+            big: Vec::new(),
             pos: 0,
             pending: "",
+        }
+    }
+
+    #[inline]
+    fn buf(&self) -> &[u8] {
+        if self.big.is_empty() {
+            &self.small
+        } else {
+            &self.big
+        }
+    }
+
+    #[inline]
+    fn buf_mut(&mut self) -> &mut [u8] {
+        if self.big.is_empty() {
+            &mut self.small
+        } else {
+            &mut self.big
+        }
+    }
+
+    fn begin(start: Start) -> blake3::Hasher {
+        match start {
+            Start::KeyOf => BASE.clone(),
+            Start::Plain => blake3::Hasher::new(),
+            Start::Keyed(k) => blake3::Hasher::new_keyed(&k),
         }
     }
 
@@ -137,14 +195,30 @@ impl Hasher {
     }
 
     pub(crate) fn finish(mut self) -> Key {
-        self.inner.update(&self.buf[..self.pos]);
-        Key::from_bytes(*self.inner.finalize().as_bytes())
+        let inner = self.inner.take();
+        let pending = &self.buf()[..self.pos];
+        // blake3 gives the same hash however the input is split, so the
+        // one-shot forms equal the streaming one.
+        let hash = match (inner, self.start) {
+            (Some(mut h), _) => {
+                h.update(pending);
+                h.finalize()
+            }
+            (None, Start::KeyOf) => {
+                let mut h = BASE.clone();
+                h.update(pending);
+                h.finalize()
+            }
+            (None, Start::Plain) => blake3::hash(pending),
+            (None, Start::Keyed(k)) => blake3::keyed_hash(&k, pending),
+        };
+        Key::from_bytes(*hash.as_bytes())
     }
 
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
         let pos = self.pos;
-        if let Some(dst) = self.buf.get_mut(pos..pos + bytes.len()) {
+        if let Some(dst) = self.buf_mut().get_mut(pos..pos + bytes.len()) {
             dst.copy_from_slice(bytes);
             self.pos = pos + bytes.len();
         } else {
@@ -156,18 +230,30 @@ impl Hasher {
     #[inline(never)]
     fn spill(&mut self, bytes: &[u8]) {
         let need = self.pos + bytes.len();
-        if self.buf.len() < BUF {
-            let grown = need.next_power_of_two().clamp(self.buf.len() * 2, BUF);
-            self.buf.resize(grown, 0);
+        let len = self.buf().len();
+        if len < BUF {
+            let grown = need.next_power_of_two().clamp(len * 2, BUF);
+            if self.big.is_empty() {
+                let mut big = vec![0; grown];
+                big[..self.pos].copy_from_slice(&self.small[..self.pos]);
+                self.big = big;
+            } else {
+                self.big.resize(grown, 0);
+            }
             if need <= grown {
                 self.write(bytes);
                 return;
             }
         }
-        self.inner.update(&self.buf[..self.pos]);
+        // The buffer is `big` and full-sized: hash what it holds.
+        let start = self.start;
+        let inner = self
+            .inner
+            .get_or_insert_with(|| Box::new(Hasher::begin(start)));
+        inner.update(&self.big[..self.pos]);
         self.pos = 0;
         if bytes.len() >= BUF {
-            self.inner.update(bytes);
+            inner.update(bytes);
         } else {
             self.write(bytes);
         }
@@ -177,7 +263,7 @@ impl Hasher {
     fn prim<const N: usize>(&mut self, t: u8, bytes: [u8; N]) {
         let pos = self.pos;
         // Fixed-size arrays, so the copy is a register move, not a memcpy call.
-        if let Some(dst) = self.buf.get_mut(pos..=pos + N)
+        if let Some(dst) = self.buf_mut().get_mut(pos..=pos + N)
             && let Some((first, rest)) = dst.split_first_mut()
             && let Ok(rest) = <&mut [u8; N]>::try_from(rest)
         {
@@ -253,8 +339,7 @@ pub(crate) struct Unordered<'a> {
     parent: &'a mut Hasher,
     tag: u8,
     digests: Vec<[u8; 32]>,
-    /// The entry being built: a map key waiting for its value (boxed: a
-    /// blake3 hasher is 2 KB, and `Compound` is moved by value).
+    /// The entry being built: a map key waiting for its value.
     open: Option<Box<Hasher>>,
 }
 
@@ -271,13 +356,13 @@ impl<'a> Unordered<'a> {
     }
 
     fn element<T: Serialize + ?Sized>(&mut self, v: &T) {
-        let mut h = Hasher::with(blake3::Hasher::new());
+        let mut h = Hasher::with(Start::Plain);
         h.value(v);
         self.digests.push(*h.finish().as_bytes());
     }
 
     fn key<T: Serialize + ?Sized>(&mut self, k: &T) {
-        let mut h = Box::new(Hasher::with(blake3::Hasher::new()));
+        let mut h = Box::new(Hasher::with(Start::Plain));
         h.value(k);
         self.open = Some(h);
     }
