@@ -219,22 +219,37 @@ pub(crate) fn write_tmp(
     Ok(blob)
 }
 
+/// A new tmp blob file, locked. Another process opening the store sweeps
+/// unlocked files from `tmp/`, and a file is unlocked between its creation
+/// and our lock: so after locking, the name must still be ours (the
+/// `KeyLock` protocol), else the file was swept and a new one is made.
+/// Found by `tests/multiprocess.rs` under load: a blob put failed with
+/// `NotFound` at its rename.
 fn new_tmp(tmp: &Path, key: &Key) -> Result<TmpBlob> {
-    let id = fresh_id(key);
-    let path = tmp.join(format!("blob-{}.{id:016x}", &key.to_string()[..16]));
-    let lock = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .at(&path)?;
-    lock.lock().at(&path)?;
-    Ok(TmpBlob {
-        path,
-        id,
-        len: 0,
-        installed: false,
-        lock,
-    })
+    let mut attempts = 0;
+    loop {
+        let id = fresh_id(key);
+        let path = tmp.join(format!("blob-{}.{id:016x}", &key.to_string()[..16]));
+        let lock = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .at(&path)?;
+        lock.lock().at(&path)?;
+        attempts += 1;
+        // Sweeps happen when a process opens the store or repairs it, so a
+        // second loss in a row is rare; a hundred means something else
+        // removes our files.
+        if crate::lock::same_file(&lock, &path) || attempts >= 100 {
+            return Ok(TmpBlob {
+                path,
+                id,
+                len: 0,
+                installed: false,
+                lock,
+            });
+        }
+    }
 }
 
 /// Checks a mapped blob: header fields, then the payload checksum (O(size),

@@ -452,6 +452,48 @@ mod tests {
         assert_eq!(runs.get(), 1);
     }
 
+    /// Counts warnings, and debug events about store problems.
+    struct Count(std::sync::Arc<[std::sync::atomic::AtomicUsize; 2]>);
+
+    impl tracing::Subscriber for Count {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, e: &tracing::Event<'_>) {
+            let i = usize::from(*e.metadata().level() != tracing::Level::WARN);
+            self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn a_problem_is_reported_once_per_cause() {
+        let counts: std::sync::Arc<[std::sync::atomic::AtomicUsize; 2]> = std::sync::Arc::default();
+        let f = Function::new("m", "reported", "", "");
+        let k = key(&f, "", 1);
+        let io = |p: &str| crate::Error::io(p, std::io::Error::other("disk on fire"));
+        tracing::subscriber::with_default(Count(counts.clone()), || {
+            for _ in 0..5 {
+                f.report(&k, &io("/a"));
+            }
+            f.report(&k, &io("/b"));
+        });
+        let [warn, other] = &*counts;
+        let load =
+            |c: &std::sync::atomic::AtomicUsize| c.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            (load(warn), load(other)),
+            (2, 4),
+            "one warning per file, debug after"
+        );
+    }
+
     #[test]
     fn errors_are_not_stored_and_disabled_stores_compute() {
         let dir = tempfile::tempdir().unwrap();

@@ -35,12 +35,19 @@ const CONTEXT: &str = "memo 2026-11 Key::of v1";
 /// `Key::of` of a 64 MiB `Vec<f64>` against blake3 of its bytes): 16 KiB
 /// 0.39x, 64 KiB 0.46x, 256 KiB 0.51x, 1 MiB 0.54x.
 const BUF: usize = 1024 * 1024;
-/// The inline buffer a hasher starts with: most keys are small (a `u64`
-/// argument is 9 bytes), and zeroing and moving a larger one costs more
-/// than it saves (a small key measured 134 ns with 64 bytes, 149 ns with
-/// 256, on the CI machine, 2026-11-22). Past it, a heap buffer doubles up
-/// to `BUF`.
-const SMALL_BUF: usize = 64;
+/// The buffer a hasher starts with when its thread has none to lend: most
+/// keys are small, and zeroing a large buffer for each would dominate their
+/// cost. It doubles up to `BUF`.
+const SMALL_BUF: usize = 256;
+
+thread_local! {
+    /// A buffer kept between keys, so a small key allocates nothing.
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Largest buffer kept in `SPARE`: larger ones go back to the allocator
+/// rather than stay pinned per thread.
+const SPARE_MAX: usize = 64 * 1024;
 
 mod tag {
     pub const BOOL: u8 = 1;
@@ -82,21 +89,20 @@ mod tag {
 
 /// A streaming canonical hasher: serde values in, a [`Key`] out.
 ///
-/// Bytes gather in a buffer: `small`, inline, until they outgrow it, then
-/// `big`; a blake3 hasher is made only when they outgrow that (`spill`). A
-/// small key is then one one-shot blake3 call and no allocation (a blake3
-/// hasher is 1.9 KB; cloning it and allocating a buffer per key measured
-/// over a third of the cost of a small key on the CI machine, 2026-11-22).
+/// Bytes gather in `buf`, a buffer kept per thread between keys; a blake3
+/// hasher is made only when they outgrow it (`spill`). A small key is then
+/// one one-shot blake3 call and no allocation (a blake3 hasher is 1.9 KB;
+/// cloning it and allocating a buffer per key measured over a third of the
+/// cost of a small key on the CI machine, 2026-11-22). An inline buffer
+/// instead measured the same for small keys but 1.7x slower for a 64 MiB
+/// `Vec<f64>`: choosing the buffer costs a branch on every write.
 pub(crate) struct Hasher {
     start: Start,
     inner: Option<Box<blake3::Hasher>>,
-    /// Always fully initialised; `pos` bytes of the buffer in use are
-    /// pending. Writing by index into a fixed length keeps the per-value
-    /// cost to one bounds check and a copy (a `Vec` push per field measured
-    /// 4x slower).
-    small: [u8; SMALL_BUF],
-    /// The buffer in use once not empty.
-    big: Vec<u8>,
+    /// Always fully initialised; `pos` bytes of it are pending. Writing by
+    /// index into a fixed length keeps the per-value cost to one bounds
+    /// check and a copy (a `Vec` push per field measured 4x slower).
+    buf: Vec<u8>,
     pos: usize,
     /// `type_name` of the value about to be serialized (see the module docs).
     pending: &'static str,
@@ -148,31 +154,16 @@ impl Hasher {
     }
 
     fn with(start: Start) -> Hasher {
+        let mut buf = SPARE.try_with(std::cell::Cell::take).unwrap_or_default();
+        if buf.len() < SMALL_BUF {
+            buf.resize(SMALL_BUF, 0);
+        }
         Hasher {
             start,
             inner: None,
-            small: [0; SMALL_BUF],
-            big: Vec::new(),
+            buf,
             pos: 0,
             pending: "",
-        }
-    }
-
-    #[inline]
-    fn buf(&self) -> &[u8] {
-        if self.big.is_empty() {
-            &self.small
-        } else {
-            &self.big
-        }
-    }
-
-    #[inline]
-    fn buf_mut(&mut self) -> &mut [u8] {
-        if self.big.is_empty() {
-            &mut self.small
-        } else {
-            &mut self.big
         }
     }
 
@@ -189,14 +180,21 @@ impl Hasher {
     pub(crate) fn value<T: Serialize + ?Sized>(&mut self, v: &T) {
         self.pending = std::any::type_name::<T>();
         if let Err(e) = v.serialize(&mut *self) {
-            self.write(&[tag::ERROR]);
-            self.name(&e.0);
+            self.failed(&e);
         }
+    }
+
+    /// A `Serialize` impl failed: its message is hashed in its place.
+    #[cold]
+    #[inline(never)]
+    fn failed(&mut self, e: &CanonError) {
+        self.write(&[tag::ERROR]);
+        self.name(&e.0);
     }
 
     pub(crate) fn finish(mut self) -> Key {
         let inner = self.inner.take();
-        let pending = &self.buf()[..self.pos];
+        let pending = &self.buf[..self.pos];
         // blake3 gives the same hash however the input is split, so the
         // one-shot forms equal the streaming one.
         let hash = match (inner, self.start) {
@@ -218,7 +216,7 @@ impl Hasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
         let pos = self.pos;
-        if let Some(dst) = self.buf_mut().get_mut(pos..pos + bytes.len()) {
+        if let Some(dst) = self.buf.get_mut(pos..pos + bytes.len()) {
             dst.copy_from_slice(bytes);
             self.pos = pos + bytes.len();
         } else {
@@ -230,27 +228,19 @@ impl Hasher {
     #[inline(never)]
     fn spill(&mut self, bytes: &[u8]) {
         let need = self.pos + bytes.len();
-        let len = self.buf().len();
-        if len < BUF {
-            let grown = need.next_power_of_two().clamp(len * 2, BUF);
-            if self.big.is_empty() {
-                let mut big = vec![0; grown];
-                big[..self.pos].copy_from_slice(&self.small[..self.pos]);
-                self.big = big;
-            } else {
-                self.big.resize(grown, 0);
-            }
+        if self.buf.len() < BUF {
+            let grown = need.next_power_of_two().clamp(self.buf.len() * 2, BUF);
+            self.buf.resize(grown, 0);
             if need <= grown {
                 self.write(bytes);
                 return;
             }
         }
-        // The buffer is `big` and full-sized: hash what it holds.
         let start = self.start;
         let inner = self
             .inner
             .get_or_insert_with(|| Box::new(Hasher::begin(start)));
-        inner.update(&self.big[..self.pos]);
+        inner.update(&self.buf[..self.pos]);
         self.pos = 0;
         if bytes.len() >= BUF {
             inner.update(bytes);
@@ -263,7 +253,7 @@ impl Hasher {
     fn prim<const N: usize>(&mut self, t: u8, bytes: [u8; N]) {
         let pos = self.pos;
         // Fixed-size arrays, so the copy is a register move, not a memcpy call.
-        if let Some(dst) = self.buf_mut().get_mut(pos..=pos + N)
+        if let Some(dst) = self.buf.get_mut(pos..=pos + N)
             && let Some((first, rest)) = dst.split_first_mut()
             && let Ok(rest) = <&mut [u8; N]>::try_from(rest)
         {
@@ -295,6 +285,20 @@ impl Hasher {
 
     fn pending_is_set(&self) -> bool {
         is_set_type(self.pending)
+    }
+}
+
+impl Drop for Hasher {
+    fn drop(&mut self) {
+        if self.buf.len() <= SPARE_MAX {
+            let buf = std::mem::take(&mut self.buf);
+            // Keeps the larger buffer when a nested hasher (a map entry's)
+            // returns one too.
+            let _ = SPARE.try_with(|spare| {
+                let held = spare.take();
+                spare.set(if held.len() >= buf.len() { held } else { buf });
+            });
+        }
     }
 }
 
@@ -355,6 +359,11 @@ impl<'a> Unordered<'a> {
         }
     }
 
+    // Out of line: each set element costs a hash of its own anyway, and
+    // inlined here it made `Compound::item` too big to inline into the
+    // element loop of plain sequences (a 64 MiB `Vec<f64>` then hashed at
+    // 0.39x blake3 instead of 0.57x in one binary, CI machine, 2026-11-22).
+    #[inline(never)]
     fn element<T: Serialize + ?Sized>(&mut self, v: &T) {
         let mut h = Hasher::with(Start::Plain);
         h.value(v);
