@@ -8,6 +8,23 @@
 //! # Quickstart
 //!
 //! ```
+//! use memo_core::memoize;
+//!
+//! #[memoize(dir = "target/memo-doc")] // no option: `$MEMO_DIR`, else ./.memo
+//! fn simulate(steps: u64, rate: f64) -> Vec<f64> {
+//!     (0..steps).map(|i| (i as f64 * rate).sin()).collect()
+//! }
+//!
+//! let first = simulate(10_000, 0.5); // computed and stored
+//! let again = simulate(10_000, 0.5); // loaded, here and in every later run
+//! assert_eq!(first, again);
+//! ```
+//!
+//! [`memoize`] documents the attribute in full: its options, what the key is
+//! made of, what is cached, and the per-function helpers. Without the
+//! attribute, a [`Store`] is a key-value cache with the same guarantees:
+//!
+//! ```
 //! # let dir = tempfile::tempdir().unwrap();
 //! use memo_core::{Key, Store};
 //!

@@ -1,7 +1,7 @@
 //! The `#[memoize]` attribute of memo-core; use it through `memo_core`.
 //!
-//! The path a function takes: [`args`] parses the options, [`sig`] checks
-//! the function, [`expand`] generates; [`errors`] gathers every problem so
+//! The path a function takes: `args` parses the options, `sig` checks
+//! the function, `expand` generates; `errors` gathers every problem so
 //! all are reported at once, at their tokens.
 
 mod args;
