@@ -86,7 +86,8 @@ pub(crate) mod hdr {
     pub const CUR_OFF: usize = 18;
     /// Next segment number to create.
     pub const NEXT_SEG: usize = 19;
-    // Word 20 is reserved (zero).
+    /// The access clock when LFU last halved every hit count.
+    pub const LFU_AGED: usize = 20;
     /// Live entries.
     pub const ENTRIES: usize = 21;
     /// Tombstone slots (count toward the load factor).
@@ -97,11 +98,41 @@ pub(crate) mod hdr {
     pub const DEAD_BYTES: usize = 24;
     /// Entries evicted, ever.
     pub const EVICTIONS: usize = 25;
+    /// Cost-aware eviction's inflation clock `L` (the bits of an `f64`):
+    /// the priority of the last entry it evicted.
+    pub const GDSF_CLOCK: usize = 26;
+    /// Bytes given back to the file system by eviction and compaction, ever.
+    pub const RECLAIMED: usize = 27;
+    /// Unix seconds of the last scan for entries past `max_age`.
+    pub const AGE_SCAN: usize = 28;
+    /// Entries in `TIME_RING`.
+    pub const TIME_RING_LEN: usize = 29;
+    /// Least seconds between two `TIME_RING` entries; doubles as the ring
+    /// is thinned, so the ring spans any age with its 64 entries.
+    pub const TIME_RING_SPACING: usize = 30;
+    /// Entries in `CLOCK_RING`.
+    pub const CLOCK_RING_LEN: usize = 31;
 
     /// Store-wide hit counter, on its own line.
     pub const HITS: usize = 32;
+    /// The access clock: bumped by every hit (beside `HITS`, on the line a
+    /// hit already owns) and every put. A slot's `atime` is its value at the
+    /// entry's last use, so recency is exact however fast accesses come.
+    pub const TICK: usize = 33;
     /// Store-wide miss counter, on its own line.
     pub const MISSES: usize = 40;
+
+    /// 64 pairs (tick, Unix seconds), oldest first: when the clock read
+    /// what, for `max_age` (slots keep ticks, not times).
+    pub const TIME_RING: usize = 256;
+    /// 32 pairs (tick, `GDSF_CLOCK` bits), oldest first: the inflation
+    /// clock's value from each tick on, so an entry's priority counts the
+    /// clock as it was at the entry's last use.
+    pub const CLOCK_RING: usize = 384;
+    /// Capacity of `TIME_RING`, in pairs.
+    pub const TIME_RING_CAP: usize = 64;
+    /// Capacity of `CLOCK_RING`, in pairs.
+    pub const CLOCK_RING_CAP: usize = 32;
 
     /// Words in the header page.
     pub const WORDS: usize = super::INDEX_HEADER_LEN / 8;

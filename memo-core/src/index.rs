@@ -160,6 +160,18 @@ impl Index {
             for &w in words {
                 h[w].store(old.word(w), Ordering::Relaxed);
             }
+            // The rings go with their lengths.
+            let rings = [
+                (hdr::TIME_RING_LEN, hdr::TIME_RING, hdr::TIME_RING_CAP),
+                (hdr::CLOCK_RING_LEN, hdr::CLOCK_RING, hdr::CLOCK_RING_CAP),
+            ];
+            for (len, at, cap) in rings {
+                if words.contains(&len) {
+                    for w in at..at + 2 * cap {
+                        h[w].store(old.word(w), Ordering::Relaxed);
+                    }
+                }
+            }
         }
         Ok(idx)
     }
@@ -208,19 +220,16 @@ impl Index {
         self.header()[w].fetch_add(by, Ordering::Relaxed);
     }
 
+    /// Advances the access clock; its value for this access.
+    #[inline]
+    pub(crate) fn tick(&self) -> u32 {
+        self.header()[hdr::TICK].fetch_add(1, Ordering::Relaxed) as u32
+    }
+
     /// Whether a newer index has replaced this one.
     #[inline]
     pub(crate) fn replaced(&self) -> bool {
         self.word(hdr::REPLACED) != 0
-    }
-
-    /// Seconds since the store's epoch, as slots record access times.
-    pub(crate) fn now_stamp(&self) -> u32 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        now.saturating_sub(self.word(hdr::EPOCH))
-            .min(u64::from(u32::MAX)) as u32
     }
 
     /// Whether one more entry fits without passing the load limit.
@@ -317,12 +326,10 @@ impl Index {
     /// Records a hit on slot `i`: lock-free and without a sequence change,
     /// since statistics are hints that a racing writer may overwrite.
     #[inline]
-    pub(crate) fn touch(&self, i: usize, now: u32) {
+    pub(crate) fn touch(&self, i: usize, tick: u32) {
         let s = self.slot(i);
         s.hits.fetch_add(1, Ordering::Relaxed);
-        if s.atime.load(Ordering::Relaxed) != now {
-            s.atime.store(now, Ordering::Relaxed);
-        }
+        s.atime.store(tick, Ordering::Relaxed);
     }
 
     /// Walks the probe sequence of `tag`, calling `check` on every live slot
@@ -426,6 +433,12 @@ impl Index {
             }
         }
         (live, dead)
+    }
+
+    /// Makes the whole table durable (`Durability::Sync`, after compaction
+    /// moved many slots).
+    pub(crate) fn flush_all(&self) -> Result<()> {
+        self.map.flush(&self.path)
     }
 
     /// Makes slot `i` and the header durable (`Durability::Sync`).

@@ -70,6 +70,7 @@ compile_error!("memo's on-disk format is little-endian; big-endian targets are n
 mod blob;
 mod codec;
 mod error;
+mod evict;
 mod format;
 mod index;
 mod key;

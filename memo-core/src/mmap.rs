@@ -213,7 +213,7 @@ pub(crate) struct Slot {
     pub loc: AtomicU64,
     /// Value length (saturated at `u32::MAX` for blobs).
     pub len: AtomicU32,
-    /// Last access, in seconds since the header's epoch.
+    /// The access clock (`hdr::TICK`, low 32 bits) at the last use.
     pub atime: AtomicU32,
     /// Hits since the entry was stored.
     pub hits: AtomicU32,

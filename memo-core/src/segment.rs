@@ -130,6 +130,15 @@ impl Segments {
         Ok(Some(maps.entry(id).or_insert(region).clone()))
     }
 
+    /// Drops this process's mapping of segment `id` (after compaction
+    /// unlinked it).
+    pub(crate) fn forget(&self, id: u32) {
+        self.maps
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+
     /// Drops this process's mappings (after `clear`, so unlinked files can
     /// free their space once no `Bytes` holds them).
     pub(crate) fn forget_all(&self) {

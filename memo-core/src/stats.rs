@@ -36,6 +36,8 @@ pub struct Stats {
     pub dead_bytes: u64,
     /// Size of the index file (included in `bytes`).
     pub index_bytes: u64,
+    /// Bytes given back to the file system by eviction and compaction.
+    pub bytes_reclaimed: u64,
 }
 
 /// The entries of one memoized function, from the helpers that

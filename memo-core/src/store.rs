@@ -2,6 +2,7 @@
 
 mod read;
 mod scan;
+mod trim;
 mod verify;
 mod write;
 
@@ -24,15 +25,22 @@ use crate::{Bytes, Key, Stats, VerifyReport};
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Policy {
-    /// Least recently used first.
+    /// Least recently used first. Recency is counted in accesses (every
+    /// hit and put, from every process), not rounded to a time unit.
     #[default]
     Lru,
-    /// Least frequently used first, with ageing so past favourites fade.
+    /// Least frequently used first (ties: least recent), with ageing: each
+    /// eviction round halves every entry's hit count, so past favourites
+    /// fade.
     Lfu,
-    /// Greedy-Dual-Size-Frequency: cheapest to recompute per byte first, so
-    /// what is expensive to compute stays.
+    /// Greedy-Dual-Size-Frequency: lowest `L + (hits + 1) × compute cost ÷
+    /// size` first, where `L` is an inflation clock raised to each evicted
+    /// entry's priority. What is expensive to recompute per byte stays;
+    /// what was valuable once ages out. Costs come from `get_or_compute`,
+    /// `#[memoize]` and [`Store::put_with_cost`].
     CostAware,
-    /// Never evict.
+    /// Never evict: `max_bytes` and `max_entries` are not enforced (dead
+    /// records are still compacted, `max_age` still expires).
     None,
 }
 
@@ -81,19 +89,30 @@ pub struct StoreBuilder {
 }
 
 impl StoreBuilder {
-    /// Limit on the bytes the store takes on disk, metadata included.
+    /// Limit on the bytes the store takes on disk: records, blob files and
+    /// the index.
+    ///
+    /// A put that takes the store past the limit evicts (by the
+    /// [`Policy`]) until live data fits in 80% of it, then compacts the
+    /// oldest segments until everything fits in 90%; so after any put
+    /// returns, the store is within the limit plus what one compaction
+    /// could not reclaim. An entry larger than the limit is refused with
+    /// [`Error::TooLarge`]. Processes that open the store with different
+    /// limits each enforce their own on their puts.
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.opts.max_bytes = Some(bytes);
         self
     }
 
-    /// Limit on the number of entries.
+    /// Limit on the number of entries: a put past it evicts down to 80%.
     pub fn max_entries(mut self, entries: u64) -> Self {
         self.opts.max_entries = Some(entries);
         self
     }
 
-    /// Entries not used for this long are expired.
+    /// Entries not used (read or written) for this long are expired: by
+    /// puts, at most every eighth of `age`, and by [`Store::trim`]. Last use
+    /// is known to within 1/64 of the store's age.
     pub fn max_age(mut self, age: Duration) -> Self {
         self.opts.max_age = Some(age);
         self
@@ -253,6 +272,39 @@ impl Store {
         }
     }
 
+    /// Stores `value` under `key` with the time computing it took, which
+    /// [`Policy::CostAware`] weighs against its size when choosing what to
+    /// evict (`get_or_compute` and `#[memoize]` record it themselves).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::put`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use std::time::{Duration, Instant};
+    /// use memo_core::{Key, Store};
+    ///
+    /// let store = Store::open(dir.path())?;
+    /// let t = Instant::now();
+    /// let fit: Vec<f64> = (0..1000).map(|i| f64::from(i).ln_1p()).collect();
+    /// store.put_with_cost(&Key::of("fit"), &fit, t.elapsed())?;
+    /// # Ok::<(), memo_core::Error>(())
+    /// ```
+    pub fn put_with_cost<V: Serialize + ?Sized>(
+        &self,
+        key: &Key,
+        value: &V,
+        cost: Duration,
+    ) -> Result<()> {
+        match &self.engine {
+            Some(e) => e.put_value(key, value, u32::try_from(cost.as_micros()).unwrap_or(u32::MAX)),
+            None => Ok(()),
+        }
+    }
+
     /// The stored bytes of `key`, as a zero-copy view of the mapped file.
     ///
     /// For an entry stored with [`Store::put`], these are the encoded bytes.
@@ -370,7 +422,9 @@ impl Store {
         }
     }
 
-    /// Evicts down to the configured limits now.
+    /// Evicts down to the configured limits now: expires entries past
+    /// `max_age`, evicts to the low-water marks (80% of `max_bytes` and
+    /// `max_entries`) and compacts segments with dead records.
     ///
     /// # Errors
     ///

@@ -58,7 +58,7 @@ impl Engine {
                 Found::Value(bytes, codec, slot) => {
                     if count {
                         idx.bump(hdr::HITS, 1);
-                        idx.touch(slot, idx.now_stamp());
+                        idx.touch(slot, idx.tick());
                     }
                     return Ok(Some((bytes, codec)));
                 }
@@ -177,6 +177,7 @@ impl Engine {
             evictions: idx.word(hdr::EVICTIONS),
             dead_bytes: dead,
             index_bytes,
+            bytes_reclaimed: idx.word(hdr::RECLAIMED),
         }
     }
 }

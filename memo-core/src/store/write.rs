@@ -21,7 +21,15 @@ use crate::index::{Index, Probe, Snap};
 use crate::segment::{self, Appender, Read, Record, Segments};
 
 /// Header words a grown table carries over from the one it replaces.
-const CARRY_ALL: [usize; 10] = [
+const CARRY_ALL: [usize; 18] = [
+    hdr::TICK,
+    hdr::LFU_AGED,
+    hdr::GDSF_CLOCK,
+    hdr::RECLAIMED,
+    hdr::AGE_SCAN,
+    hdr::TIME_RING_LEN,
+    hdr::TIME_RING_SPACING,
+    hdr::CLOCK_RING_LEN,
     hdr::CUR_SEG,
     hdr::CUR_OFF,
     hdr::NEXT_SEG,
@@ -34,7 +42,9 @@ const CARRY_ALL: [usize; 10] = [
     hdr::TOMBSTONES,
 ];
 /// Header words an emptied (cleared) table keeps.
-const CARRY_CLEAR: [usize; 5] = [
+const CARRY_CLEAR: [usize; 7] = [
+    hdr::TICK,
+    hdr::RECLAIMED,
     hdr::NEXT_SEG,
     hdr::EVICTIONS,
     hdr::HITS,
@@ -88,6 +98,7 @@ impl Engine {
         let idx = self.index()?;
         if idx.word(hdr::DIRTY) != 0 {
             recover(&self.segs, &idx, &self.tmp);
+            super::trim::recount_bytes(self, &idx);
         }
         self.remove_damaged(&idx);
         Ok(idx)
@@ -135,6 +146,17 @@ impl Engine {
         let len = blob
             .as_ref()
             .map_or(rec.len() - format::REC_HEADER_LEN, |b| b.len as usize);
+        let size = rec.len() as u64 + blob.as_ref().map_or(0, TmpBlob::file_size);
+        if let Some(limit) = self.opts.max_bytes
+            && size > limit
+        {
+            // Storing it would evict everything else and still not fit.
+            return Err(Error::TooLarge {
+                key: *key,
+                len: size,
+                limit,
+            });
+        }
         let mut w = self.writer.lock()?;
         let mut idx = self.writer_index()?;
         if !idx.has_room() {
@@ -186,7 +208,7 @@ impl Engine {
                 len: u32::try_from(len).unwrap_or(u32::MAX),
             },
         );
-        idx.reset_stats(slot, idx.now_stamp(), 0, cost);
+        idx.reset_stats(slot, idx.tick(), 0, cost);
         let mut live = rec.len() as u64 + blob.as_ref().map_or(0, TmpBlob::file_size);
         let mut dead = 0;
         let old_blob = old.as_ref().and_then(|o| retire(o, &mut live, &mut dead));
@@ -202,9 +224,22 @@ impl Engine {
         if sync {
             idx.flush_slot(slot)?;
         }
+        // The put is committed; keeping within the limits is the writer's
+        // next duty, and its failure (an I/O error while compacting) does
+        // not undo the put.
+        let mut unlinks = Vec::new();
+        if self.has_limits() || idx.word(hdr::DEAD_BYTES) >= super::trim::DEAD_MIN {
+            match self.enforce(&mut w, &idx, false, Some(slot)) {
+                Ok(u) => unlinks = u,
+                Err(e) => tracing::warn!(error = %e, "memo: could not bring the store within its limits"),
+            }
+        }
         drop(w);
         if let Some(id) = old_blob {
             self.blobs.unlink(key, id);
+        }
+        for (key, id) in unlinks {
+            self.blobs.unlink(&key, id);
         }
         Ok(())
     }
@@ -268,7 +303,7 @@ impl Engine {
 
     /// Tombstones `slot`, which holds `old`; returns the blob to unlink once
     /// the lock is released. Caller holds the writer lock.
-    fn remove_slot(
+    pub(super) fn remove_slot(
         &self,
         w: &mut Appender,
         idx: &Arc<Index>,
@@ -361,12 +396,14 @@ impl Engine {
         Ok(())
     }
 
-    #[allow(
-        clippy::unnecessary_wraps,
-        clippy::unused_self,
-        reason = "the signature eviction will fill; no limit is enforced yet"
-    )]
     pub(super) fn trim(&self) -> Result<()> {
+        let mut w = self.writer.lock()?;
+        let idx = self.writer_index()?;
+        let unlinks = self.enforce(&mut w, &idx, true, None)?;
+        drop(w);
+        for (key, id) in unlinks {
+            self.blobs.unlink(&key, id);
+        }
         Ok(())
     }
 }
@@ -401,13 +438,13 @@ fn find(segs: &Segments, idx: &Index, key: &Key) -> Result<Probe<(usize, Record)
 }
 
 /// Adds a signed amount to a writer-state counter, saturating at 0.
-fn add(idx: &Index, w: usize, by: i64) {
+pub(super) fn add(idx: &Index, w: usize, by: i64) {
     let v = idx.word(w);
     idx.set(w, v.saturating_add_signed(by));
 }
 
 /// Adds a wrapping delta (built with `wrapping_sub`) to a counter.
-fn adjust(idx: &Index, w: usize, delta: u64) {
+pub(super) fn adjust(idx: &Index, w: usize, delta: u64) {
     let v = idx.word(w).wrapping_add(delta);
     // A negative result means the counter was already off (after a repair):
     // clamp rather than wrap to a huge number.
@@ -533,7 +570,7 @@ pub(super) fn rebuild(segs: &Segments, tmp: &Path, dest: &Path, sync: bool) -> R
     let _ = std::fs::remove_file(&tmp_path);
     let idx = Index::create(&tmp_path, Index::capacity_for(live.len() as u64), None)?;
     let (mut live_bytes, mut record_bytes) = (0, 0);
-    let now = idx.now_stamp();
+    let now = idx.tick();
     for (key, &(l, len, size, blob)) in &live {
         if let Some(i) = idx.insert_fresh(Snap {
             tag: key.tag32(),

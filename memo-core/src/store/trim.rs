@@ -1,0 +1,474 @@
+//! Keeping a store within its limits: expiry, eviction and compaction, run
+//! by the writer that crosses a limit (under `LOCK`) and by `Store::trim`.
+//!
+//! The disk bound: a put that takes the store past `max_bytes` evicts, by
+//! the policy, until live data and the index fit in `LOW_WATER` of it, then
+//! compacts the oldest segments until all of it fits in `COMPACT_TO`. So a
+//! put returns with the store at most `COMPACT_TO` full, plus what one
+//! compaction could not rewrite; each round frees a fifth or more of the
+//! budget, so its cost is spread over the puts that fill it again.
+//!
+//! Compaction rewrites a segment's live records at the end of the current
+//! segment, points their slots there, and unlinks the old file: processes
+//! that have it mapped keep reading valid bytes; others find it gone and
+//! look again. It takes the oldest segment first, so the tombstones in it
+//! can be dropped (no older record they could hide is left).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::Engine;
+use super::write::{adjust, add};
+use crate::Key;
+use crate::error::Result;
+use crate::evict::{self, Candidate};
+use crate::format::{
+    FLAG_BLOB, FLAG_TOMBSTONE, SEG_HEADER_LEN, SEGMENT_SIZE, decode_blob_ptr, hdr, loc,
+};
+use crate::index::{Index, Snap};
+use crate::segment::{Appender, Read};
+use crate::{Policy, format};
+
+/// Eviction stops when live data and the index fit in this share of
+/// `max_bytes` (and entries in this share of `max_entries`): a fifth of
+/// the budget is freed per round, so rounds are rare.
+const LOW_WATER: f64 = 0.8;
+/// Compaction stops when everything fits in this share of `max_bytes`.
+const COMPACT_TO: f64 = 0.9;
+/// Without a byte limit, compaction starts once dead bytes are half the
+/// segment data and at least this much.
+pub(super) const DEAD_MIN: u64 = 64 << 20;
+/// LFU halves hit counts each time the store sees this many accesses per
+/// entry.
+const AGE_EVERY: u64 = 8;
+/// Bytes gathered into one write when records are rewritten.
+const BATCH: usize = 1 << 20;
+
+/// Blob files to unlink once the lock is released.
+pub(super) type Unlinks = Vec<(Key, u64)>;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Bytes the store takes, by its counters: records, blobs and the index.
+pub(super) fn used(idx: &Index) -> u64 {
+    idx.word(hdr::LIVE_BYTES)
+        .saturating_add(idx.word(hdr::DEAD_BYTES))
+        .saturating_add(index_len(idx))
+}
+
+fn index_len(idx: &Index) -> u64 {
+    (format::INDEX_HEADER_LEN + idx.capacity() * format::SLOT_LEN) as u64
+}
+
+impl Engine {
+    /// Whether any limit is set, so writers must look after each put.
+    pub(super) fn has_limits(&self) -> bool {
+        let o = &self.opts;
+        o.max_bytes.is_some() || o.max_entries.is_some() || o.max_age.is_some()
+    }
+
+    /// Brings the store within its limits; `force` (from `trim`) evicts
+    /// and compacts down to the low-water marks even if no limit is
+    /// crossed. `protect` is the slot a put just wrote: it is not evicted
+    /// by its own put (under LFU a new entry has the fewest hits). Caller
+    /// holds the writer lock; the returned blobs are unlinked after it is
+    /// released.
+    pub(super) fn enforce(
+        &self,
+        w: &mut Appender,
+        idx: &Arc<Index>,
+        force: bool,
+        protect: Option<usize>,
+    ) -> Result<Unlinks> {
+        let mut unlinks = Vec::new();
+        let now = unix_now();
+        record_time(idx, now);
+        let o = self.opts.clone();
+        if let Some(max_age) = o.max_age {
+            let every = (max_age.as_secs() / 8).max(1);
+            if force || now >= idx.word(hdr::AGE_SCAN).saturating_add(every) {
+                idx.set(hdr::AGE_SCAN, now);
+                self.expire(w, idx, now.saturating_sub(max_age.as_secs()), &mut unlinks)?;
+            }
+        }
+        if o.policy != Policy::None {
+            let over_bytes = o.max_bytes.is_some_and(|m| used(idx) > m);
+            let over_entries = o.max_entries.is_some_and(|m| idx.word(hdr::ENTRIES) > m);
+            if force || over_bytes || over_entries {
+                let need_bytes = o.max_bytes.map_or(0, |m| {
+                    let low = (m as f64 * LOW_WATER) as u64;
+                    (idx.word(hdr::LIVE_BYTES) + index_len(idx)).saturating_sub(low)
+                });
+                let need_entries = o.max_entries.map_or(0, |m| {
+                    idx.word(hdr::ENTRIES).saturating_sub((m as f64 * LOW_WATER) as u64)
+                });
+                self.evict(w, idx, need_bytes, need_entries, protect, &mut unlinks)?;
+            }
+        }
+        self.compact(w, idx, force)?;
+        Ok(unlinks)
+    }
+
+    /// Evicts every entry last used before `cutoff` (Unix seconds), as far
+    /// as the time ring can tell.
+    fn expire(&self, w: &mut Appender, idx: &Arc<Index>, cutoff: u64, unlinks: &mut Unlinks) -> Result<()> {
+        let Some(tick) = tick_at(idx, cutoff) else {
+            return Ok(());
+        };
+        let now = idx.word(hdr::TICK);
+        // Entries used at or after `tick` are younger than this.
+        let max_age = now.saturating_sub(tick).min(u64::from(u32::MAX)) as u32;
+        let old: Vec<Candidate> = candidates(idx)
+            .into_iter()
+            .filter(|c| evict::age(now as u32, c.atime) > max_age)
+            .collect();
+        for c in &old {
+            self.evict_one(w, idx, c, unlinks)?;
+        }
+        Ok(())
+    }
+
+    /// Evicts by the policy until `bytes` and `entries` are freed.
+    fn evict(
+        &self,
+        w: &mut Appender,
+        idx: &Arc<Index>,
+        bytes: u64,
+        entries: u64,
+        protect: Option<usize>,
+        unlinks: &mut Unlinks,
+    ) -> Result<()> {
+        let policy = self.opts.policy;
+        let mut cands = candidates(idx);
+        cands.retain(|c| Some(c.slot) != protect);
+        let now = idx.word(hdr::TICK) as u32;
+        let clock_at = |age: u32| clock_at(idx, now, age);
+        let (n, last) = evict::choose(policy, &mut cands, now, &clock_at, bytes, entries);
+        for c in &cands[..n] {
+            self.evict_one(w, idx, c, unlinks)?;
+        }
+        if n > 0 {
+            match policy {
+                Policy::Lfu => age_hits(idx),
+                Policy::CostAware => {
+                    let l = f64::from_bits(idx.word(hdr::GDSF_CLOCK)).max(last);
+                    idx.set(hdr::GDSF_CLOCK, l.to_bits());
+                    push_ring(idx, hdr::CLOCK_RING, hdr::CLOCK_RING_LEN, hdr::CLOCK_RING_CAP, (idx.word(hdr::TICK), l.to_bits()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes one entry the way `remove` does (a tombstone record keeps a
+    /// rebuild from bringing it back), counting it as an eviction.
+    fn evict_one(&self, w: &mut Appender, idx: &Arc<Index>, c: &Candidate, unlinks: &mut Unlinks) -> Result<()> {
+        // The slot may have changed since the scan (not under this lock:
+        // never), but its record names the key and any blob.
+        let snap = idx.read(c.slot);
+        if snap.loc != c.loc {
+            return Ok(());
+        }
+        let Ok(Read::Found(rec)) = self.segs.record(snap.loc, None) else {
+            return Ok(());
+        };
+        let key = rec.header.key;
+        if let Some(id) = self.remove_slot(w, idx, c.slot, &rec)? {
+            let blob = decode_blob_ptr(rec.payload()).map_or(0, |(_, len)| len + format::BLOB_HEADER_LEN as u64);
+            idx.bump(hdr::RECLAIMED, blob);
+            unlinks.push((key, id));
+        }
+        idx.bump(hdr::EVICTIONS, 1);
+        Ok(())
+    }
+
+    /// Compacts the oldest segments while the store is over its compaction
+    /// target (or, without a byte limit, while dead bytes are half of the
+    /// segment data).
+    fn compact(&self, w: &mut Appender, idx: &Arc<Index>, force: bool) -> Result<()> {
+        let max_bytes = self.opts.max_bytes;
+        let over = |idx: &Index| {
+            let (dead, live) = (idx.word(hdr::DEAD_BYTES), idx.word(hdr::LIVE_BYTES));
+            if let Some(m) = max_bytes
+                && used(idx) > (m as f64 * COMPACT_TO) as u64
+                && dead >= m / 20
+            {
+                return true;
+            }
+            if force {
+                dead > 0 && dead.saturating_mul(4) >= live
+            } else {
+                dead >= DEAD_MIN && dead >= live
+            }
+        };
+        if !over(idx) {
+            return Ok(());
+        }
+        // Dead bytes per segment, from one pass over the slots.
+        let mut live_in: HashMap<u32, u64> = HashMap::new();
+        for c in candidates(idx) {
+            if let Some((seg, _)) = loc::decode(c.loc) {
+                *live_in.entry(seg).or_default() += evict::record_bytes(c.len);
+            }
+        }
+        let mut segments = self.segment_ids()?;
+        segments.sort_unstable();
+        for seg in segments {
+            if !over(idx) {
+                break;
+            }
+            let len = std::fs::metadata(self.segs.path(seg)).map_or(0, |m| m.len());
+            let data = len.saturating_sub(SEG_HEADER_LEN as u64);
+            let live = live_in.get(&seg).copied().unwrap_or(0);
+            // A segment with almost nothing dead is not worth rewriting.
+            if data == 0 || data.saturating_sub(live) * 10 < data {
+                continue;
+            }
+            self.compact_segment(w, idx, seg)?;
+        }
+        Ok(())
+    }
+
+    fn segment_ids(&self) -> Result<Vec<u32>> {
+        let dir = self.segs.dir();
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| crate::Error::io(dir, e))? {
+            let entry = entry.map_err(|e| crate::Error::io(dir, e))?;
+            let name = entry.file_name();
+            if let Some(id) = name.to_str().and_then(|n| n.parse::<u32>().ok())
+                && (1..=loc::SEG_ID_MAX).contains(&id)
+                && name.len() == 6
+            {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Rewrites segment `seg`'s live records at the end of the log, points
+    /// their slots there and unlinks the file.
+    fn compact_segment(&self, w: &mut Appender, idx: &Arc<Index>, seg: u32) -> Result<()> {
+        if idx.word(hdr::CUR_SEG) == u64::from(seg) {
+            // Seal it: the next append starts a new segment.
+            idx.set(hdr::CUR_OFF, SEGMENT_SIZE);
+        }
+        let path = self.segs.path(seg);
+        let file_len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        // The live records of `seg`, in slot order.
+        let mut moves: Vec<(usize, Snap, Vec<u8>)> = Vec::new();
+        let mut damaged = Vec::new();
+        for slot in 0..idx.capacity() {
+            let snap = idx.read(slot);
+            if loc::decode(snap.loc).map(|(s, _)| s) != Some(seg) {
+                continue;
+            }
+            match self.segs.record(snap.loc, None)? {
+                Read::Found(rec) if rec.header.flags & FLAG_TOMBSTONE == 0 && rec.header.key.tag32() == snap.tag => {
+                    let size = rec.size() as usize;
+                    let bytes = rec.region.get(rec.off, size).map(<[u8]>::to_vec);
+                    match bytes {
+                        Some(b) => moves.push((slot, snap, b)),
+                        None => damaged.push(slot),
+                    }
+                }
+                _ => damaged.push(slot),
+            }
+        }
+        let sync = self.opts.durability == super::Durability::Sync;
+        let mut moved = 0_u64;
+        let mut i = 0;
+        while i < moves.len() {
+            // One write for as many records as fit in `BATCH`.
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut j = i;
+            while j < moves.len() && (batch.is_empty() || batch.len() + moves[j].2.len() <= BATCH) {
+                batch.extend_from_slice(&moves[j].2);
+                j += 1;
+            }
+            idx.set(hdr::DIRTY, 1);
+            let at = match w.append(&self.segs, idx, &self.tmp, &batch, sync) {
+                Ok(at) => at,
+                Err(e) => {
+                    idx.set(hdr::DIRTY, 0);
+                    return Err(e);
+                }
+            };
+            let Some((new_seg, base)) = loc::decode(at) else {
+                idx.set(hdr::DIRTY, 0);
+                return Ok(());
+            };
+            let mut off = base;
+            for (slot, snap, bytes) in &moves[i..j] {
+                idx.write(*slot, Snap { loc: loc::encode(new_seg, off), ..*snap });
+                off += bytes.len() as u64;
+            }
+            idx.set(hdr::DIRTY, 0);
+            moved += batch.len() as u64;
+            i = j;
+        }
+        for slot in damaged {
+            // Nothing valid to move: the entry is gone with the file.
+            let snap = idx.read(slot);
+            if loc::decode(snap.loc).is_some() {
+                idx.set(hdr::DIRTY, 1);
+                idx.write(slot, Snap { tag: 0, loc: loc::TOMBSTONE, len: 0 });
+                add(idx, hdr::ENTRIES, -1);
+                add(idx, hdr::TOMBSTONES, 1);
+                idx.set(hdr::DIRTY, 0);
+            }
+        }
+        if sync {
+            idx.flush_all()?;
+        }
+        // Every slot now points elsewhere: the file can go. Processes that
+        // have it mapped keep reading it until they look again.
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(crate::Error::io(path, e));
+        }
+        self.segs.forget(seg);
+        // What the file held beyond the moved records was dead (or a failed
+        // write's scratch): all of it is reclaimed.
+        let dead = file_len.saturating_sub(SEG_HEADER_LEN as u64 + moved);
+        adjust(idx, hdr::DEAD_BYTES, 0_u64.wrapping_sub(dead));
+        idx.bump(hdr::RECLAIMED, file_len.saturating_sub(moved));
+        Ok(())
+    }
+}
+
+/// Every live slot, with the statistics eviction weighs.
+fn candidates(idx: &Index) -> Vec<Candidate> {
+    let mut out = Vec::with_capacity(idx.word(hdr::ENTRIES).min(1 << 24) as usize);
+    for slot in 0..idx.capacity() {
+        let snap = idx.read(slot);
+        if loc::decode(snap.loc).is_none() {
+            continue;
+        }
+        let s = idx.slot(slot);
+        out.push(Candidate {
+            slot,
+            loc: snap.loc,
+            size: evict::entry_size(snap.len),
+            len: snap.len,
+            atime: s.atime.load(Ordering::Relaxed),
+            hits: s.hits.load(Ordering::Relaxed),
+            cost: s.cost.load(Ordering::Relaxed),
+        });
+    }
+    out
+}
+
+/// LFU's ageing: halves every entry's hits once the access clock has
+/// advanced by `AGE_EVERY` times the entries since the last halving, so a
+/// favourite keeps its rank through a few turnovers of the store but not
+/// forever. Hits racing in from readers may be lost to the halving; they
+/// are hints.
+fn age_hits(idx: &Index) {
+    let (now, last) = (idx.word(hdr::TICK), idx.word(hdr::LFU_AGED));
+    if now.saturating_sub(last) < AGE_EVERY.saturating_mul(idx.word(hdr::ENTRIES).max(1)) {
+        return;
+    }
+    idx.set(hdr::LFU_AGED, now);
+    for slot in 0..idx.capacity() {
+        let h = &idx.slot(slot).hits;
+        let _ = h.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| (v > 0).then_some(v / 2));
+    }
+}
+
+/// Appends `pair` to a ring of header words, dropping the oldest when full.
+fn push_ring(idx: &Index, at: usize, len_word: usize, cap: usize, pair: (u64, u64)) {
+    let len = (idx.word(len_word) as usize).min(cap);
+    let len = if len == cap {
+        for k in 1..cap {
+            idx.set(at + 2 * (k - 1), idx.word(at + 2 * k));
+            idx.set(at + 2 * (k - 1) + 1, idx.word(at + 2 * k + 1));
+        }
+        cap - 1
+    } else {
+        len
+    };
+    idx.set(at + 2 * len, pair.0);
+    idx.set(at + 2 * len + 1, pair.1);
+    idx.set(len_word, (len + 1) as u64);
+}
+
+fn ring(idx: &Index, at: usize, len_word: usize, cap: usize) -> Vec<(u64, u64)> {
+    let len = (idx.word(len_word) as usize).min(cap);
+    (0..len).map(|k| (idx.word(at + 2 * k), idx.word(at + 2 * k + 1))).collect()
+}
+
+/// Notes the access clock's reading at `now` (Unix seconds) in the time
+/// ring, at most once per the ring's spacing; a full ring keeps every other
+/// entry and doubles its spacing, so 64 entries span any age.
+pub(super) fn record_time(idx: &Index, now: u64) {
+    let r = ring(idx, hdr::TIME_RING, hdr::TIME_RING_LEN, hdr::TIME_RING_CAP);
+    let spacing = idx.word(hdr::TIME_RING_SPACING).max(1);
+    if r.last().is_some_and(|&(_, t)| now < t.saturating_add(spacing)) {
+        return;
+    }
+    if r.len() == hdr::TIME_RING_CAP {
+        let kept: Vec<(u64, u64)> = r.iter().step_by(2).copied().collect();
+        for (k, &(tick, t)) in kept.iter().enumerate() {
+            idx.set(hdr::TIME_RING + 2 * k, tick);
+            idx.set(hdr::TIME_RING + 2 * k + 1, t);
+        }
+        idx.set(hdr::TIME_RING_LEN, kept.len() as u64);
+        idx.set(hdr::TIME_RING_SPACING, spacing * 2);
+    }
+    push_ring(idx, hdr::TIME_RING, hdr::TIME_RING_LEN, hdr::TIME_RING_CAP, (idx.word(hdr::TICK), now));
+}
+
+/// The access clock's reading at the last ring entry at or before `secs`.
+fn tick_at(idx: &Index, secs: u64) -> Option<u64> {
+    ring(idx, hdr::TIME_RING, hdr::TIME_RING_LEN, hdr::TIME_RING_CAP)
+        .into_iter()
+        .take_while(|&(_, t)| t <= secs)
+        .last()
+        .map(|(tick, _)| tick)
+}
+
+/// The cost-aware clock as it was `age` accesses before `now`.
+fn clock_at(idx: &Index, now: u32, age: u32) -> f64 {
+    ring(idx, hdr::CLOCK_RING, hdr::CLOCK_RING_LEN, hdr::CLOCK_RING_CAP)
+        .into_iter()
+        .take_while(|&(tick, _)| evict::age(now, tick as u32) >= age)
+        .last()
+        .map_or(0.0, |(_, l)| f64::from_bits(l))
+}
+
+/// Recounts the byte counters from the slots and the segment files: after
+/// a writer died, they may have missed its last record.
+pub(super) fn recount_bytes(engine: &Engine, idx: &Index) {
+    let (mut live, mut records) = (0_u64, 0_u64);
+    for slot in 0..idx.capacity() {
+        let snap = idx.read(slot);
+        if loc::decode(snap.loc).is_none() {
+            continue;
+        }
+        if let Ok(Read::Found(rec)) = engine.segs.record(snap.loc, None) {
+            records += rec.size();
+            live += rec.size();
+            if rec.header.flags & FLAG_BLOB != 0 {
+                live += decode_blob_ptr(rec.payload()).map_or(0, |(_, len)| len + format::BLOB_HEADER_LEN as u64);
+            }
+        }
+    }
+    let mut seg_bytes = 0_u64;
+    if let Ok(ids) = engine.segment_ids() {
+        let sizes: HashMap<u32, u64> = ids
+            .iter()
+            .map(|&id| (id, std::fs::metadata(engine.segs.path(id)).map_or(0, |m| m.len())))
+            .collect();
+        seg_bytes = sizes.values().map(|l| l.saturating_sub(SEG_HEADER_LEN as u64)).sum();
+    }
+    idx.set(hdr::LIVE_BYTES, live);
+    idx.set(hdr::DEAD_BYTES, seg_bytes.saturating_sub(records));
+}
