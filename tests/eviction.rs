@@ -124,7 +124,9 @@ fn an_entry_larger_than_the_budget_is_refused() {
         .open()
         .unwrap();
     store.put_bytes(&Key::of(&1), b"small").unwrap();
-    let err = store.put_bytes(&Key::of(&2), &vec![0; 2 << 20]).unwrap_err();
+    let err = store
+        .put_bytes(&Key::of(&2), &vec![0; 2 << 20])
+        .unwrap_err();
     assert!(matches!(err, memo_core::Error::TooLarge { .. }), "{err}");
     assert!(err.to_string().contains(&Key::of(&2).to_string()), "{err}");
     assert_eq!(store.len(), 1, "nothing else was evicted for it");
@@ -173,7 +175,9 @@ fn lfu_keeps_frequently_read_entries() {
         store.get_bytes(&k).unwrap();
         // The hot set stays in use, at a lower rate.
         if i % 10 == 0 {
-            store.get_bytes(&hot[(i / 10) as usize % hot.len()]).unwrap();
+            store
+                .get_bytes(&hot[(i / 10) as usize % hot.len()])
+                .unwrap();
         }
     }
     let kept = hot.iter().filter(|k| store.contains(k)).count();
@@ -260,7 +264,7 @@ fn child_role() {
                 store
                     .put_bytes(&Key::of(&i), &value(i, n, 16 + rng.below(3000) as usize))
                     .unwrap();
-                if n % 50 == 0 {
+                if n % 200 == 0 {
                     store.trim().unwrap();
                 }
             }

@@ -6,11 +6,11 @@
 //!   order is exact, not rounded to a time unit.
 //! - `Lfu`: hits, ties broken by last use. Every eviction round halves the
 //!   survivors' hits (`Engine::age_hits`), so past favourites fade.
-//! - `CostAware`: Greedy-Dual-Size-Frequency (Cherkasova 1998): `L + (hits
-//!   + 1) × cost ÷ size`, where `L` is an inflation clock set to the
-//!   priority of the last evicted entry and read as it was at the entry's
-//!   last use. What is expensive to recompute per byte stays; what was
-//!   valuable once ages out as `L` rises past it.
+//! - `CostAware`: Greedy-Dual-Size-Frequency (Cherkasova 1998), priority
+//!   `L + (hits + 1) × cost ÷ size`, where `L` is an inflation clock set to
+//!   the priority of the last evicted entry and read as it was at the
+//!   entry's last use. What is expensive to recompute per byte stays; what
+//!   was valuable once ages out as `L` rises past it.
 //! - `None`: nothing is evicted.
 
 use crate::Policy;
@@ -58,14 +58,18 @@ pub(crate) fn age(now: u32, atime: u32) -> u32 {
 
 /// The entry's priority: lower is evicted first. `clock_at` gives the
 /// cost-aware inflation clock as it was at a given age.
-pub(crate) fn priority(policy: Policy, c: &Candidate, now: u32, clock_at: &dyn Fn(u32) -> f64) -> f64 {
+pub(crate) fn priority(
+    policy: Policy,
+    c: &Candidate,
+    now: u32,
+    clock_at: &dyn Fn(u32) -> f64,
+) -> f64 {
     let accesses = age(now, c.atime);
     let since = f64::from(accesses);
     match policy {
         Policy::Lfu => f64::from(c.hits) - since / f64::from(u32::MAX) * 0.5,
         Policy::CostAware => {
-            let value =
-                (f64::from(c.hits) + 1.0) * f64::from(c.cost.max(1)) / c.size.max(1) as f64;
+            let value = (f64::from(c.hits) + 1.0) * f64::from(c.cost.max(1)) / c.size.max(1) as f64;
             clock_at(accesses) + value
         }
         // `Lru`, and any later policy until it is written here.
@@ -132,13 +136,22 @@ mod tests {
     fn lru_evicts_the_least_recent_across_clock_wrap() {
         // Clock wrapped: 5 accesses ago is `u32::MAX - 3` + ... in low bits.
         let now = 2_u32;
-        let cands = vec![c(0, now.wrapping_sub(5), 9, 0, 10), c(1, now.wrapping_sub(50), 0, 0, 10), c(2, now, 0, 0, 10)];
+        let cands = vec![
+            c(0, now.wrapping_sub(5), 9, 0, 10),
+            c(1, now.wrapping_sub(50), 0, 0, 10),
+            c(2, now, 0, 0, 10),
+        ];
         assert_eq!(order(Policy::Lru, cands, now), [1, 0, 2]);
     }
 
     #[test]
     fn lfu_evicts_the_least_used_then_the_least_recent() {
-        let cands = vec![c(0, 90, 5, 0, 10), c(1, 99, 1, 0, 10), c(2, 10, 1, 0, 10), c(3, 5, 50, 0, 10)];
+        let cands = vec![
+            c(0, 90, 5, 0, 10),
+            c(1, 99, 1, 0, 10),
+            c(2, 10, 1, 0, 10),
+            c(3, 5, 50, 0, 10),
+        ];
         assert_eq!(order(Policy::Lfu, cands, 100), [2, 1, 0, 3]);
     }
 
@@ -166,7 +179,10 @@ mod tests {
         let mut cands: Vec<Candidate> = (0..10).map(|i| c(i, i as u32, 0, 0, 100)).collect();
         let (n, _) = choose(Policy::Lru, &mut cands, 10, &|_| 0.0, 250, 0);
         assert_eq!(n, 3);
-        assert_eq!(cands[..3].iter().map(|c| c.slot).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            cands[..3].iter().map(|c| c.slot).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
         let (n, _) = choose(Policy::Lru, &mut cands, 10, &|_| 0.0, 0, 5);
         assert_eq!(n, 5);
         assert_eq!(choose(Policy::Lru, &mut cands, 10, &|_| 0.0, 0, 0).0, 0);
@@ -175,6 +191,9 @@ mod tests {
     #[test]
     fn sizes_count_records_and_blob_files() {
         assert_eq!(entry_size(100), record_size(100) as u64);
-        assert_eq!(entry_size(INLINE_MAX as u32), (64 + 128 + INLINE_MAX) as u64);
+        assert_eq!(
+            entry_size(INLINE_MAX as u32),
+            (64 + 128 + INLINE_MAX) as u64
+        );
     }
 }

@@ -167,8 +167,8 @@ impl Index {
             ];
             for (len, at, cap) in rings {
                 if words.contains(&len) {
-                    for w in at..at + 2 * cap {
-                        h[w].store(old.word(w), Ordering::Relaxed);
+                    for (w, word) in h.iter().enumerate().skip(at).take(2 * cap) {
+                        word.store(old.word(w), Ordering::Relaxed);
                     }
                 }
             }

@@ -300,7 +300,11 @@ impl Store {
         cost: Duration,
     ) -> Result<()> {
         match &self.engine {
-            Some(e) => e.put_value(key, value, u32::try_from(cost.as_micros()).unwrap_or(u32::MAX)),
+            Some(e) => e.put_value(
+                key,
+                value,
+                u32::try_from(cost.as_micros()).unwrap_or(u32::MAX),
+            ),
             None => Ok(()),
         }
     }

@@ -20,15 +20,16 @@ use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Engine;
-use super::write::{adjust, add};
+use super::write::{add, adjust, retire};
 use crate::Key;
+use crate::codec::RAW_ID;
 use crate::error::Result;
 use crate::evict::{self, Candidate};
 use crate::format::{
     FLAG_BLOB, FLAG_TOMBSTONE, SEG_HEADER_LEN, SEGMENT_SIZE, decode_blob_ptr, hdr, loc,
 };
 use crate::index::{Index, Snap};
-use crate::segment::{Appender, Read};
+use crate::segment::{self, Appender, Read};
 use crate::{Policy, format};
 
 /// Eviction stops when live data and the index fit in this share of
@@ -106,7 +107,8 @@ impl Engine {
                     (idx.word(hdr::LIVE_BYTES) + index_len(idx)).saturating_sub(low)
                 });
                 let need_entries = o.max_entries.map_or(0, |m| {
-                    idx.word(hdr::ENTRIES).saturating_sub((m as f64 * LOW_WATER) as u64)
+                    idx.word(hdr::ENTRIES)
+                        .saturating_sub((m as f64 * LOW_WATER) as u64)
                 });
                 self.evict(w, idx, need_bytes, need_entries, protect, &mut unlinks)?;
             }
@@ -117,7 +119,13 @@ impl Engine {
 
     /// Evicts every entry last used before `cutoff` (Unix seconds), as far
     /// as the time ring can tell.
-    fn expire(&self, w: &mut Appender, idx: &Arc<Index>, cutoff: u64, unlinks: &mut Unlinks) -> Result<()> {
+    fn expire(
+        &self,
+        w: &mut Appender,
+        idx: &Arc<Index>,
+        cutoff: u64,
+        unlinks: &mut Unlinks,
+    ) -> Result<()> {
         let Some(tick) = tick_at(idx, cutoff) else {
             return Ok(());
         };
@@ -128,10 +136,7 @@ impl Engine {
             .into_iter()
             .filter(|c| evict::age(now as u32, c.atime) > max_age)
             .collect();
-        for c in &old {
-            self.evict_one(w, idx, c, unlinks)?;
-        }
-        Ok(())
+        self.evict_all(w, idx, &old, unlinks)
     }
 
     /// Evicts by the policy until `bytes` and `entries` are freed.
@@ -150,16 +155,20 @@ impl Engine {
         let now = idx.word(hdr::TICK) as u32;
         let clock_at = |age: u32| clock_at(idx, now, age);
         let (n, last) = evict::choose(policy, &mut cands, now, &clock_at, bytes, entries);
-        for c in &cands[..n] {
-            self.evict_one(w, idx, c, unlinks)?;
-        }
+        self.evict_all(w, idx, &cands[..n], unlinks)?;
         if n > 0 {
             match policy {
                 Policy::Lfu => age_hits(idx),
                 Policy::CostAware => {
                     let l = f64::from_bits(idx.word(hdr::GDSF_CLOCK)).max(last);
                     idx.set(hdr::GDSF_CLOCK, l.to_bits());
-                    push_ring(idx, hdr::CLOCK_RING, hdr::CLOCK_RING_LEN, hdr::CLOCK_RING_CAP, (idx.word(hdr::TICK), l.to_bits()));
+                    push_ring(
+                        idx,
+                        hdr::CLOCK_RING,
+                        hdr::CLOCK_RING_LEN,
+                        hdr::CLOCK_RING_CAP,
+                        (idx.word(hdr::TICK), l.to_bits()),
+                    );
                 }
                 _ => {}
             }
@@ -167,25 +176,75 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes one entry the way `remove` does (a tombstone record keeps a
-    /// rebuild from bringing it back), counting it as an eviction.
-    fn evict_one(&self, w: &mut Appender, idx: &Arc<Index>, c: &Candidate, unlinks: &mut Unlinks) -> Result<()> {
-        // The slot may have changed since the scan (not under this lock:
-        // never), but its record names the key and any blob.
-        let snap = idx.read(c.slot);
-        if snap.loc != c.loc {
-            return Ok(());
+    /// Removes entries the way `remove` does (a tombstone record each
+    /// keeps a rebuild from bringing them back), counting them as
+    /// evictions. The tombstones go out in batched writes: one write per
+    /// tombstone made a put with eviction active cost twice one without.
+    fn evict_all(
+        &self,
+        w: &mut Appender,
+        idx: &Arc<Index>,
+        victims: &[Candidate],
+        unlinks: &mut Unlinks,
+    ) -> Result<()> {
+        let mut items = Vec::with_capacity(victims.len());
+        for c in victims {
+            // The slot cannot change under this lock, but check anyway.
+            let snap = idx.read(c.slot);
+            if snap.loc != c.loc {
+                continue;
+            }
+            if let Ok(Read::Found(rec)) = self.segs.record(snap.loc, None) {
+                items.push((c.slot, rec));
+            }
         }
-        let Ok(Read::Found(rec)) = self.segs.record(snap.loc, None) else {
-            return Ok(());
-        };
-        let key = rec.header.key;
-        if let Some(id) = self.remove_slot(w, idx, c.slot, &rec)? {
-            let blob = decode_blob_ptr(rec.payload()).map_or(0, |(_, len)| len + format::BLOB_HEADER_LEN as u64);
-            idx.bump(hdr::RECLAIMED, blob);
-            unlinks.push((key, id));
+        let sync = self.opts.durability == super::Durability::Sync;
+        for chunk in items.chunks(BATCH / format::REC_HEADER_LEN) {
+            let mut batch = Vec::with_capacity(chunk.len() * format::REC_HEADER_LEN);
+            for (_, rec) in chunk {
+                batch.extend_from_slice(&segment::build_record(
+                    &rec.header.key,
+                    RAW_ID,
+                    FLAG_TOMBSTONE,
+                    &[],
+                ));
+            }
+            idx.set(hdr::DIRTY, 1);
+            if let Err(e) = w.append(&self.segs, idx, &self.tmp, &batch, sync) {
+                idx.set(hdr::DIRTY, 0);
+                return Err(e);
+            }
+            let (mut live, mut dead) = (0_u64, batch.len() as u64);
+            for (slot, rec) in chunk {
+                idx.write(
+                    *slot,
+                    Snap {
+                        tag: 0,
+                        loc: loc::TOMBSTONE,
+                        len: 0,
+                    },
+                );
+                let before = live;
+                if let Some(id) = retire(rec, &mut live, &mut dead) {
+                    // `retire` took the blob file off `live`; it goes now.
+                    idx.bump(
+                        hdr::RECLAIMED,
+                        before.wrapping_sub(live).wrapping_sub(rec.size()),
+                    );
+                    unlinks.push((rec.header.key, id));
+                }
+            }
+            let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+            add(idx, hdr::ENTRIES, -n);
+            add(idx, hdr::TOMBSTONES, n);
+            adjust(idx, hdr::LIVE_BYTES, live);
+            adjust(idx, hdr::DEAD_BYTES, dead);
+            idx.bump(hdr::EVICTIONS, chunk.len() as u64);
+            idx.set(hdr::DIRTY, 0);
         }
-        idx.bump(hdr::EVICTIONS, 1);
+        if sync && !items.is_empty() {
+            idx.flush_all()?;
+        }
         Ok(())
     }
 
@@ -270,7 +329,10 @@ impl Engine {
                 continue;
             }
             match self.segs.record(snap.loc, None)? {
-                Read::Found(rec) if rec.header.flags & FLAG_TOMBSTONE == 0 && rec.header.key.tag32() == snap.tag => {
+                Read::Found(rec)
+                    if rec.header.flags & FLAG_TOMBSTONE == 0
+                        && rec.header.key.tag32() == snap.tag =>
+                {
                     let size = rec.size() as usize;
                     let bytes = rec.region.get(rec.off, size).map(<[u8]>::to_vec);
                     match bytes {
@@ -282,7 +344,7 @@ impl Engine {
             }
         }
         let sync = self.opts.durability == super::Durability::Sync;
-        let mut moved = 0_u64;
+        let mut rewritten = 0_u64;
         let mut i = 0;
         while i < moves.len() {
             // One write for as many records as fit in `BATCH`.
@@ -306,11 +368,17 @@ impl Engine {
             };
             let mut off = base;
             for (slot, snap, bytes) in &moves[i..j] {
-                idx.write(*slot, Snap { loc: loc::encode(new_seg, off), ..*snap });
+                idx.write(
+                    *slot,
+                    Snap {
+                        loc: loc::encode(new_seg, off),
+                        ..*snap
+                    },
+                );
                 off += bytes.len() as u64;
             }
             idx.set(hdr::DIRTY, 0);
-            moved += batch.len() as u64;
+            rewritten += batch.len() as u64;
             i = j;
         }
         for slot in damaged {
@@ -318,7 +386,14 @@ impl Engine {
             let snap = idx.read(slot);
             if loc::decode(snap.loc).is_some() {
                 idx.set(hdr::DIRTY, 1);
-                idx.write(slot, Snap { tag: 0, loc: loc::TOMBSTONE, len: 0 });
+                idx.write(
+                    slot,
+                    Snap {
+                        tag: 0,
+                        loc: loc::TOMBSTONE,
+                        len: 0,
+                    },
+                );
                 add(idx, hdr::ENTRIES, -1);
                 add(idx, hdr::TOMBSTONES, 1);
                 idx.set(hdr::DIRTY, 0);
@@ -337,9 +412,9 @@ impl Engine {
         self.segs.forget(seg);
         // What the file held beyond the moved records was dead (or a failed
         // write's scratch): all of it is reclaimed.
-        let dead = file_len.saturating_sub(SEG_HEADER_LEN as u64 + moved);
+        let dead = file_len.saturating_sub(SEG_HEADER_LEN as u64 + rewritten);
         adjust(idx, hdr::DEAD_BYTES, 0_u64.wrapping_sub(dead));
-        idx.bump(hdr::RECLAIMED, file_len.saturating_sub(moved));
+        idx.bump(hdr::RECLAIMED, file_len.saturating_sub(rewritten));
         Ok(())
     }
 }
@@ -379,7 +454,9 @@ fn age_hits(idx: &Index) {
     idx.set(hdr::LFU_AGED, now);
     for slot in 0..idx.capacity() {
         let h = &idx.slot(slot).hits;
-        let _ = h.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| (v > 0).then_some(v / 2));
+        let _ = h.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            (v > 0).then_some(v / 2)
+        });
     }
 }
 
@@ -402,7 +479,9 @@ fn push_ring(idx: &Index, at: usize, len_word: usize, cap: usize, pair: (u64, u6
 
 fn ring(idx: &Index, at: usize, len_word: usize, cap: usize) -> Vec<(u64, u64)> {
     let len = (idx.word(len_word) as usize).min(cap);
-    (0..len).map(|k| (idx.word(at + 2 * k), idx.word(at + 2 * k + 1))).collect()
+    (0..len)
+        .map(|k| (idx.word(at + 2 * k), idx.word(at + 2 * k + 1)))
+        .collect()
 }
 
 /// Notes the access clock's reading at `now` (Unix seconds) in the time
@@ -411,7 +490,9 @@ fn ring(idx: &Index, at: usize, len_word: usize, cap: usize) -> Vec<(u64, u64)> 
 pub(super) fn record_time(idx: &Index, now: u64) {
     let r = ring(idx, hdr::TIME_RING, hdr::TIME_RING_LEN, hdr::TIME_RING_CAP);
     let spacing = idx.word(hdr::TIME_RING_SPACING).max(1);
-    if r.last().is_some_and(|&(_, t)| now < t.saturating_add(spacing)) {
+    if r.last()
+        .is_some_and(|&(_, t)| now < t.saturating_add(spacing))
+    {
         return;
     }
     if r.len() == hdr::TIME_RING_CAP {
@@ -423,7 +504,13 @@ pub(super) fn record_time(idx: &Index, now: u64) {
         idx.set(hdr::TIME_RING_LEN, kept.len() as u64);
         idx.set(hdr::TIME_RING_SPACING, spacing * 2);
     }
-    push_ring(idx, hdr::TIME_RING, hdr::TIME_RING_LEN, hdr::TIME_RING_CAP, (idx.word(hdr::TICK), now));
+    push_ring(
+        idx,
+        hdr::TIME_RING,
+        hdr::TIME_RING_LEN,
+        hdr::TIME_RING_CAP,
+        (idx.word(hdr::TICK), now),
+    );
 }
 
 /// The access clock's reading at the last ring entry at or before `secs`.
@@ -437,11 +524,16 @@ fn tick_at(idx: &Index, secs: u64) -> Option<u64> {
 
 /// The cost-aware clock as it was `age` accesses before `now`.
 fn clock_at(idx: &Index, now: u32, age: u32) -> f64 {
-    ring(idx, hdr::CLOCK_RING, hdr::CLOCK_RING_LEN, hdr::CLOCK_RING_CAP)
-        .into_iter()
-        .take_while(|&(tick, _)| evict::age(now, tick as u32) >= age)
-        .last()
-        .map_or(0.0, |(_, l)| f64::from_bits(l))
+    ring(
+        idx,
+        hdr::CLOCK_RING,
+        hdr::CLOCK_RING_LEN,
+        hdr::CLOCK_RING_CAP,
+    )
+    .into_iter()
+    .take_while(|&(tick, _)| evict::age(now, tick as u32) >= age)
+    .last()
+    .map_or(0.0, |(_, l)| f64::from_bits(l))
 }
 
 /// Recounts the byte counters from the slots and the segment files: after
@@ -457,7 +549,8 @@ pub(super) fn recount_bytes(engine: &Engine, idx: &Index) {
             records += rec.size();
             live += rec.size();
             if rec.header.flags & FLAG_BLOB != 0 {
-                live += decode_blob_ptr(rec.payload()).map_or(0, |(_, len)| len + format::BLOB_HEADER_LEN as u64);
+                live += decode_blob_ptr(rec.payload())
+                    .map_or(0, |(_, len)| len + format::BLOB_HEADER_LEN as u64);
             }
         }
     }
@@ -465,9 +558,17 @@ pub(super) fn recount_bytes(engine: &Engine, idx: &Index) {
     if let Ok(ids) = engine.segment_ids() {
         let sizes: HashMap<u32, u64> = ids
             .iter()
-            .map(|&id| (id, std::fs::metadata(engine.segs.path(id)).map_or(0, |m| m.len())))
+            .map(|&id| {
+                (
+                    id,
+                    std::fs::metadata(engine.segs.path(id)).map_or(0, |m| m.len()),
+                )
+            })
             .collect();
-        seg_bytes = sizes.values().map(|l| l.saturating_sub(SEG_HEADER_LEN as u64)).sum();
+        seg_bytes = sizes
+            .values()
+            .map(|l| l.saturating_sub(SEG_HEADER_LEN as u64))
+            .sum();
     }
     idx.set(hdr::LIVE_BYTES, live);
     idx.set(hdr::DEAD_BYTES, seg_bytes.saturating_sub(records));

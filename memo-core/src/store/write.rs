@@ -224,16 +224,7 @@ impl Engine {
         if sync {
             idx.flush_slot(slot)?;
         }
-        // The put is committed; keeping within the limits is the writer's
-        // next duty, and its failure (an I/O error while compacting) does
-        // not undo the put.
-        let mut unlinks = Vec::new();
-        if self.has_limits() || idx.word(hdr::DEAD_BYTES) >= super::trim::DEAD_MIN {
-            match self.enforce(&mut w, &idx, false, Some(slot)) {
-                Ok(u) => unlinks = u,
-                Err(e) => tracing::warn!(error = %e, "memo: could not bring the store within its limits"),
-            }
-        }
+        let unlinks = self.after_publish(&mut w, &idx, slot);
         drop(w);
         if let Some(id) = old_blob {
             self.blobs.unlink(key, id);
@@ -242,6 +233,24 @@ impl Engine {
             self.blobs.unlink(&key, id);
         }
         Ok(())
+    }
+
+    /// Keeps the store within its limits after a put to `slot`: the
+    /// writer's next duty, whose failure (an I/O error while compacting)
+    /// does not undo the committed put.
+    fn after_publish(
+        &self,
+        w: &mut Appender,
+        idx: &Arc<Index>,
+        slot: usize,
+    ) -> super::trim::Unlinks {
+        if !self.has_limits() && idx.word(hdr::DEAD_BYTES) < super::trim::DEAD_MIN {
+            return Vec::new();
+        }
+        self.enforce(w, idx, false, Some(slot)).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "memo: could not bring the store within its limits");
+            Vec::new()
+        })
     }
 
     pub(super) fn remove(&self, key: &Key) -> Result<bool> {
@@ -339,12 +348,14 @@ impl Engine {
         Ok(old_blob)
     }
 
-    /// Replaces the table with one twice as large (or as large as the live
-    /// entries need), dropping tombstones.
+    /// Replaces the table with one sized for the live entries (half full),
+    /// dropping tombstones: twice as large when the table filled with
+    /// entries, the same size or smaller when it filled with tombstones
+    /// (eviction makes many; doubling for them grew the index past a small
+    /// `max_bytes` on its own).
     fn grow(&self, old: &Arc<Index>) -> Result<Arc<Index>> {
         // ENTRIES was just recounted, so it is at most the old capacity.
-        let cap = Index::capacity_for(old.word(hdr::ENTRIES).saturating_add(1))
-            .max(old.capacity() as u64 * 2);
+        let cap = Index::capacity_for(old.word(hdr::ENTRIES).saturating_add(1));
         let new = Index::create(&self.tmp_index_path(), cap, Some((old, &CARRY_ALL)))?;
         old.copy_into(&new);
         new.set(hdr::TOMBSTONES, 0);
@@ -410,7 +421,7 @@ impl Engine {
 
 /// Accounts for a record that no slot points at any more; returns its
 /// blob id if it had one (to unlink once published).
-fn retire(old: &Record, live: &mut u64, dead: &mut u64) -> Option<u64> {
+pub(super) fn retire(old: &Record, live: &mut u64, dead: &mut u64) -> Option<u64> {
     let size = old.size();
     *live = live.wrapping_sub(size);
     *dead += size;
