@@ -200,6 +200,46 @@ fn lfu_keeps_frequently_read_entries() {
 }
 
 #[test]
+fn lfu_lets_past_favourites_fade() {
+    let dir = tempdir();
+    let store = Store::builder(dir.path())
+        .max_entries(100)
+        .policy(Policy::Lfu)
+        .open()
+        .unwrap();
+    let old: Vec<Key> = (0..40_u32).map(|i| Key::of(&("old", i))).collect();
+    for k in &old {
+        store.put_bytes(k, b"x").unwrap();
+    }
+    // Yesterday's favourites: read 30 times each, then never again.
+    for _ in 0..30 {
+        for k in &old {
+            store.get_bytes(k).unwrap();
+        }
+    }
+    // Today: entries used once each. Early on the favourites' counts keep
+    // them; as the counts halve, they go.
+    let mut kept_early = 0;
+    for i in 0..8000_u32 {
+        let k = Key::of(&("new", i));
+        store.put_bytes(&k, b"x").unwrap();
+        store.get_bytes(&k).unwrap();
+        if i == 300 {
+            kept_early = old.iter().filter(|k| store.contains(k)).count();
+        }
+    }
+    let kept_late = old.iter().filter(|k| store.contains(k)).count();
+    assert_eq!(
+        kept_early, 40,
+        "favourites kept while their counts are high"
+    );
+    assert_eq!(
+        kept_late, 0,
+        "{kept_late} of 40 past favourites never faded"
+    );
+}
+
+#[test]
 fn max_age_expires_entries_not_used_since() {
     let dir = tempdir();
     let store = Store::builder(dir.path())
@@ -330,4 +370,80 @@ fn compaction_killed_at_random_moments_loses_nothing() {
     }
     let s = Store::open(dir.path()).unwrap().stats();
     assert!(s.bytes_reclaimed > 0, "no compaction ran: {s:?}");
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u64, usize),
+    Get(u64),
+    Remove(u64),
+    Trim,
+    Reopen,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        6 => (0..60_u64, prop_oneof![16..2_000_usize, 2_000..40_000_usize, 65_536..120_000_usize]).prop_map(|(k, n)| Op::Put(k, n)),
+        4 => (0..60_u64).prop_map(Op::Get),
+        1 => (0..60_u64).prop_map(Op::Remove),
+        1 => Just(Op::Trim),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: std::env::var("MEMO_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Against a map of the last value put per key: a bounded store returns
+    /// that value or nothing (it may have evicted it), never an older one,
+    /// never one removed; a put's own entry is there after it; the disk
+    /// bound holds after every put.
+    #[test]
+    fn a_bounded_store_returns_the_last_value_or_nothing(
+        ops in proptest::collection::vec(op(), 1..150),
+        policy in proptest::prop_oneof![
+            proptest::strategy::Just(Policy::Lru),
+            proptest::strategy::Just(Policy::Lfu),
+            proptest::strategy::Just(Policy::CostAware),
+        ],
+        max in proptest::prop_oneof![proptest::strategy::Just(300_000_u64), proptest::strategy::Just(1_000_000)],
+    ) {
+        let dir = tempdir();
+        let open = || Store::builder(dir.path()).max_bytes(max).policy(policy).open().unwrap();
+        let mut store = open();
+        let mut model: std::collections::HashMap<u64, Option<Vec<u8>>> = std::collections::HashMap::new();
+        for (n, op) in ops.into_iter().enumerate() {
+            match op {
+                Op::Put(k, len) => {
+                    let v = value(k, n as u64, len);
+                    store.put_with_cost(&Key::of(&k), &v, Duration::from_micros(len as u64)).unwrap();
+                    let stored = store.get::<Vec<u8>>(&Key::of(&k)).unwrap();
+                    proptest::prop_assert_eq!(stored.as_deref(), Some(&v[..]));
+                    model.insert(k, Some(v));
+                    let used = disk_use(dir.path());
+                    proptest::prop_assert!(used * 4 <= max * 5, "{} bytes on disk, limit {}", used, max);
+                }
+                Op::Get(k) => {
+                    if let Some(b) = store.get::<Vec<u8>>(&Key::of(&k)).unwrap() {
+                        let last = model.get(&k).cloned().flatten();
+                        proptest::prop_assert_eq!(Some(&b[..]), last.as_deref(), "key {}", k);
+                    }
+                }
+                Op::Remove(k) => {
+                    store.remove(&Key::of(&k)).unwrap();
+                    model.insert(k, None);
+                }
+                Op::Trim => store.trim().unwrap(),
+                Op::Reopen => {
+                    drop(store);
+                    store = open();
+                }
+            }
+        }
+        proptest::prop_assert!(store.verify().unwrap().is_clean());
+    }
 }

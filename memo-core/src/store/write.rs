@@ -244,6 +244,9 @@ impl Engine {
         idx: &Arc<Index>,
         slot: usize,
     ) -> super::trim::Unlinks {
+        // Kept by every writer, so a process opening the store later with
+        // `max_age` knows when existing entries were last used.
+        super::trim::record_time(idx, super::trim::unix_now());
         if !self.has_limits() && idx.word(hdr::DEAD_BYTES) < super::trim::DEAD_MIN {
             return Vec::new();
         }
