@@ -264,12 +264,22 @@ pub(crate) fn build_record(key: &Key, codec: u8, flags: u8, payload: &[u8]) -> V
 
 /// The appending side, used under `LOCK`: the open handle of the current
 /// segment.
-#[derive(Default)]
 pub(crate) struct Appender {
     cur: Option<(u32, File)>,
+    /// Size at which this process starts a new segment.
+    limit: u64,
 }
 
 impl Appender {
+    /// An appender that starts a new segment once one reaches `limit`
+    /// bytes (at most `SEGMENT_SIZE`).
+    pub(crate) fn new(limit: u64) -> Appender {
+        Appender {
+            cur: None,
+            limit: limit.min(SEGMENT_SIZE),
+        }
+    }
+
     /// Appends `rec` to the current segment (starting a new one when it does
     /// not fit) and advances the index's append offset. Returns the record's
     /// location word; nothing points at it yet.
@@ -286,7 +296,7 @@ impl Appender {
         // `off` comes from disk: saturate rather than trust it.
         if seg == 0
             || off < SEG_HEADER_LEN as u64
-            || off.saturating_add(rec.len() as u64) > SEGMENT_SIZE
+            || off.saturating_add(rec.len() as u64) > self.limit
         {
             seg = self.start_segment(segs, idx, tmp, sync)?;
             off = SEG_HEADER_LEN as u64;
@@ -361,6 +371,11 @@ impl Appender {
     }
 
     /// Forgets the open handle (after `clear` removed the files).
+    /// Bytes gathered into one batched append: at most half a segment.
+    pub(crate) fn batch(&self) -> usize {
+        (self.limit / 2).min(1 << 20) as usize
+    }
+
     pub(crate) fn reset(&mut self) {
         self.cur = None;
     }

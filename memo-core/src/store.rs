@@ -480,7 +480,7 @@ impl Engine {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).at(&p)?;
         }
-        let writer = WriterLock::open(&dir.join(LOCK_FILE), Appender::default())?;
+        let writer = WriterLock::open(&dir.join(LOCK_FILE), Appender::new(segment_limit(&opts)))?;
         let index_path = dir.join(INDEX_FILE);
         let tmp = dir.join(TMP_DIR);
         let segs = Segments::new(dir);
@@ -528,6 +528,17 @@ impl Engine {
             damaged: std::sync::Mutex::new(Vec::new()),
         })
     }
+}
+
+/// Segment size for a store with these options. Compaction rewrites a
+/// segment's live records before unlinking it, so for a moment the store
+/// holds both: under a byte limit, segments of an eighth of it keep that
+/// overshoot to an eighth (whole 64 MiB segments in a 3 MiB store let a
+/// compaction double its files, measured from another process).
+fn segment_limit(opts: &Options) -> u64 {
+    const FLOOR: u64 = 256 * 1024;
+    opts.max_bytes
+        .map_or(crate::format::SEGMENT_SIZE, |m| (m / 8).max(FLOOR))
 }
 
 impl Engine {

@@ -47,8 +47,6 @@ pub(super) const DEAD_MIN: u64 = 64 << 20;
 /// ageing; 32 brings it within 0.8 points, and still lets past favourites
 /// fade (`tests/eviction.rs`).
 const AGE_EVERY: u64 = 32;
-/// Bytes gathered into one write when records are rewritten.
-const BATCH: usize = 1 << 20;
 
 /// Blob files to unlink once the lock is released.
 pub(super) type Unlinks = Vec<(Key, u64)>;
@@ -202,7 +200,7 @@ impl Engine {
             }
         }
         let sync = self.opts.durability == super::Durability::Sync;
-        for chunk in items.chunks(BATCH / format::REC_HEADER_LEN) {
+        for chunk in items.chunks((w.batch() / format::REC_HEADER_LEN).max(1)) {
             let mut batch = Vec::with_capacity(chunk.len() * format::REC_HEADER_LEN);
             for (_, rec) in chunk {
                 batch.extend_from_slice(&segment::build_record(
@@ -350,10 +348,11 @@ impl Engine {
         let mut rewritten = 0_u64;
         let mut i = 0;
         while i < moves.len() {
-            // One write for as many records as fit in `BATCH`.
-            let mut batch = Vec::with_capacity(BATCH);
+            // One write for as many records as fit in a batch.
+            let limit = w.batch();
+            let mut batch = Vec::with_capacity(limit);
             let mut j = i;
-            while j < moves.len() && (batch.is_empty() || batch.len() + moves[j].2.len() <= BATCH) {
+            while j < moves.len() && (batch.is_empty() || batch.len() + moves[j].2.len() <= limit) {
                 batch.extend_from_slice(&moves[j].2);
                 j += 1;
             }
