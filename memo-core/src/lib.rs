@@ -56,6 +56,10 @@
 //!   every value is checksummed (xxh3) and checked before it is returned.
 //! - **Committed means visible.** After `put` returns `Ok`, every process
 //!   sees the entry; with [`Durability::Sync`] it also survives power loss.
+//! - **Bounded space.** With [`StoreBuilder::max_bytes`] set, the store's
+//!   files are within the limit after every `put` returns: the writer that
+//!   crosses it evicts by the [`Policy`] (LRU, LFU with ageing,
+//!   cost-aware) and compacts.
 //! - **Hostile files are harmless.** Every length and offset read from disk
 //!   is checked before use and decoding is bounded by the input, so a damaged
 //!   or foreign directory gives errors or misses, never a panic or undefined
