@@ -22,7 +22,19 @@ fn d(x: u32) -> u32 {
     x
 }
 
+#[memoize(ignore = x)]
+fn e(x: u32) -> u32 {
+    x
+}
+
+#[memoize(memo::dir = "cache")]
+fn g(x: u32) -> u32 {
+    x
+}
+
 fn main() {
+    e(1);
+    g(1);
     a(1);
     b(1);
     c(1);

@@ -64,6 +64,12 @@ fn io_result(x: u32) -> std::io::Result<u32> {
     Ok(x)
 }
 
+// Patterns: the names they bind are hashed.
+#[memoize(store = CACHE)]
+fn pattern((a, b): (u32, u32), Fit { slope }: Fit, [first, ..]: [u8; 3]) -> f64 {
+    f64::from(a + b + u32::from(first)) * slope
+}
+
 // Nothing returned.
 #[memoize(store = CACHE)]
 fn unit(_x: u32) {}
@@ -124,6 +130,7 @@ fn main() {
     assert_eq!(fallible(4).unwrap(), Fit { slope: 2.0 });
     assert_eq!(io_result(3).unwrap(), 3);
     unit(1);
+    assert!((pattern((1, 2), Fit { slope: 2.0 }, [3, 0, 0]) - 12.0).abs() < 1e-12);
     let m = Model { weights: vec![1.0, 2.0] };
     assert!((m.predict(2.0) - 6.0).abs() < 1e-12);
     assert!(Model::predict_is_cached(&m, 2.0));
