@@ -98,6 +98,23 @@ impl Segments {
         self.dir.join(format::segment_name(id))
     }
 
+    /// The numbers of the segment files in `seg/`, oldest first (other
+    /// names are not memo's and are left alone).
+    pub(crate) fn ids(&self) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).at(&self.dir)? {
+            let name = entry.at(&self.dir)?.file_name();
+            if let Some(id) = name.to_str().and_then(|n| n.parse::<u32>().ok())
+                && (1..=loc::SEG_ID_MAX).contains(&id)
+                && name.len() == 6
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     /// The mapping of segment `id`; `None` if the file does not exist.
     pub(crate) fn region(&self, id: u32) -> Result<Option<Arc<Region>>> {
         if let Some(r) = self

@@ -278,9 +278,7 @@ impl Engine {
                 *live_in.entry(seg).or_default() += evict::record_bytes(c.len);
             }
         }
-        let mut segments = self.segment_ids()?;
-        segments.sort_unstable();
-        for seg in segments {
+        for seg in self.segs.ids()? {
             if !over(idx) {
                 break;
             }
@@ -294,22 +292,6 @@ impl Engine {
             self.compact_segment(w, idx, seg)?;
         }
         Ok(())
-    }
-
-    fn segment_ids(&self) -> Result<Vec<u32>> {
-        let dir = self.segs.dir();
-        let mut ids = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(|e| crate::Error::io(dir, e))? {
-            let entry = entry.map_err(|e| crate::Error::io(dir, e))?;
-            let name = entry.file_name();
-            if let Some(id) = name.to_str().and_then(|n| n.parse::<u32>().ok())
-                && (1..=loc::SEG_ID_MAX).contains(&id)
-                && name.len() == 6
-            {
-                ids.push(id);
-            }
-        }
-        Ok(ids)
     }
 
     /// Rewrites segment `seg`'s live records at the end of the log, points
@@ -556,22 +538,14 @@ pub(super) fn recount_bytes(engine: &Engine, idx: &Index) {
             }
         }
     }
-    let mut seg_bytes = 0_u64;
-    if let Ok(ids) = engine.segment_ids() {
-        let sizes: HashMap<u32, u64> = ids
-            .iter()
+    let seg_bytes: u64 = engine.segs.ids().map_or(0, |ids| {
+        ids.iter()
             .map(|&id| {
-                (
-                    id,
-                    std::fs::metadata(engine.segs.path(id)).map_or(0, |m| m.len()),
-                )
+                let len = std::fs::metadata(engine.segs.path(id)).map_or(0, |m| m.len());
+                len.saturating_sub(SEG_HEADER_LEN as u64)
             })
-            .collect();
-        seg_bytes = sizes
-            .values()
-            .map(|l| l.saturating_sub(SEG_HEADER_LEN as u64))
-            .sum();
-    }
+            .sum()
+    });
     idx.set(hdr::LIVE_BYTES, live);
     idx.set(hdr::DEAD_BYTES, seg_bytes.saturating_sub(records));
 }

@@ -533,18 +533,7 @@ pub(super) fn set_aside_damaged_index(path: &Path, why: &Error) -> Result<()> {
 /// order (later records win, tombstones remove), so a store whose index was
 /// lost keeps every entry. Caller holds the writer lock.
 pub(super) fn rebuild(segs: &Segments, tmp: &Path, dest: &Path, sync: bool) -> Result<Index> {
-    let mut ids: Vec<u32> = Vec::new();
-    for entry in std::fs::read_dir(segs.dir()).at(segs.dir())? {
-        let entry = entry.at(segs.dir())?;
-        let name = entry.file_name();
-        if let Some(id) = name.to_str().and_then(|n| n.parse::<u32>().ok())
-            && (1..=loc::SEG_ID_MAX).contains(&id)
-            && name.len() == 6
-        {
-            ids.push(id);
-        }
-    }
-    ids.sort_unstable();
+    let ids = segs.ids()?;
     // key -> (location, value length, record size, blob file size)
     let mut live: HashMap<Key, (u64, u64, u64, u64)> = HashMap::new();
     let (mut appended, mut last_end) = (0_u64, format::SEG_HEADER_LEN as u64);
