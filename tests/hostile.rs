@@ -11,8 +11,9 @@
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::time::Duration;
 
-use memo_core::{Error, Key, Store};
+use memo_core::{Error, Key, Policy, Store};
 use memo_tests::{XorShift, tempdir};
 
 fn message(e: &Error) -> String {
@@ -267,4 +268,44 @@ fn absurd_header_counters_are_survived() {
         index_len < 1 << 20,
         "the index did not balloon: {index_len} bytes"
     );
+}
+
+/// Found by the fuzzer: eviction reads the byte counters, clocks and rings
+/// from the header, so absurd ones must not overflow there either; a
+/// bounded store then evicts what it must and reads nothing wrong.
+#[test]
+fn absurd_eviction_state_is_survived() {
+    let dir = tempdir();
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..20_u32 {
+        store.put(&Key::of(&i), &vec![i; 100]).unwrap();
+    }
+    drop(store);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("index"))
+        .unwrap();
+    // Every header word past DIRTY up to the end of the rings, except the
+    // segment cursor (docs/format.md): all ones. DIRTY stays 0, so no
+    // repair recounts them first.
+    for word in (20..512_u64).filter(|w| *w != 32 && *w != 40) {
+        f.write_all_at(&u64::MAX.to_le_bytes(), word * 8).unwrap();
+    }
+    for policy in [Policy::Lru, Policy::Lfu, Policy::CostAware] {
+        let bounded = Store::builder(dir.path())
+            .max_bytes(20_000)
+            .max_entries(10)
+            .max_age(Duration::from_secs(1))
+            .policy(policy)
+            .open()
+            .unwrap();
+        bounded.trim().unwrap();
+        bounded.put(&Key::of("new"), &vec![7_u32; 10]).unwrap();
+        for i in 0..20_u32 {
+            if let Some(v) = bounded.get::<Vec<u32>>(&Key::of(&i)).unwrap() {
+                assert_eq!(v, vec![i; 100], "key {i}");
+            }
+        }
+        assert!(bounded.len() <= 10, "{policy:?}: {} entries", bounded.len());
+    }
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use memo_core::{Key, Store};
+use memo_core::{Key, Policy, Store};
 
 const KEYS: u32 = 24;
 
@@ -93,6 +93,24 @@ fuzz_target!(|data: &[u8]| {
     for i in 0..KEYS {
         if let Ok(Some(b)) = store.get_bytes(&Key::of(&i)) {
             assert!(*b == value(i)[..], "wrong bytes for key {i} after a write");
+        }
+    }
+    // Eviction, expiry and compaction read the header's counters, clocks
+    // and rings, all from disk: run them all on what the damage left.
+    let Ok(bounded) = Store::builder(dir.path())
+        .max_bytes(150_000)
+        .max_entries(10)
+        .max_age(std::time::Duration::from_secs(1))
+        .policy(Policy::CostAware)
+        .open()
+    else {
+        return;
+    };
+    let _ = bounded.trim();
+    let _ = bounded.put_bytes(&Key::of("fuzz2"), &[7; 1000]);
+    for i in 0..KEYS {
+        if let Ok(Some(b)) = bounded.get_bytes(&Key::of(&i)) {
+            assert!(*b == value(i)[..], "wrong bytes for key {i} after eviction");
         }
     }
 });

@@ -100,7 +100,7 @@ pub(crate) fn choose(
         if freed >= bytes && n as u64 >= entries {
             break;
         }
-        freed += c.size;
+        freed = freed.saturating_add(c.size);
         n += 1;
         last = *p;
     }

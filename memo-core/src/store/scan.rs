@@ -33,11 +33,13 @@ impl Engine {
             let blob = if h.flags & FLAG_BLOB == 0 {
                 0
             } else {
-                decode_blob_ptr(rec.payload()).map_or(0, |(_, len)| len + BLOB_HEADER_LEN as u64)
+                decode_blob_ptr(rec.payload())
+                    .map_or(0, |(_, len)| len.saturating_add(BLOB_HEADER_LEN as u64))
             };
             let s = idx.slot(slot);
             out.entries += 1;
-            out.bytes += rec.size() + blob;
+            // Lengths come from disk: saturate.
+            out.bytes = out.bytes.saturating_add(rec.size().saturating_add(blob));
             out.hits += u64::from(s.hits.load(std::sync::atomic::Ordering::Relaxed));
             cost_us += u64::from(s.cost.load(std::sync::atomic::Ordering::Relaxed));
         }

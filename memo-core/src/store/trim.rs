@@ -105,7 +105,10 @@ impl Engine {
             if force || over_bytes || over_entries {
                 let need_bytes = o.max_bytes.map_or(0, |m| {
                     let low = (m as f64 * LOW_WATER) as u64;
-                    (idx.word(hdr::LIVE_BYTES) + index_len(idx)).saturating_sub(low)
+                    // Counters come from disk: saturate (found by the fuzzer).
+                    idx.word(hdr::LIVE_BYTES)
+                        .saturating_add(index_len(idx))
+                        .saturating_sub(low)
                 });
                 let need_entries = o.max_entries.map_or(0, |m| {
                     idx.word(hdr::ENTRIES)
@@ -286,7 +289,7 @@ impl Engine {
             let data = len.saturating_sub(SEG_HEADER_LEN as u64);
             let live = live_in.get(&seg).copied().unwrap_or(0);
             // A segment with almost nothing dead is not worth rewriting.
-            if data == 0 || data.saturating_sub(live) * 10 < data {
+            if data == 0 || data.saturating_sub(live).saturating_mul(10) < data {
                 continue;
             }
             self.compact_segment(w, idx, seg)?;
@@ -486,7 +489,7 @@ pub(super) fn record_time(idx: &Index, now: u64) {
             idx.set(hdr::TIME_RING + 2 * k + 1, t);
         }
         idx.set(hdr::TIME_RING_LEN, kept.len() as u64);
-        idx.set(hdr::TIME_RING_SPACING, spacing * 2);
+        idx.set(hdr::TIME_RING_SPACING, spacing.saturating_mul(2));
     }
     push_ring(
         idx,
@@ -533,8 +536,11 @@ pub(super) fn recount_bytes(engine: &Engine, idx: &Index) {
             records += rec.size();
             live += rec.size();
             if rec.header.flags & FLAG_BLOB != 0 {
-                live += decode_blob_ptr(rec.payload())
-                    .map_or(0, |(_, len)| len + format::BLOB_HEADER_LEN as u64);
+                // A blob length is whatever the record says: saturate.
+                let blob = decode_blob_ptr(rec.payload()).map_or(0, |(_, len)| {
+                    len.saturating_add(format::BLOB_HEADER_LEN as u64)
+                });
+                live = live.saturating_add(blob);
             }
         }
     }

@@ -432,7 +432,7 @@ pub(super) fn retire(old: &Record, live: &mut u64, dead: &mut u64) -> Option<u64
         return None;
     }
     let (id, len) = decode_blob_ptr(old.payload())?;
-    *live = live.wrapping_sub(len + BLOB_HEADER_LEN as u64);
+    *live = live.wrapping_sub(len.wrapping_add(BLOB_HEADER_LEN as u64));
     Some(id)
 }
 
@@ -556,8 +556,9 @@ pub(super) fn rebuild(segs: &Segments, tmp: &Path, dest: &Path, sync: bool) -> R
                 } else {
                     let (len, blob_size) = match h.flags & FLAG_BLOB {
                         0 => (u64::from(h.len), 0),
-                        _ => decode_blob_ptr(rec.payload())
-                            .map_or((0, 0), |(_, l)| (l, l + BLOB_HEADER_LEN as u64)),
+                        _ => decode_blob_ptr(rec.payload()).map_or((0, 0), |(_, l)| {
+                            (l, l.saturating_add(BLOB_HEADER_LEN as u64))
+                        }),
                     };
                     live.insert(h.key, (loc::encode(id, off), len, rec.size(), blob_size));
                 }
@@ -572,7 +573,7 @@ pub(super) fn rebuild(segs: &Segments, tmp: &Path, dest: &Path, sync: bool) -> R
     let tmp_path = tmp.join(format!("index.rebuild.{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp_path);
     let idx = Index::create(&tmp_path, Index::capacity_for(live.len() as u64), None)?;
-    let (mut live_bytes, mut record_bytes) = (0, 0);
+    let (mut live_bytes, mut record_bytes) = (0_u64, 0_u64);
     let now = idx.tick();
     for (key, &(l, len, size, blob)) in &live {
         if let Some(i) = idx.insert_fresh(Snap {
@@ -582,7 +583,7 @@ pub(super) fn rebuild(segs: &Segments, tmp: &Path, dest: &Path, sync: bool) -> R
         }) {
             idx.reset_stats(i, now, 0, 0);
         }
-        live_bytes += size + blob;
+        live_bytes = live_bytes.saturating_add(size.saturating_add(blob));
         record_bytes += size;
     }
     idx.set(hdr::ENTRIES, live.len() as u64);
