@@ -388,7 +388,8 @@ fn writers_in_several_processes_keep_one_bound() {
     );
     let store = Store::open(dir.path()).unwrap();
     assert!(store.stats().evictions > 0);
-    assert!(store.verify().unwrap().is_clean());
+    let report = store.verify().unwrap();
+    assert!(report.is_clean(), "{report:?}");
     assert!(
         worst * 4 <= BOUND * 5,
         "{worst} bytes on disk while 3 writers ran, limit {BOUND}"

@@ -23,8 +23,6 @@ pub(crate) struct Candidate {
     pub loc: u64,
     /// Bytes on disk: its record, and its blob file if it has one.
     pub size: u64,
-    /// The value's length (saturated).
-    pub len: u32,
     /// The access clock at its last use (low 32 bits).
     pub atime: u32,
     pub hits: u32,
@@ -119,7 +117,6 @@ mod tests {
             slot,
             loc: 0,
             size,
-            len: 0,
             atime,
             hits,
             cost,

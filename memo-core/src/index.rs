@@ -28,6 +28,15 @@ pub(crate) struct Snap {
     pub len: u32,
 }
 
+impl Snap {
+    /// What a removed entry's slot holds.
+    pub(crate) const TOMBSTONE: Snap = Snap {
+        tag: 0,
+        loc: loc::TOMBSTONE,
+        len: 0,
+    };
+}
+
 /// The outcome of a probe.
 pub(crate) enum Probe<T> {
     /// `check` accepted a slot.
@@ -366,15 +375,19 @@ impl Index {
         Probe::Absent { free }
     }
 
+    /// Every slot that names a record, with its fields: the pass that
+    /// copying, scans, eviction and recounts all start from.
+    pub(crate) fn live(&self) -> impl Iterator<Item = (usize, Snap)> + '_ {
+        (0..self.capacity())
+            .map(|i| (i, self.read(i)))
+            .filter(|(_, s)| loc::decode(s.loc).is_some())
+    }
+
     /// Copies every live slot of `self` into the empty table `new`, with
     /// statistics; writers only, under `LOCK`.
     pub(crate) fn copy_into(&self, new: &Index) {
         let mut entries = 0;
-        for i in 0..self.capacity() {
-            let snap = self.read(i);
-            if loc::decode(snap.loc).is_none() {
-                continue;
-            }
+        for (i, snap) in self.live() {
             if let Some(j) = new.insert_fresh(snap) {
                 let s = self.slot(i);
                 new.reset_stats(

@@ -38,6 +38,23 @@ impl Record {
         Bytes::new(self.region, self.off + REC_HEADER_LEN, len)
     }
 
+    /// The whole record, header and padded payload, as it lies in its
+    /// segment (what compaction copies).
+    pub(crate) fn bytes(&self) -> Option<&[u8]> {
+        self.region.get(self.off, self.size() as usize)
+    }
+
+    /// Bytes of the blob file a blob pointer names (0 for an inline value).
+    /// The length is whatever the record says, so the sum saturates.
+    pub(crate) fn blob_file_size(&self) -> u64 {
+        if self.header.flags & format::FLAG_BLOB == 0 {
+            return 0;
+        }
+        format::decode_blob_ptr(self.payload()).map_or(0, |(_, len)| {
+            len.saturating_add(format::BLOB_HEADER_LEN as u64)
+        })
+    }
+
     /// Bytes the record takes in its segment.
     pub(crate) fn size(&self) -> u64 {
         record_size(self.header.len as usize) as u64

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::Engine;
-use crate::format::{BLOB_HEADER_LEN, FLAG_BLOB, FLAG_TOMBSTONE, decode_blob_ptr, loc};
+use crate::format::FLAG_TOMBSTONE;
 use crate::segment::Read;
 use crate::{FunctionStats, Key};
 
@@ -18,11 +18,7 @@ impl Engine {
             return out;
         };
         let mut cost_us = 0_u64;
-        for slot in 0..idx.capacity() {
-            let snap = idx.read(slot);
-            if loc::decode(snap.loc).is_none() {
-                continue;
-            }
+        for (slot, snap) in idx.live() {
             let Ok(Read::Found(rec)) = self.segs.record(snap.loc, None) else {
                 continue;
             };
@@ -30,16 +26,12 @@ impl Engine {
             if h.flags & FLAG_TOMBSTONE != 0 || h.key.tag32() != snap.tag || !matches(&h.key) {
                 continue;
             }
-            let blob = if h.flags & FLAG_BLOB == 0 {
-                0
-            } else {
-                decode_blob_ptr(rec.payload())
-                    .map_or(0, |(_, len)| len.saturating_add(BLOB_HEADER_LEN as u64))
-            };
             let s = idx.slot(slot);
             out.entries += 1;
             // Lengths come from disk: saturate.
-            out.bytes = out.bytes.saturating_add(rec.size().saturating_add(blob));
+            out.bytes = out
+                .bytes
+                .saturating_add(rec.size().saturating_add(rec.blob_file_size()));
             out.hits += u64::from(s.hits.load(std::sync::atomic::Ordering::Relaxed));
             cost_us += u64::from(s.cost.load(std::sync::atomic::Ordering::Relaxed));
         }

@@ -20,14 +20,12 @@ use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Engine;
-use super::write::{add, adjust, retire};
+use super::write::{add, adjust, drop_slot, retire};
 use crate::Key;
 use crate::codec::RAW_ID;
 use crate::error::Result;
 use crate::evict::{self, Candidate};
-use crate::format::{
-    FLAG_BLOB, FLAG_TOMBSTONE, SEG_HEADER_LEN, SEGMENT_SIZE, decode_blob_ptr, hdr, loc,
-};
+use crate::format::{FLAG_TOMBSTONE, SEG_HEADER_LEN, SEGMENT_SIZE, hdr, loc};
 use crate::index::{Index, Snap};
 use crate::segment::{self, Appender, Read};
 use crate::{Policy, format};
@@ -91,7 +89,7 @@ impl Engine {
         let mut unlinks = Vec::new();
         let now = unix_now();
         record_time(idx, now);
-        let o = self.opts.clone();
+        let o = &self.opts;
         if let Some(max_age) = o.max_age {
             let every = (max_age.as_secs() / 8).max(1);
             if force || now >= idx.word(hdr::AGE_SCAN).saturating_add(every) {
@@ -220,21 +218,10 @@ impl Engine {
             }
             let (mut live, mut dead) = (0_u64, batch.len() as u64);
             for (slot, rec) in chunk {
-                idx.write(
-                    *slot,
-                    Snap {
-                        tag: 0,
-                        loc: loc::TOMBSTONE,
-                        len: 0,
-                    },
-                );
-                let before = live;
+                idx.write(*slot, Snap::TOMBSTONE);
                 if let Some(id) = retire(rec, &mut live, &mut dead) {
-                    // `retire` took the blob file off `live`; it goes now.
-                    idx.bump(
-                        hdr::RECLAIMED,
-                        before.wrapping_sub(live).wrapping_sub(rec.size()),
-                    );
+                    // The blob file goes once the lock is released.
+                    idx.bump(hdr::RECLAIMED, rec.blob_file_size());
                     unlinks.push((rec.header.key, id));
                 }
             }
@@ -274,11 +261,16 @@ impl Engine {
         if !over(idx) {
             return Ok(());
         }
-        // Dead bytes per segment, from one pass over the slots.
-        let mut live_in: HashMap<u32, u64> = HashMap::new();
-        for c in candidates(idx) {
-            if let Some((seg, _)) = loc::decode(c.loc) {
-                *live_in.entry(seg).or_default() += evict::record_bytes(c.len);
+        // Each segment's live slots and bytes, from one pass over the
+        // slots. Compacting a segment moves its slots into the current
+        // segment, which may be compacted later in this round: the moves
+        // are added to its list, so every list stays true.
+        let mut by_seg: HashMap<u32, (u64, Vec<(usize, Snap)>)> = HashMap::new();
+        for (slot, snap) in idx.live() {
+            if let Some((seg, _)) = loc::decode(snap.loc) {
+                let entry = by_seg.entry(seg).or_default();
+                entry.0 += evict::record_bytes(snap.len);
+                entry.1.push((slot, snap));
             }
         }
         for seg in self.segs.ids()? {
@@ -287,58 +279,69 @@ impl Engine {
             }
             let len = std::fs::metadata(self.segs.path(seg)).map_or(0, |m| m.len());
             let data = len.saturating_sub(SEG_HEADER_LEN as u64);
-            let live = live_in.get(&seg).copied().unwrap_or(0);
+            let (live, slots) = by_seg.remove(&seg).unwrap_or_default();
             // A segment with almost nothing dead is not worth rewriting.
             if data == 0 || data.saturating_sub(live).saturating_mul(10) < data {
                 continue;
             }
-            self.compact_segment(w, idx, seg)?;
+            for (slot, snap) in self.compact_segment(w, idx, seg, &slots)? {
+                if let Some((to, _)) = loc::decode(snap.loc) {
+                    let entry = by_seg.entry(to).or_default();
+                    entry.0 += evict::record_bytes(snap.len);
+                    entry.1.push((slot, snap));
+                }
+            }
         }
         Ok(())
     }
 
-    /// Rewrites segment `seg`'s live records at the end of the log, points
-    /// their slots there and unlinks the file.
-    fn compact_segment(&self, w: &mut Appender, idx: &Arc<Index>, seg: u32) -> Result<()> {
+    /// Rewrites segment `seg`'s live records (`slots`, from the caller's
+    /// pass over the table) at the end of the log, points their slots there
+    /// and unlinks the file; returns the moved slots as they now are.
+    fn compact_segment(
+        &self,
+        w: &mut Appender,
+        idx: &Arc<Index>,
+        seg: u32,
+        slots: &[(usize, Snap)],
+    ) -> Result<Vec<(usize, Snap)>> {
         if idx.word(hdr::CUR_SEG) == u64::from(seg) {
             // Seal it: the next append starts a new segment.
             idx.set(hdr::CUR_OFF, SEGMENT_SIZE);
         }
         let path = self.segs.path(seg);
         let file_len = std::fs::metadata(&path).map_or(0, |m| m.len());
-        // The live records of `seg`, in slot order.
-        let mut moves: Vec<(usize, Snap, Vec<u8>)> = Vec::new();
+        // The live records of `seg`, in slot order, read in place.
+        let mut moves: Vec<(usize, Snap, segment::Record)> = Vec::new();
         let mut damaged = Vec::new();
-        for slot in 0..idx.capacity() {
-            let snap = idx.read(slot);
-            if loc::decode(snap.loc).map(|(s, _)| s) != Some(seg) {
-                continue;
-            }
+        for &(slot, snap) in slots {
             match self.segs.record(snap.loc, None)? {
                 Read::Found(rec)
                     if rec.header.flags & FLAG_TOMBSTONE == 0
-                        && rec.header.key.tag32() == snap.tag =>
+                        && rec.header.key.tag32() == snap.tag
+                        && rec.bytes().is_some() =>
                 {
-                    let size = rec.size() as usize;
-                    let bytes = rec.region.get(rec.off, size).map(<[u8]>::to_vec);
-                    match bytes {
-                        Some(b) => moves.push((slot, snap, b)),
-                        None => damaged.push(slot),
-                    }
+                    moves.push((slot, snap, rec));
                 }
                 _ => damaged.push(slot),
             }
         }
         let sync = self.opts.durability == super::Durability::Sync;
         let mut rewritten = 0_u64;
+        let mut repointed = Vec::with_capacity(moves.len());
         let mut i = 0;
         while i < moves.len() {
             // One write for as many records as fit in a batch.
             let limit = w.batch();
             let mut batch = Vec::with_capacity(limit);
             let mut j = i;
-            while j < moves.len() && (batch.is_empty() || batch.len() + moves[j].2.len() <= limit) {
-                batch.extend_from_slice(&moves[j].2);
+            while let Some((_, _, rec)) = moves.get(j) {
+                // Present: checked when `moves` was built.
+                let b = rec.bytes().unwrap_or(&[]);
+                if !batch.is_empty() && batch.len() + b.len() > limit {
+                    break;
+                }
+                batch.extend_from_slice(b);
                 j += 1;
             }
             idx.set(hdr::DIRTY, 1);
@@ -351,18 +354,17 @@ impl Engine {
             };
             let Some((new_seg, base)) = loc::decode(at) else {
                 idx.set(hdr::DIRTY, 0);
-                return Ok(());
+                return Ok(repointed);
             };
             let mut off = base;
-            for (slot, snap, bytes) in &moves[i..j] {
-                idx.write(
-                    *slot,
-                    Snap {
-                        loc: loc::encode(new_seg, off),
-                        ..*snap
-                    },
-                );
-                off += bytes.len() as u64;
+            for (slot, snap, rec) in &moves[i..j] {
+                let now = Snap {
+                    loc: loc::encode(new_seg, off),
+                    ..*snap
+                };
+                idx.write(*slot, now);
+                repointed.push((*slot, now));
+                off += rec.size();
             }
             idx.set(hdr::DIRTY, 0);
             rewritten += batch.len() as u64;
@@ -370,21 +372,7 @@ impl Engine {
         }
         for slot in damaged {
             // Nothing valid to move: the entry is gone with the file.
-            let snap = idx.read(slot);
-            if loc::decode(snap.loc).is_some() {
-                idx.set(hdr::DIRTY, 1);
-                idx.write(
-                    slot,
-                    Snap {
-                        tag: 0,
-                        loc: loc::TOMBSTONE,
-                        len: 0,
-                    },
-                );
-                add(idx, hdr::ENTRIES, -1);
-                add(idx, hdr::TOMBSTONES, 1);
-                idx.set(hdr::DIRTY, 0);
-            }
+            drop_slot(idx, slot);
         }
         if sync {
             idx.flush_all()?;
@@ -397,29 +385,24 @@ impl Engine {
             return Err(crate::Error::io(path, e));
         }
         self.segs.forget(seg);
-        // What the file held beyond the moved records was dead (or a failed
+        // What the file held beyond the repointed records was dead (or a failed
         // write's scratch): all of it is reclaimed.
         let dead = file_len.saturating_sub(SEG_HEADER_LEN as u64 + rewritten);
         adjust(idx, hdr::DEAD_BYTES, 0_u64.wrapping_sub(dead));
         idx.bump(hdr::RECLAIMED, file_len.saturating_sub(rewritten));
-        Ok(())
+        Ok(repointed)
     }
 }
 
 /// Every live slot, with the statistics eviction weighs.
 fn candidates(idx: &Index) -> Vec<Candidate> {
     let mut out = Vec::with_capacity(idx.word(hdr::ENTRIES).min(1 << 24) as usize);
-    for slot in 0..idx.capacity() {
-        let snap = idx.read(slot);
-        if loc::decode(snap.loc).is_none() {
-            continue;
-        }
+    for (slot, snap) in idx.live() {
         let s = idx.slot(slot);
         out.push(Candidate {
             slot,
             loc: snap.loc,
             size: evict::entry_size(snap.len),
-            len: snap.len,
             atime: s.atime.load(Ordering::Relaxed),
             hits: s.hits.load(Ordering::Relaxed),
             cost: s.cost.load(Ordering::Relaxed),
@@ -527,21 +510,10 @@ fn clock_at(idx: &Index, now: u32, age: u32) -> f64 {
 /// a writer died, they may have missed its last record.
 pub(super) fn recount_bytes(engine: &Engine, idx: &Index) {
     let (mut live, mut records) = (0_u64, 0_u64);
-    for slot in 0..idx.capacity() {
-        let snap = idx.read(slot);
-        if loc::decode(snap.loc).is_none() {
-            continue;
-        }
+    for (_, snap) in idx.live() {
         if let Ok(Read::Found(rec)) = engine.segs.record(snap.loc, None) {
             records += rec.size();
-            live += rec.size();
-            if rec.header.flags & FLAG_BLOB != 0 {
-                // A blob length is whatever the record says: saturate.
-                let blob = decode_blob_ptr(rec.payload()).map_or(0, |(_, len)| {
-                    len.saturating_add(format::BLOB_HEADER_LEN as u64)
-                });
-                live = live.saturating_add(blob);
-            }
+            live = live.saturating_add(rec.size().saturating_add(rec.blob_file_size()));
         }
     }
     let seg_bytes: u64 = engine.segs.ids().map_or(0, |ids| {

@@ -114,18 +114,7 @@ impl Engine {
             if !current || idx.read(d.slot).loc != d.loc {
                 continue;
             }
-            idx.set(hdr::DIRTY, 1);
-            idx.write(
-                d.slot,
-                Snap {
-                    tag: 0,
-                    loc: loc::TOMBSTONE,
-                    len: 0,
-                },
-            );
-            add(idx, hdr::ENTRIES, -1);
-            add(idx, hdr::TOMBSTONES, 1);
-            idx.set(hdr::DIRTY, 0);
+            drop_slot(idx, d.slot);
             if let Some((key, id)) = d.blob {
                 self.blobs.unlink(&key, id);
             }
@@ -244,10 +233,11 @@ impl Engine {
         idx: &Arc<Index>,
         slot: usize,
     ) -> super::trim::Unlinks {
-        // Kept by every writer, so a process opening the store later with
-        // `max_age` knows when existing entries were last used.
-        super::trim::record_time(idx, super::trim::unix_now());
         if !self.has_limits() && idx.word(hdr::DEAD_BYTES) < super::trim::DEAD_MIN {
+            // Kept by every writer (`enforce` keeps it too), so a process
+            // opening the store later with `max_age` knows when existing
+            // entries were last used.
+            super::trim::record_time(idx, super::trim::unix_now());
             return Vec::new();
         }
         self.enforce(w, idx, false, Some(slot)).unwrap_or_else(|e| {
@@ -278,11 +268,7 @@ impl Engine {
         let mut blobs = Vec::new();
         let mut removed = 0;
         let mut result = Ok(());
-        for slot in 0..idx.capacity() {
-            let snap = idx.read(slot);
-            if loc::decode(snap.loc).is_none() {
-                continue;
-            }
+        for (slot, snap) in idx.live() {
             let rec = match self.segs.record(snap.loc, None) {
                 Ok(Read::Found(rec)) if rec.header.flags & FLAG_TOMBSTONE == 0 => rec,
                 Ok(_) => continue,
@@ -329,14 +315,7 @@ impl Engine {
             idx.set(hdr::DIRTY, 0);
             return Err(e);
         }
-        idx.write(
-            slot,
-            Snap {
-                tag: 0,
-                loc: loc::TOMBSTONE,
-                len: 0,
-            },
-        );
+        idx.write(slot, Snap::TOMBSTONE);
         let mut live = 0_u64;
         let mut dead = tomb.len() as u64;
         let old_blob = retire(old, &mut live, &mut dead);
@@ -426,14 +405,12 @@ impl Engine {
 /// blob id if it had one (to unlink once published).
 pub(super) fn retire(old: &Record, live: &mut u64, dead: &mut u64) -> Option<u64> {
     let size = old.size();
-    *live = live.wrapping_sub(size);
+    *live = live.wrapping_sub(size).wrapping_sub(old.blob_file_size());
     *dead += size;
     if old.header.flags & FLAG_BLOB == 0 {
         return None;
     }
-    let (id, len) = decode_blob_ptr(old.payload())?;
-    *live = live.wrapping_sub(len.wrapping_add(BLOB_HEADER_LEN as u64));
-    Some(id)
+    decode_blob_ptr(old.payload()).map(|(id, _)| id)
 }
 
 /// Finds `key`'s live slot and record; caller holds the writer lock.
@@ -449,6 +426,16 @@ fn find(segs: &Segments, idx: &Index, key: &Key) -> Result<Probe<(usize, Record)
         Probe::Found(r) => Probe::Found(r?),
         Probe::Absent { free } => Probe::Absent { free },
     })
+}
+
+/// Tombstones a slot whose record is gone or damaged (no tombstone record:
+/// there is nothing valid to hide). Caller holds the writer lock.
+pub(super) fn drop_slot(idx: &Index, slot: usize) {
+    idx.set(hdr::DIRTY, 1);
+    idx.write(slot, Snap::TOMBSTONE);
+    add(idx, hdr::ENTRIES, -1);
+    add(idx, hdr::TOMBSTONES, 1);
+    idx.set(hdr::DIRTY, 0);
 }
 
 /// Adds a signed amount to a writer-state counter, saturating at 0.
