@@ -32,16 +32,29 @@ fn a_regular_file_is_not_a_store() {
 
 #[test]
 fn junk_files_with_our_names() {
-    for name in ["index", "seg", "blob", "LOCK", "tmp"] {
-        let dir = tempdir();
-        // A directory where a file belongs, or a file where a directory does.
-        if name == "index" || name == "LOCK" {
-            fs::create_dir(dir.path().join(name)).unwrap();
-        } else {
-            fs::write(dir.path().join(name), b"junk").unwrap();
+    for name in ["index", "seg", "blob", "LOCK", "tmp", "locks"] {
+        // In a directory that is not a store, and in a store: a directory
+        // where a file belongs, or a file where a directory does.
+        for in_store in [false, true] {
+            let dir = tempdir();
+            if in_store {
+                drop(Store::open(dir.path()).unwrap());
+                let p = dir.path().join(name);
+                if p.is_dir() {
+                    fs::remove_dir_all(&p).unwrap();
+                } else {
+                    fs::remove_file(&p).unwrap();
+                }
+            }
+            if name == "index" || name == "LOCK" {
+                fs::create_dir(dir.path().join(name)).unwrap();
+            } else {
+                fs::write(dir.path().join(name), b"junk").unwrap();
+            }
+            let e = Store::open(dir.path()).unwrap_err();
+            assert!(matches!(e, Error::Refused { .. }), "{name}: {e}");
+            assert!(message(&e).contains(name), "{name}: {e}");
         }
-        let e = Store::open(dir.path()).unwrap_err();
-        assert!(message(&e).contains(name), "{name}: {e}");
     }
     for junk in [
         vec![],
@@ -50,6 +63,7 @@ fn junk_files_with_our_names() {
         vec![0; 40_000],
     ] {
         let dir = tempdir();
+        drop(Store::open(dir.path()).unwrap());
         fs::write(dir.path().join("index"), junk).unwrap();
         let e = Store::open(dir.path()).unwrap_err();
         assert!(matches!(e, Error::Corrupt { .. }), "{e}");

@@ -287,21 +287,32 @@ fn dead_writers_tmp_files_are_swept_live_ones_are_not() {
     let dir = tempdir();
     drop(Store::open(dir.path()).unwrap());
     let tmp = dir.path().join("tmp");
-    std::fs::write(tmp.join("blob-dead.0001"), b"left by a killed writer").unwrap();
+    let dead = "blob-0123456789abcdef.00000000000000a1";
+    let live_name = "blob-0123456789abcdef.00000000000000a2";
+    std::fs::write(tmp.join(dead), b"left by a killed writer").unwrap();
     std::fs::write(tmp.join("seg-000009"), b"half a segment").unwrap();
-    let live = std::fs::File::create(tmp.join("blob-live.0002")).unwrap();
+    std::fs::write(tmp.join("index.77.3"), b"half an index").unwrap();
+    // Not a name memo gives a file: not memo's, never swept.
+    std::fs::write(tmp.join("notes.txt"), b"someone else's").unwrap();
+    let live = std::fs::File::create(tmp.join(live_name)).unwrap();
     live.lock().unwrap(); // a writer still writing it
     let store = Store::open(dir.path()).unwrap();
-    let left: Vec<String> = std::fs::read_dir(&tmp)
+    let mut left: Vec<String> = std::fs::read_dir(&tmp)
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(left, vec!["blob-live.0002".to_string()]);
+    left.sort();
+    assert_eq!(left, vec![live_name.to_string(), "notes.txt".to_string()]);
     drop(live);
     drop(store);
     drop(Store::open(dir.path()).unwrap());
-    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        std::fs::read(tmp.join("notes.txt")).unwrap(),
+        b"someone else's"
+    );
 }
 
 /// Unmounts the test's tmpfs however the test ends.

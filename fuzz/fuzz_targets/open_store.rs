@@ -4,7 +4,11 @@
 //!
 //! The input is a list of edits to a real store (built once per process):
 //! `[file u8][op u8][offset u32 le][len u8][bytes ...]`, where op 0
-//! overwrites, 1 truncates, 2 replaces the file with the bytes, 3 appends.
+//! overwrites, 1 truncates, 2 replaces the file with the bytes, 3 appends,
+//! 4 replaces the file by a symbolic link to a decoy file outside the store,
+//! and 5 replaces the file's directory by a link to a directory of decoys.
+//! The decoys, named as memo names its files, must come out unchanged
+//! (invariant 6: memo never follows a link inside a store).
 
 #![no_main]
 
@@ -56,9 +60,27 @@ fn seed() -> &'static Vec<(PathBuf, Vec<u8>)> {
     })
 }
 
+/// Every file below `dir` with its bytes.
+fn snapshot(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .expect("read decoys")
+        .flatten()
+        .map(|e| (e.path(), std::fs::read(e.path()).expect("read decoy")))
+        .collect();
+    out.sort();
+    out
+}
+
 fuzz_target!(|data: &[u8]| {
     let files = seed();
     let dir = tempfile::tempdir().expect("temp dir");
+    let decoys = tempfile::tempdir().expect("temp dir");
+    for (rel, _) in files {
+        if let Some(name) = rel.file_name() {
+            std::fs::write(decoys.path().join(name), b"the user's bytes").expect("decoy");
+        }
+    }
+    let before = snapshot(decoys.path());
     for (rel, bytes) in files {
         let p = dir.path().join(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
@@ -66,13 +88,32 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut rest = data;
     while rest.len() >= 7 {
-        let (file, op) = (rest[0] as usize % files.len(), rest[1] % 4);
+        let (file, op) = (rest[0] as usize % files.len(), rest[1] % 6);
         let off = u64::from(u32::from_le_bytes([rest[2], rest[3], rest[4], rest[5]]));
         let len = (rest[6] as usize).min(rest.len() - 7);
         let bytes = &rest[7..7 + len];
         rest = &rest[7 + len..];
         let p = dir.path().join(&files[file].0);
         let size = files[file].1.len() as u64;
+        if op >= 4 {
+            let target = if op == 4 { p.clone() } else { p.parent().expect("parent").to_path_buf() };
+            if target == dir.path() {
+                continue;
+            }
+            let name = target.file_name().expect("name");
+            let _ = std::fs::remove_dir_all(&target).or_else(|_| std::fs::remove_file(&target));
+            let to = if op == 4 { decoys.path().join(name) } else { decoys.path().to_path_buf() };
+            let _ = std::os::unix::fs::symlink(to, &target);
+            continue;
+        }
+        // The harness itself must not write through the links it made.
+        let through_link = p
+            .ancestors()
+            .take_while(|a| *a != dir.path())
+            .any(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.is_symlink()));
+        if through_link {
+            continue;
+        }
         let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open(&p) else { continue };
         let _ = match op {
             0 => f.write_all_at(bytes, off % size.max(1)),
@@ -81,7 +122,11 @@ fuzz_target!(|data: &[u8]| {
             _ => f.write_all_at(bytes, size),
         };
     }
-    let Ok(store) = Store::open(dir.path()) else { return };
+    let decoys_unchanged = || assert!(snapshot(decoys.path()) == before, "a decoy was touched");
+    let Ok(store) = Store::open(dir.path()) else {
+        decoys_unchanged();
+        return;
+    };
     for i in 0..KEYS {
         if let Ok(Some(b)) = store.get_bytes(&Key::of(&i)) {
             assert!(*b == value(i)[..], "wrong bytes for key {i}");
@@ -104,6 +149,7 @@ fuzz_target!(|data: &[u8]| {
         .policy(Policy::CostAware)
         .open()
     else {
+        decoys_unchanged();
         return;
     };
     let _ = bounded.trim();
@@ -113,4 +159,6 @@ fuzz_target!(|data: &[u8]| {
             assert!(*b == value(i)[..], "wrong bytes for key {i} after eviction");
         }
     }
+    let _ = bounded.clear();
+    decoys_unchanged();
 });

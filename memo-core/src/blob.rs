@@ -2,7 +2,7 @@
 //! writer lock and renamed into `blob/` under it; payload 64-byte aligned.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 use crate::Key;
+use crate::dir::{Dir, Kind};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, BLOB_HEADER_LEN, BlobHeader, BlobHeaderError, INLINE_MAX};
 use crate::mmap::{Bytes, Region};
@@ -37,7 +38,8 @@ pub(crate) enum BlobRead {
 /// A complete blob file in `tmp/`, not yet visible. Removed on drop unless
 /// installed.
 pub(crate) struct TmpBlob {
-    path: PathBuf,
+    tmp: Dir,
+    name: String,
     pub id: u64,
     pub len: u64,
     installed: bool,
@@ -49,7 +51,7 @@ pub(crate) struct TmpBlob {
 impl Drop for TmpBlob {
     fn drop(&mut self) {
         if !self.installed {
-            let _ = std::fs::remove_file(&self.path);
+            let _ = self.tmp.remove(&self.name);
         }
     }
 }
@@ -58,6 +60,10 @@ impl TmpBlob {
     /// Bytes the file takes.
     pub(crate) fn file_size(&self) -> u64 {
         self.len + BLOB_HEADER_LEN as u64
+    }
+
+    fn path(&self) -> PathBuf {
+        self.tmp.child(&self.name)
     }
 }
 
@@ -70,20 +76,38 @@ struct Cache {
 
 /// The blob directory and this process's verified mappings.
 pub(crate) struct Blobs {
-    store: PathBuf,
+    dir: Dir,
     cache: Mutex<Cache>,
 }
 
 impl Blobs {
-    pub(crate) fn new(store: &Path) -> Blobs {
+    /// The blobs in `dir` (the store's `blob/`).
+    pub(crate) fn new(dir: Dir) -> Blobs {
         Blobs {
-            store: store.to_path_buf(),
+            dir,
             cache: Mutex::new(Cache::default()),
         }
     }
 
+    /// The path of a blob file, for messages.
     pub(crate) fn path(&self, key: &Key, id: u64) -> PathBuf {
-        self.store.join(format::blob_rel_path(key, id))
+        self.dir
+            .child(&format::blob_fanout(key))
+            .join(format::blob_name(key, id))
+    }
+
+    /// The fan-out directory of `key`'s blobs, opened without following a
+    /// link; `None` if it does not exist and `create` is unset.
+    fn fanout(&self, key: &Key, create: bool) -> Result<Option<Dir>> {
+        self.dir.open_dir(&format::blob_fanout(key), create)
+    }
+
+    /// Opens blob `id` of `key` for reading; `None` if it is gone.
+    pub(crate) fn open(&self, key: &Key, id: u64) -> Result<Option<File>> {
+        match self.fanout(key, false)? {
+            Some(fan) => fan.open_file(&format::blob_name(key, id), false),
+            None => Ok(None),
+        }
     }
 
     /// The value of blob `id` of `key`, which the index says is `len` bytes.
@@ -121,12 +145,8 @@ impl Blobs {
         len: u64,
     ) -> Result<std::result::Result<Arc<Region>, BlobRead>> {
         let path = self.path(key, id);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Err(BlobRead::Missing));
-            }
-            Err(e) => return Err(Error::io(path, e)),
+        let Some(file) = self.open(key, id)? else {
+            return Ok(Err(BlobRead::Missing));
         };
         let region = Region::map(&file, &path)?;
         Ok(check_blob(&region, key, id, len)
@@ -167,40 +187,67 @@ impl Blobs {
     }
 
     /// Renames a finished blob into `blob/ab/`. Called under `LOCK`.
-    pub(crate) fn install(&self, blob: &mut TmpBlob, key: &Key, sync: bool) -> Result<PathBuf> {
-        let dest = self.path(key, blob.id);
-        let parent = dest.parent().unwrap_or(&self.store);
-        std::fs::create_dir_all(parent).at(parent)?;
-        std::fs::rename(&blob.path, &dest).at(&dest)?;
+    pub(crate) fn install(&self, blob: &mut TmpBlob, key: &Key, sync: bool) -> Result<()> {
+        let fan = self.fanout(key, true)?.ok_or_else(|| {
+            Error::io(self.path(key, blob.id), std::io::ErrorKind::NotFound.into())
+        })?;
+        blob.tmp
+            .rename(&blob.name, &fan, &format::blob_name(key, blob.id))?;
         blob.installed = true;
         if sync {
-            crate::segment::sync_dir(parent)?;
+            fan.sync()?;
         }
-        Ok(dest)
+        Ok(())
     }
 
     /// Unlinks a blob file; a mapping of it stays readable.
     pub(crate) fn unlink(&self, key: &Key, id: u64) {
         self.forget(key, id);
-        let path = self.path(key, id);
-        if let Err(e) = std::fs::remove_file(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %path.display(), error = %e, "memo: could not remove a replaced blob");
+        let removed = match self.fanout(key, false) {
+            Ok(Some(fan)) => fan.remove(&format::blob_name(key, id)).map(drop),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            tracing::warn!(error = %e, "memo: could not remove a replaced blob");
         }
+    }
+
+    /// Unlinks every blob file (`clear`), and the fan-out directories they
+    /// leave empty. Only names memo gives blobs are removed; a link or any
+    /// other file found in `blob/` is left alone and reported.
+    pub(crate) fn remove_all(&self) -> Result<()> {
+        for (name, kind) in self.dir.entries()? {
+            let Some(name) = name.to_str().filter(|n| format::is_blob_fanout(n)) else {
+                continue;
+            };
+            if kind != Kind::Dir {
+                tracing::warn!(path = %self.dir.child(name).display(), "memo: not a directory; left alone");
+                continue;
+            }
+            let Some(fan) = self.dir.open_dir(name, false)? else {
+                continue;
+            };
+            for file in fan.own_files(|n| format::is_blob_name(name, n))? {
+                fan.remove(&file)?;
+            }
+            self.dir.remove_empty_dir(name);
+        }
+        self.forget_all();
+        Ok(())
     }
 }
 
 /// Writes `payload` as a complete blob file in `tmp/`.
 pub(crate) fn write_tmp(
-    tmp: &Path,
+    tmp: &Dir,
     key: &Key,
     codec: u8,
     payload: &[u8],
     sync: bool,
 ) -> Result<TmpBlob> {
     let mut blob = new_tmp(tmp, key)?;
-    let path = blob.path.clone();
+    let path = blob.path();
     let file = blob.lock.try_clone().at(&path)?;
     let hash = write_and_hash(&file, payload).at(&path)?;
     blob.len = payload.len() as u64;
@@ -225,24 +272,21 @@ pub(crate) fn write_tmp(
 /// `KeyLock` protocol), else the file was swept and a new one is made.
 /// Found by `tests/multiprocess.rs` under load: a blob put failed with
 /// `NotFound` at its rename.
-fn new_tmp(tmp: &Path, key: &Key) -> Result<TmpBlob> {
+fn new_tmp(tmp: &Dir, key: &Key) -> Result<TmpBlob> {
     let mut attempts = 0;
     loop {
         let id = fresh_id(key);
-        let path = tmp.join(format!("blob-{}.{id:016x}", &key.to_string()[..16]));
-        let lock = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .at(&path)?;
-        lock.lock().at(&path)?;
+        let name = format::tmp_blob_name(key, id);
+        let lock = tmp.create_new(&name)?;
+        lock.lock().at(&tmp.child(&name))?;
         attempts += 1;
         // Sweeps happen when a process opens the store or repairs it, so a
         // second loss in a row is rare; a hundred means something else
         // removes our files.
-        if crate::lock::same_file(&lock, &path) || attempts >= 100 {
+        if tmp.names(&name, &lock) || attempts >= 100 {
             return Ok(TmpBlob {
-                path,
+                tmp: tmp.clone(),
+                name,
                 id,
                 len: 0,
                 installed: false,
@@ -326,7 +370,7 @@ fn fresh_id(key: &Key) -> u64 {
 /// streamed to a blob file in `tmp/` and hashed as they go, so a huge result
 /// is never held twice in memory.
 pub(crate) struct Spill<'a> {
-    tmp: &'a Path,
+    tmp: &'a Dir,
     key: Key,
     buf: Vec<u8>,
     file: Option<SpillFile>,
@@ -345,7 +389,7 @@ pub(crate) enum Encoded {
 }
 
 impl<'a> Spill<'a> {
-    pub(crate) fn new(tmp: &'a Path, key: Key) -> Spill<'a> {
+    pub(crate) fn new(tmp: &'a Dir, key: Key) -> Spill<'a> {
         Spill {
             tmp,
             key,
@@ -377,7 +421,7 @@ impl<'a> Spill<'a> {
         else {
             return Ok(Encoded::Inline(self.buf));
         };
-        let path = blob.path.clone();
+        let path = blob.path();
         let mut file = out
             .into_inner()
             .map_err(|e| Error::io(&path, e.into_error()))?;

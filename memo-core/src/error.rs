@@ -52,6 +52,16 @@ pub enum Error {
         /// What the codec said.
         message: String,
     },
+    /// memo will not use `path`: a symbolic link or a file of the wrong
+    /// type inside a store, or an existing directory that is neither empty
+    /// nor a memo store. Nothing was created, changed or removed there.
+    #[error("refusing {}: {why}", path.display())]
+    Refused {
+        /// The directory or file memo will not touch.
+        path: PathBuf,
+        /// Why, and what to do about it.
+        why: String,
+    },
     /// A value is larger than the store can hold.
     #[error("value for key {key} is {len} bytes; the limit is {limit} bytes")]
     TooLarge {
@@ -72,6 +82,13 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    pub(crate) fn refused(path: impl Into<PathBuf>, why: impl Into<String>) -> Error {
+        Error::Refused {
+            path: path.into(),
+            why: why.into(),
         }
     }
 

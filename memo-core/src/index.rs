@@ -7,12 +7,13 @@
 //! `index` and sets `REPLACED` in the old header, which readers check with
 //! one atomic load per lookup.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
     FORMAT_VERSION, INDEX_HEADER_LEN, INDEX_MAGIC, MAX_CAPACITY, MIN_CAPACITY, SLOT_LEN, hdr, le32,
@@ -61,18 +62,20 @@ const SPIN_LIMIT: u32 = 256;
 /// A mapped index file.
 pub(crate) struct Index {
     map: SharedMap,
+    /// The file's name in its directory, and its path for messages.
+    name: String,
     path: PathBuf,
     mask: usize,
 }
 
 impl Index {
-    /// Opens and validates an existing index; `None` if there is none.
-    pub(crate) fn open(path: &Path) -> Result<Option<Index>> {
-        let file = match OpenOptions::new().read(true).write(true).open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(path, e)),
+    /// Opens and validates the index `name` in `dir`; `None` if there is
+    /// none.
+    pub(crate) fn open(dir: &Dir, name: &str) -> Result<Option<Index>> {
+        let Some(file) = dir.open_file(name, true)? else {
+            return Ok(None);
         };
+        let path = &dir.child(name);
         let len = file.metadata().at(path)?.len();
         let mut h = [0u8; 24];
         if len < INDEX_HEADER_LEN as u64 {
@@ -89,7 +92,7 @@ impl Index {
         let version = le32(&h[8..12]);
         if version != FORMAT_VERSION {
             return Err(Error::IncompatibleFormat {
-                path: path.to_path_buf(),
+                path: path.clone(),
                 found: version,
                 supported: FORMAT_VERSION,
             });
@@ -112,37 +115,38 @@ impl Index {
                 format!("index is {len} bytes, which does not match its capacity {cap}"),
             ));
         }
-        Self::map(&file, path, cap).map(Some)
+        Self::map(&file, name, path, cap).map(Some)
     }
 
-    /// Whether the file at `path` starts with the index magic.
-    pub(crate) fn has_magic(path: &Path) -> bool {
+    /// Whether `name` in `dir` is a regular file that starts with the index
+    /// magic.
+    pub(crate) fn has_magic(dir: &Dir, name: &str) -> bool {
         let mut m = [0u8; 8];
-        File::open(path)
-            .and_then(|f| f.read_exact_at(&mut m, 0))
-            .is_ok()
+        matches!(dir.open_file(name, false), Ok(Some(f)) if f.read_exact_at(&mut m, 0).is_ok())
             && m == INDEX_MAGIC
     }
 
-    fn map(file: &File, path: &Path, cap: u64) -> Result<Index> {
+    fn map(file: &File, name: &str, path: &Path, cap: u64) -> Result<Index> {
         let map = SharedMap::map(file, path, cap as usize)?;
         Ok(Index {
             map,
+            name: name.to_owned(),
             path: path.to_path_buf(),
             mask: cap as usize - 1,
         })
     }
 
-    /// Creates an empty table of `cap` slots at `tmp`, to be filled and then
-    /// renamed into place by [`Index::install`]. With `from`, the header
-    /// copies the listed words of that index.
-    pub(crate) fn create(tmp: &Path, cap: u64, from: Option<(&Index, &[usize])>) -> Result<Index> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(tmp)
-            .at(tmp)?;
+    /// Creates an empty table of `cap` slots as `name` in `tmp`, to be
+    /// filled and then renamed into place by [`Index::install`]. With
+    /// `from`, the header copies the listed words of that index.
+    pub(crate) fn create(
+        tmp: &Dir,
+        name: &str,
+        cap: u64,
+        from: Option<(&Index, &[usize])>,
+    ) -> Result<Index> {
+        let file = tmp.create_new(name)?;
+        let path = &tmp.child(name);
         // Zeros written, not a sparse `set_len`: a hole in the mapping would
         // raise SIGBUS on a full disk instead of this call failing.
         let total = INDEX_HEADER_LEN as u64 + cap * SLOT_LEN as u64;
@@ -150,10 +154,10 @@ impl Index {
         let mut off = 0;
         while off < total {
             let n = (total - off).min(zeros.len() as u64) as usize;
-            file.write_all_at(&zeros[..n], off).at(tmp)?;
+            file.write_all_at(&zeros[..n], off).at(path)?;
             off += n as u64;
         }
-        let idx = Self::map(&file, tmp, cap)?;
+        let idx = Self::map(&file, name, path, cap)?;
         let h = idx.map.header();
         h[hdr::MAGIC].store(u64::from_le_bytes(INDEX_MAGIC), Ordering::Relaxed);
         h[hdr::VERSION].store(
@@ -185,14 +189,23 @@ impl Index {
         Ok(idx)
     }
 
-    /// Renames a table built by [`Index::create`] over `dest` and marks
-    /// `old` replaced, so every process moves to the new one.
-    pub(crate) fn install(mut self, dest: &Path, old: Option<&Index>, sync: bool) -> Result<Index> {
+    /// Renames a table built by [`Index::create`] in `tmp` to `dest` in
+    /// `dir` and marks `old` replaced, so every process moves to the new
+    /// one.
+    pub(crate) fn install(
+        mut self,
+        tmp: &Dir,
+        dir: &Dir,
+        dest: &str,
+        old: Option<&Index>,
+        sync: bool,
+    ) -> Result<Index> {
         if sync {
             self.map.flush(&self.path)?;
         }
-        std::fs::rename(&self.path, dest).at(dest)?;
-        self.path = dest.to_path_buf();
+        tmp.rename(&self.name, dir, dest)?;
+        dest.clone_into(&mut self.name);
+        self.path = dir.child(dest);
         if let Some(old) = old {
             old.header()[hdr::REPLACED].store(1, Ordering::Release);
         }
@@ -201,6 +214,11 @@ impl Index {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Bytes of the index file: its header and table (checked at open).
+    pub(crate) fn file_len(&self) -> u64 {
+        (INDEX_HEADER_LEN + self.capacity() * SLOT_LEN) as u64
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -477,10 +495,16 @@ mod tests {
         }
     }
 
+    fn tmp() -> (tempfile::TempDir, Dir) {
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::open_root(t.path()).unwrap();
+        (t, d)
+    }
+
     #[test]
     fn probe_insert_and_grow() {
-        let dir = tempfile::tempdir().unwrap();
-        let idx = Index::create(&dir.path().join("a"), MIN_CAPACITY, None).unwrap();
+        let (_t, dir) = tmp();
+        let idx = Index::create(&dir, "a", MIN_CAPACITY, None).unwrap();
         // Colliding tags land in consecutive slots and are found in order.
         let a = idx.insert_fresh(snap(5, 64)).unwrap();
         let b = idx
@@ -508,12 +532,8 @@ mod tests {
         assert!(matches!(p, Probe::Absent { free: Some(5) }));
 
         idx.set(hdr::NEXT_SEG, 9);
-        let big = Index::create(
-            &dir.path().join("b"),
-            MIN_CAPACITY * 2,
-            Some((&idx, &[hdr::NEXT_SEG])),
-        )
-        .unwrap();
+        let big =
+            Index::create(&dir, "b", MIN_CAPACITY * 2, Some((&idx, &[hdr::NEXT_SEG]))).unwrap();
         idx.copy_into(&big);
         assert_eq!(big.word(hdr::ENTRIES), 1);
         assert_eq!(big.word(hdr::NEXT_SEG), 9);
@@ -523,8 +543,8 @@ mod tests {
 
     #[test]
     fn torn_slots_are_read_and_settled() {
-        let dir = tempfile::tempdir().unwrap();
-        let idx = Index::create(&dir.path().join("a"), MIN_CAPACITY, None).unwrap();
+        let (_t, dir) = tmp();
+        let idx = Index::create(&dir, "a", MIN_CAPACITY, None).unwrap();
         idx.insert_fresh(snap(9, 64)).unwrap();
         idx.slot(9).seq.fetch_add(1, Ordering::Relaxed); // a writer died mid-publish
         assert!(idx.read_stable(9).is_none());
@@ -541,19 +561,22 @@ mod tests {
 
     #[test]
     fn open_rejects_bad_headers() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("index");
-        assert!(Index::open(&p).unwrap().is_none());
+        let (_t, dir) = tmp();
+        let p = dir.child("index");
+        assert!(Index::open(&dir, "index").unwrap().is_none());
         std::fs::write(&p, vec![7u8; 5000]).unwrap();
-        assert!(matches!(Index::open(&p), Err(Error::Corrupt { .. })));
-        let idx = Index::create(&dir.path().join("t"), MIN_CAPACITY, None).unwrap();
-        let idx = idx.install(&p, None, false).unwrap();
+        assert!(matches!(
+            Index::open(&dir, "index"),
+            Err(Error::Corrupt { .. })
+        ));
+        let idx = Index::create(&dir, "t", MIN_CAPACITY, None).unwrap();
+        let idx = idx.install(&dir, &dir, "index", None, false).unwrap();
         drop(idx);
-        assert!(Index::open(&p).unwrap().is_some());
-        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        assert!(Index::open(&dir, "index").unwrap().is_some());
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
         f.write_all_at(&2u32.to_le_bytes(), 8).unwrap();
         assert!(matches!(
-            Index::open(&p),
+            Index::open(&dir, "index"),
             Err(Error::IncompatibleFormat { found: 2, .. })
         ));
     }

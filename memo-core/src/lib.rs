@@ -64,6 +64,9 @@
 //!   is checked before use and decoding is bounded by the input, so a damaged
 //!   or foreign directory gives errors or misses, never a panic or undefined
 //!   behaviour. Values are plain data: loading never runs code.
+//! - **Only its own files.** A store is adopted only if its directory is
+//!   empty or already a store; no symbolic link inside it is ever followed,
+//!   and only files memo named are ever removed (see [`Error::Refused`]).
 //!
 //! The on-disk format is drawn byte by byte in `docs/format.md`.
 
@@ -73,6 +76,7 @@ compile_error!("memo's on-disk format is little-endian; big-endian targets are n
 
 mod blob;
 mod codec;
+mod dir;
 mod error;
 mod evict;
 mod format;

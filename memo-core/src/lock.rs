@@ -1,13 +1,14 @@
 //! Locks: the store's writer lock, and single flight of computations.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions, TryLockError};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::fs::{File, TryLockError};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::Key;
+use crate::dir::Dir;
 use crate::error::{IoContext, Result};
+use crate::format;
 
 /// The writers' lock: a mutex for this process's threads (an OS file lock is
 /// held per open file, so threads sharing the handle would not exclude each
@@ -26,19 +27,13 @@ pub(crate) struct WriterGuard<'a, T> {
 }
 
 impl<T> WriterLock<T> {
-    pub(crate) fn open(path: &Path, state: T) -> Result<WriterLock<T>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .at(path)?;
-        Ok(WriterLock {
+    /// The lock on `file` (the store's `LOCK`, opened by `Store::open`).
+    pub(crate) fn new(file: File, path: PathBuf, state: T) -> WriterLock<T> {
+        WriterLock {
             file,
-            path: path.to_path_buf(),
+            path,
             state: Mutex::new(state),
-        })
+        }
     }
 
     /// Blocks until this thread is the store's only writer.
@@ -110,24 +105,24 @@ impl Inflight {
 /// caller (the OS released its lock) or swept by [`sweep_unlocked`].
 pub(crate) struct KeyLock {
     file: File,
-    path: PathBuf,
+    dir: Dir,
+    name: String,
 }
 
 impl KeyLock {
-    /// Blocks until this process holds `key`'s compute lock.
-    pub(crate) fn acquire(dir: &Path, key: &Key) -> Result<KeyLock> {
-        let path = dir.join(key.to_string());
+    /// Blocks until this process holds `key`'s compute lock in `dir`
+    /// (`locks/`).
+    pub(crate) fn acquire(dir: &Dir, key: &Key) -> Result<KeyLock> {
+        let name = format::lock_name(key);
         loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .at(&path)?;
-            file.lock().at(&path)?;
-            if same_file(&file, &path) {
-                return Ok(KeyLock { file, path });
+            let file = dir.open_or_create(&name)?;
+            file.lock().at(&dir.child(&name))?;
+            if dir.names(&name, &file) {
+                return Ok(KeyLock {
+                    file,
+                    dir: dir.clone(),
+                    name,
+                });
             }
         }
     }
@@ -136,38 +131,33 @@ impl KeyLock {
 impl Drop for KeyLock {
     fn drop(&mut self) {
         // Unlink first, then unlock (on close): a waiter that gets the lock
-        // then sees the path gone and retries on a fresh file.
-        let _ = std::fs::remove_file(&self.path);
+        // then sees the name gone and retries on a fresh file.
+        let _ = self.dir.remove(&self.name);
         let _ = self.file.unlock();
     }
 }
 
-/// Whether `path` still names the open `file`.
-pub(crate) fn same_file(file: &File, path: &Path) -> bool {
-    match (file.metadata(), std::fs::metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
 /// Removes lock files nobody holds (left by processes that died) and tmp
-/// files whose writer is gone: every file in `dir` that can be locked right
-/// now is unlinked while locked, following the [`KeyLock`] protocol. Files
-/// written under the store's writer lock are unlocked by design, so call
-/// this on `tmp/` only while holding that lock.
-pub(crate) fn sweep_unlocked(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// files whose writer is gone: every regular file in `dir` whose name memo
+/// gives such files (`ours`) and that can be locked right now is unlinked
+/// while locked, following the [`KeyLock`] protocol. Anything else found
+/// there is not memo's and is left alone. Files written under the store's
+/// writer lock are unlocked by design, so call this on `tmp/` only while
+/// holding that lock.
+pub(crate) fn sweep_unlocked(dir: &Dir, ours: fn(&str) -> bool) -> usize {
+    let Ok(names) = dir.own_files(ours) else {
         return 0;
     };
     let mut swept = 0;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
+    for name in names {
+        // Opened without following links and checked to be a regular file,
+        // so a link swapped in after the listing is refused, not followed.
+        let Ok(Some(file)) = dir.open_file(&name, true) else {
             continue;
         };
         match file.try_lock() {
             Ok(()) => {
-                if same_file(&file, &path) && std::fs::remove_file(&path).is_ok() {
+                if dir.names(&name, &file) && dir.remove(&name).is_ok_and(|gone| gone) {
                     swept += 1;
                 }
                 let _ = file.unlock();

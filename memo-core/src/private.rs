@@ -266,6 +266,7 @@ fn cause(e: &Error) -> String {
         Error::IncompatibleFormat { path, .. } => format!("format {}", path.display()),
         Error::Codec { .. } => "codec".to_owned(),
         Error::TooLarge { .. } => "too large".to_owned(),
+        Error::Refused { path, .. } => format!("refused {}", path.display()),
     }
 }
 
@@ -395,7 +396,7 @@ fn open_shared(dir: &str) -> &'static Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use std::cell::Cell;
@@ -452,8 +453,8 @@ mod tests {
         assert_eq!(runs.get(), 1);
     }
 
-    /// Counts warnings, and debug events about store problems.
-    struct Count(std::sync::Arc<[std::sync::atomic::AtomicUsize; 2]>);
+    /// Counts warnings, and other events (for tests of what memo reports).
+    pub(crate) struct Count(pub(crate) std::sync::Arc<[std::sync::atomic::AtomicUsize; 2]>);
 
     impl tracing::Subscriber for Count {
         fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {

@@ -2,16 +2,17 @@
 //! records, read through a mapping of the whole file.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    self, INLINE_MAX, REC_HEADER_LEN, RecordHeader, SEG_DIR, SEG_HEADER_LEN, SEGMENT_SIZE,
-    SegmentHeader, loc, record_size,
+    self, INLINE_MAX, REC_HEADER_LEN, RecordHeader, SEG_HEADER_LEN, SEGMENT_SIZE, SegmentHeader,
+    loc, record_size,
 };
 use crate::index::Index;
 use crate::mmap::{Bytes, Region};
@@ -95,41 +96,65 @@ impl Hasher for IdHasher {
 
 /// This process's mappings of segment files.
 pub(crate) struct Segments {
-    dir: PathBuf,
+    dir: Dir,
     maps: RwLock<HashMap<u32, Arc<Region>, BuildHasherDefault<IdHasher>>>,
 }
 
 impl Segments {
-    pub(crate) fn new(store: &Path) -> Segments {
+    /// The segments in `dir` (the store's `seg/`).
+    pub(crate) fn new(dir: Dir) -> Segments {
         Segments {
-            dir: store.join(SEG_DIR),
+            dir,
             maps: RwLock::new(HashMap::default()),
         }
     }
 
-    pub(crate) fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Dir {
         &self.dir
     }
 
     pub(crate) fn path(&self, id: u32) -> PathBuf {
-        self.dir.join(format::segment_name(id))
+        self.dir.child(&format::segment_name(id))
     }
 
     /// The numbers of the segment files in `seg/`, oldest first (other
     /// names are not memo's and are left alone).
     pub(crate) fn ids(&self) -> Result<Vec<u32>> {
-        let mut ids = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).at(&self.dir)? {
-            let name = entry.at(&self.dir)?.file_name();
-            if let Some(id) = name.to_str().and_then(|n| n.parse::<u32>().ok())
-                && (1..=loc::SEG_ID_MAX).contains(&id)
-                && name.len() == 6
-            {
-                ids.push(id);
-            }
-        }
+        let names = self
+            .dir
+            .own_files(|n| format::parse_segment_name(n).is_some())?;
+        let mut ids: Vec<u32> = names
+            .iter()
+            .filter_map(|n| format::parse_segment_name(n))
+            .collect();
         ids.sort_unstable();
         Ok(ids)
+    }
+
+    /// The length of segment `id`'s file (0 if it is gone).
+    pub(crate) fn file_len(&self, id: u32) -> u64 {
+        self.dir
+            .len(&format::segment_name(id))
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// Unlinks segment `id` (mappings of it stay readable) and drops this
+    /// process's mapping.
+    pub(crate) fn remove(&self, id: u32) -> Result<()> {
+        self.dir.remove(&format::segment_name(id))?;
+        self.forget(id);
+        Ok(())
+    }
+
+    /// Unlinks every segment file (`clear`); other files are left alone.
+    pub(crate) fn remove_all(&self) -> Result<()> {
+        for id in self.ids()? {
+            self.dir.remove(&format::segment_name(id))?;
+        }
+        self.forget_all();
+        Ok(())
     }
 
     /// The mapping of segment `id`; `None` if the file does not exist.
@@ -143,10 +168,8 @@ impl Segments {
             return Ok(Some(r.clone()));
         }
         let path = self.path(id);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(path, e)),
+        let Some(file) = self.dir.open_file(&format::segment_name(id), false)? else {
+            return Ok(None);
         };
         let region = Arc::new(Region::map_growing(file, &path, SEGMENT_SIZE as usize)?);
         match format::check_segment_header(region.get(0, SEG_HEADER_LEN).unwrap_or(&[]), id) {
@@ -321,7 +344,7 @@ impl Appender {
         &mut self,
         segs: &Segments,
         idx: &Index,
-        tmp: &Path,
+        tmp: &Dir,
         rec: &[u8],
         sync: bool,
     ) -> Result<u64> {
@@ -339,7 +362,10 @@ impl Appender {
         let file = match &self.cur {
             Some((id, f)) if *id == seg => f,
             _ => {
-                let f = OpenOptions::new().write(true).open(&path).at(&path)?;
+                let f = segs
+                    .dir
+                    .open_file(&format::segment_name(seg), true)?
+                    .ok_or_else(|| Error::io(&path, std::io::ErrorKind::NotFound.into()))?;
                 &self.cur.insert((seg, f)).1
             }
         };
@@ -361,7 +387,7 @@ impl Appender {
         &mut self,
         segs: &Segments,
         idx: &Index,
-        tmp: &Path,
+        tmp: &Dir,
         sync: bool,
     ) -> Result<u32> {
         let id = idx.word(hdr::NEXT_SEG).max(1);
@@ -375,28 +401,24 @@ impl Appender {
         let id = id as u32;
         // Numbers are never reused, even if the steps below fail.
         idx.set(hdr::NEXT_SEG, u64::from(id) + 1);
-        let tmp_path = tmp.join(format!("seg-{}", format::segment_name(id)));
-        let _ = std::fs::remove_file(&tmp_path);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&tmp_path)
-            .at(&tmp_path)?;
+        let tmp_name = format::tmp_segment_name(id);
+        let _ = tmp.remove(&tmp_name);
+        let file = tmp.create_new(&tmp_name)?;
         let made = (|| {
             file.write_all_at(&format::encode_segment_header(id), 0)?;
             if sync {
                 file.sync_all()?;
             }
             Ok(())
-        })();
-        let dest = segs.path(id);
-        if let Err(e) = made.and_then(|()| std::fs::rename(&tmp_path, &dest)) {
-            let _ = std::fs::remove_file(&tmp_path);
-            return Err(Error::io(dest, e));
+        })()
+        .at(&tmp.child(&tmp_name))
+        .and_then(|()| tmp.rename(&tmp_name, &segs.dir, &format::segment_name(id)));
+        if let Err(e) = made {
+            let _ = tmp.remove(&tmp_name);
+            return Err(e);
         }
         if sync {
-            sync_dir(segs.dir())?;
+            segs.dir.sync()?;
         }
         idx.set(hdr::CUR_SEG, u64::from(id));
         idx.set(hdr::CUR_OFF, SEG_HEADER_LEN as u64);
@@ -413,9 +435,4 @@ impl Appender {
     pub(crate) fn reset(&mut self) {
         self.cur = None;
     }
-}
-
-/// fsyncs a directory, so renames and creations in it survive power loss.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }

@@ -6,16 +6,22 @@ mod trim;
 mod verify;
 mod write;
 
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::blob::Blobs;
+use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
-use crate::format::{BLOB_DIR, INDEX_FILE, LOCK_FILE, LOCKS_DIR, SEG_DIR, TMP_DIR};
+use crate::format::{
+    self, BLOB_DIR, INDEX_FILE, LOCK_FILE, LOCKS_DIR, MARKER_LEN, Marker, SEG_DIR, TMP_DIR,
+};
 use crate::index::Index;
 use crate::lock::{self, Inflight, KeyLock, WriterLock};
 use crate::segment::{Appender, Segments};
@@ -132,10 +138,19 @@ impl StoreBuilder {
 
     /// Opens the store, creating the directory if it is missing.
     ///
+    /// memo adopts only an empty directory or an existing store (whose
+    /// `LOCK` file carries memo's marker): any other directory is refused
+    /// before anything is created in it, so a mistyped `MEMO_DIR` never
+    /// mixes memo's files with yours. Nothing inside a store is ever
+    /// reached through a symbolic link (the store directory itself may be
+    /// one).
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] if the directory cannot be created or opened (naming the
-    /// path), [`Error::Corrupt`] if its index is damaged,
+    /// path), [`Error::Refused`] for a directory that is neither empty nor a
+    /// store, or a store with a link or a file of the wrong type under one
+    /// of memo's names, [`Error::Corrupt`] if its index is damaged,
     /// [`Error::IncompatibleFormat`] if it was written by another format
     /// version.
     pub fn open(self) -> Result<Store> {
@@ -175,8 +190,11 @@ pub struct Store {
 /// The opened store behind a [`Store`].
 pub(crate) struct Engine {
     dir: PathBuf,
-    tmp: PathBuf,
-    index_path: PathBuf,
+    /// Handles of the store directory and its subdirectories: every file is
+    /// reached through one, never through a path (see `dir.rs`).
+    root: Dir,
+    tmp: Dir,
+    locks: Dir,
     opts: Options,
     index: RwLock<Arc<Index>>,
     segs: Segments,
@@ -470,37 +488,42 @@ impl std::fmt::Debug for Store {
 
 impl Engine {
     fn open(dir: &Path, opts: Options) -> Result<Engine> {
-        if dir.exists() && !dir.is_dir() {
-            return Err(Error::io(
-                dir,
-                std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
-            ));
-        }
-        for sub in ["", SEG_DIR, BLOB_DIR, LOCKS_DIR, TMP_DIR] {
-            let p = dir.join(sub);
-            std::fs::create_dir_all(&p).at(&p)?;
-        }
-        let writer = WriterLock::open(&dir.join(LOCK_FILE), Appender::new(segment_limit(&opts)))?;
-        let index_path = dir.join(INDEX_FILE);
-        let tmp = dir.join(TMP_DIR);
-        let segs = Segments::new(dir);
-        let blobs = Blobs::new(dir);
+        let root = Dir::open_root(dir)?;
+        let lock_file = adopt(&root, opts.durability == Durability::Sync)?;
+        warn_if_world_writable(&root);
+        let sub = |name: &str| {
+            root.open_dir(name, true)?
+                .ok_or_else(|| Error::io(root.child(name), std::io::ErrorKind::NotFound.into()))
+        };
+        let (seg, blob, locks, tmp) = (
+            sub(SEG_DIR)?,
+            sub(BLOB_DIR)?,
+            sub(LOCKS_DIR)?,
+            sub(TMP_DIR)?,
+        );
+        let writer = WriterLock::new(
+            lock_file,
+            root.child(LOCK_FILE),
+            Appender::new(segment_limit(&opts)),
+        );
+        let segs = Segments::new(seg);
+        let blobs = Blobs::new(blob);
         let sync = opts.durability == Durability::Sync;
-        let index = match Index::open(&index_path) {
+        let index = match Index::open(&root, INDEX_FILE) {
             Ok(Some(i)) => i,
             // First open, a deleted index, or a damaged one: build it from
             // the segments under the writer lock, so concurrent openers
             // build it once.
             Ok(None) | Err(Error::Corrupt { .. }) => {
                 let _w = writer.lock()?;
-                match Index::open(&index_path) {
+                match Index::open(&root, INDEX_FILE) {
                     Ok(Some(i)) => i,
-                    Ok(None) => write::rebuild(&segs, &tmp, &index_path, sync)?,
+                    Ok(None) => write::rebuild(&segs, &tmp, &root, sync)?,
                     // Only a memo index (by its magic) is set aside: a foreign
                     // file that happens to be called `index` is not touched.
-                    Err(e @ Error::Corrupt { .. }) if Index::has_magic(&index_path) => {
-                        write::set_aside_damaged_index(&index_path, &e)?;
-                        write::rebuild(&segs, &tmp, &index_path, sync)?
+                    Err(e @ Error::Corrupt { .. }) if Index::has_magic(&root, INDEX_FILE) => {
+                        write::set_aside_damaged_index(&root, &e)?;
+                        write::rebuild(&segs, &tmp, &root, sync)?
                     }
                     Err(e) => return Err(e),
                 }
@@ -510,15 +533,16 @@ impl Engine {
         // Leftovers of processes that died: compute locks nobody holds, and
         // tmp files (the latter only under the writer lock, see
         // `sweep_unlocked`). Both are usually empty: one directory read each.
-        lock::sweep_unlocked(&dir.join(LOCKS_DIR));
-        if std::fs::read_dir(&tmp).at(&tmp)?.next().is_some() {
+        lock::sweep_unlocked(&locks, format::is_lock_name);
+        if !tmp.own_files(format::is_tmp_name)?.is_empty() {
             let _w = writer.lock()?;
-            lock::sweep_unlocked(&tmp);
+            lock::sweep_unlocked(&tmp, format::is_tmp_name);
         }
         Ok(Engine {
             dir: dir.to_path_buf(),
+            root,
             tmp,
-            index_path,
+            locks,
             opts,
             index: RwLock::new(Arc::new(index)),
             segs,
@@ -527,6 +551,121 @@ impl Engine {
             inflight: Inflight::default(),
             damaged: std::sync::Mutex::new(Vec::new()),
         })
+    }
+}
+
+/// Makes sure `root` is a memo store before anything is created in it, and
+/// returns its `LOCK` file, which carries the store's marker.
+///
+/// An empty directory becomes a store: `LOCK` is created with the marker
+/// before anything else, so a directory holding more than `LOCK` always has
+/// its marker written. An empty `LOCK` is a store being made by another
+/// process (it writes the same bytes), one whose maker died before writing
+/// them, or a store made before the marker existed (it has an index):
+/// those are adopted. Anything else is not memo's, and is refused.
+fn adopt(root: &Dir, sync: bool) -> Result<File> {
+    let path = root.child(LOCK_FILE);
+    let marker = |f: &File| {
+        let mut b = [0u8; MARKER_LEN + 1];
+        let n = f.read_at(&mut b, 0).at(&path)?;
+        Ok::<Marker, Error>(format::check_marker(&b[..n]))
+    };
+    let mark = |f: &File| {
+        f.write_all_at(&format::encode_marker(), 0).at(&path)?;
+        if sync {
+            f.sync_all().at(&path)?;
+            root.sync()?;
+        }
+        Ok::<(), Error>(())
+    };
+    // Twice at most: a second pass only follows another process's create.
+    for _ in 0..2 {
+        let Some(f) = root.open_file(LOCK_FILE, true)? else {
+            let entries = root.entries()?;
+            if !entries.is_empty() {
+                return Err(foreign(root, &entries));
+            }
+            match root.create_new(LOCK_FILE) {
+                Ok(f) => {
+                    mark(&f)?;
+                    return Ok(f);
+                }
+                Err(Error::Io { ref source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        return match marker(&f)? {
+            Marker::Ok => Ok(f),
+            Marker::Version(found) => Err(Error::IncompatibleFormat {
+                path,
+                found,
+                supported: format::FORMAT_VERSION,
+            }),
+            Marker::Foreign => Err(Error::refused(
+                &path,
+                "this file is not memo's store marker, so the directory is not a memo store; \
+                 memo adopts only an empty directory or an existing store",
+            )),
+            Marker::Empty => {
+                let entries = root.entries()?;
+                if marker(&f)? == Marker::Ok {
+                    return Ok(f);
+                }
+                let only_lock = entries.iter().all(|(n, _)| n == LOCK_FILE);
+                if only_lock || Index::has_magic(root, INDEX_FILE) {
+                    mark(&f)?;
+                    Ok(f)
+                } else {
+                    Err(foreign(root, &entries))
+                }
+            }
+        };
+    }
+    Err(Error::refused(
+        &path,
+        "it keeps changing under memo while the store is being made",
+    ))
+}
+
+/// The refusal of a directory that is neither empty nor a store.
+fn foreign(root: &Dir, entries: &[(std::ffi::OsString, crate::dir::Kind)]) -> Error {
+    let mut names: Vec<String> = entries
+        .iter()
+        .map(|(n, _)| n.to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let shown = names.iter().take(6).cloned().collect::<Vec<_>>().join(", ");
+    let more = if names.len() > 6 { ", …" } else { "" };
+    Error::refused(
+        root.path(),
+        format!(
+            "the directory is neither empty nor a memo store (it holds {shown}{more}); \
+             memo adopts only an empty directory or an existing store, so that it never \
+             touches files that are not its own: choose a new or empty directory"
+        ),
+    )
+}
+
+/// Warns once per directory and process when other users may write into
+/// the store: they could plant values there (checksums stop accidents, not
+/// forgers).
+fn warn_if_world_writable(root: &Dir) {
+    static WARNED: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(Mutex::default);
+    if root.world_writable()
+        && WARNED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(root.path().to_path_buf())
+    {
+        tracing::warn!(
+            dir = %root.path().display(),
+            "memo: the store directory is writable by every user; anyone on this machine \
+             can change its results (chmod o-w it, or keep it in a private directory)"
+        );
     }
 }
 
@@ -576,7 +715,7 @@ impl Engine {
             // Then one computation across processes: whoever holds the key's
             // lock file computes, the others wait and find the value. If the
             // lock cannot be had (a read-only directory), compute anyway.
-            let flight = KeyLock::acquire(&self.dir.join(LOCKS_DIR), key)
+            let flight = KeyLock::acquire(&self.locks, key)
                 .inspect_err(|err| tracing::warn!(%key, error = %err, "memo: no compute lock; computing without"))
                 .ok();
             if flight.is_some()
@@ -599,5 +738,36 @@ impl Engine {
             Ok(v) => from(v),
             Err(r) => r,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::Store;
+    use crate::private::tests::Count;
+
+    #[test]
+    fn a_store_anyone_can_write_is_reported_once() {
+        let warnings = |mode: u32| {
+            let t = tempfile::tempdir().unwrap();
+            std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+            let counts: Arc<[AtomicUsize; 2]> = Arc::default();
+            tracing::subscriber::with_default(Count(counts.clone()), || {
+                for _ in 0..3 {
+                    Store::open(t.path()).unwrap();
+                }
+            });
+            counts[0].load(Ordering::Relaxed)
+        };
+        assert_eq!(warnings(0o777), 1, "once per directory and process");
+        assert_eq!(warnings(0o1777), 1, "sticky or not, anyone can add entries");
+        assert_eq!(warnings(0o775), 0, "a group-shared store is a choice");
+        assert_eq!(warnings(0o700), 0);
     }
 }

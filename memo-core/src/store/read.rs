@@ -8,7 +8,7 @@ use super::Engine;
 use crate::blob::BlobRead;
 use crate::codec::{Bincode, Codec, RAW_ID};
 use crate::error::{Error, Result};
-use crate::format::{FLAG_BLOB, FLAG_TOMBSTONE, decode_blob_ptr, hdr};
+use crate::format::{FLAG_BLOB, FLAG_TOMBSTONE, INDEX_FILE, decode_blob_ptr, hdr};
 use crate::index::{Index, Probe};
 use crate::segment::Read;
 use crate::{Bytes, Key, Stats};
@@ -35,8 +35,9 @@ impl Engine {
     pub(super) fn reload_index(&self) -> Result<Arc<Index>> {
         let mut slot = self.index.write().unwrap_or_else(PoisonError::into_inner);
         if slot.replaced() {
-            let fresh = Index::open(&self.index_path)?
-                .ok_or_else(|| Error::corrupt(&self.index_path, 0, "index file vanished"))?;
+            let fresh = Index::open(&self.root, INDEX_FILE)?.ok_or_else(|| {
+                Error::corrupt(&self.root.child(INDEX_FILE), 0, "index file vanished")
+            })?;
             *slot = Arc::new(fresh);
         }
         Ok(slot.clone())
@@ -166,7 +167,7 @@ impl Engine {
         let Ok(idx) = self.index() else {
             return Stats::default();
         };
-        let index_bytes = std::fs::metadata(idx.path()).map_or(0, |m| m.len());
+        let index_bytes = idx.file_len();
         let live = idx.word(hdr::LIVE_BYTES);
         let dead = idx.word(hdr::DEAD_BYTES);
         Stats {

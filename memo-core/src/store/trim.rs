@@ -277,7 +277,7 @@ impl Engine {
             if !over(idx) {
                 break;
             }
-            let len = std::fs::metadata(self.segs.path(seg)).map_or(0, |m| m.len());
+            let len = self.segs.file_len(seg);
             let data = len.saturating_sub(SEG_HEADER_LEN as u64);
             let (live, slots) = by_seg.remove(&seg).unwrap_or_default();
             // A segment with almost nothing dead is not worth rewriting.
@@ -309,8 +309,7 @@ impl Engine {
             // Seal it: the next append starts a new segment.
             idx.set(hdr::CUR_OFF, SEGMENT_SIZE);
         }
-        let path = self.segs.path(seg);
-        let file_len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let file_len = self.segs.file_len(seg);
         // The live records of `seg`, in slot order, read in place.
         let mut moves: Vec<(usize, Snap, segment::Record)> = Vec::new();
         let mut damaged = Vec::new();
@@ -379,12 +378,7 @@ impl Engine {
         }
         // Every slot now points elsewhere: the file can go. Processes that
         // have it mapped keep reading it until they look again.
-        if let Err(e) = std::fs::remove_file(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            return Err(crate::Error::io(path, e));
-        }
-        self.segs.forget(seg);
+        self.segs.remove(seg)?;
         // What the file held beyond the repointed records was dead (or a failed
         // write's scratch): all of it is reclaimed.
         let dead = file_len.saturating_sub(SEG_HEADER_LEN as u64 + rewritten);
@@ -519,8 +513,10 @@ pub(super) fn recount_bytes(engine: &Engine, idx: &Index) {
     let seg_bytes: u64 = engine.segs.ids().map_or(0, |ids| {
         ids.iter()
             .map(|&id| {
-                let len = std::fs::metadata(engine.segs.path(id)).map_or(0, |m| m.len());
-                len.saturating_sub(SEG_HEADER_LEN as u64)
+                engine
+                    .segs
+                    .file_len(id)
+                    .saturating_sub(SEG_HEADER_LEN as u64)
             })
             .sum()
     });

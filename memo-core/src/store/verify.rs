@@ -1,12 +1,11 @@
 //! `verify`: every entry's checksum and every structure, under the lock.
 
-use std::fs::File;
-
 use super::Engine;
 use crate::VerifyReport;
 use crate::blob::check_blob;
-use crate::error::{IoContext, Result};
-use crate::format::{FLAG_BLOB, FLAG_TOMBSTONE, SEGMENT_SIZE, decode_blob_ptr, hdr, loc};
+use crate::dir::Kind;
+use crate::error::Result;
+use crate::format::{self, FLAG_BLOB, FLAG_TOMBSTONE, SEGMENT_SIZE, decode_blob_ptr, hdr, loc};
 use crate::mmap::Region;
 use crate::segment::{self, Read};
 
@@ -70,9 +69,10 @@ impl Engine {
             return Ok(Some(format!("key {key}: bad blob pointer")));
         };
         let path = self.blobs.path(key, id);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) => return Ok(Some(format!("{}: {e}", path.display()))),
+        let file = match self.blobs.open(key, id) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(Some(format!("{}: missing", path.display()))),
+            Err(e) => return Ok(Some(e.to_string())),
         };
         let region = Region::map(&file, &path)?;
         Ok(check_blob(&region, key, id, len)
@@ -90,17 +90,20 @@ impl Engine {
     ) -> Result<()> {
         let dir = self.segs.dir();
         let cur = idx.word(hdr::CUR_SEG);
-        for entry in std::fs::read_dir(dir).at(dir)? {
-            let path = entry.at(dir)?.path();
-            let Some(id) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
+        for (name, kind) in dir.entries()? {
+            let path = dir.path().join(&name);
+            let Some(id) = name.to_str().and_then(format::parse_segment_name) else {
                 r.problems
                     .push(format!("{}: not a segment name", path.display()));
                 continue;
             };
+            if kind != Kind::File {
+                r.problems.push(format!(
+                    "{}: not a regular file (memo never follows links in a store)",
+                    path.display()
+                ));
+                continue;
+            }
             let region = match self.segs.region(id) {
                 Ok(Some(region)) => region,
                 Ok(None) => continue,

@@ -2,7 +2,6 @@
 //! encoding values and writing blob files, which happen before it is taken.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 
@@ -12,7 +11,8 @@ use super::{Durability, Engine};
 use crate::Key;
 use crate::blob::{self, Encoded, Spill, TmpBlob};
 use crate::codec::{Bincode, Codec, RAW_ID};
-use crate::error::{Error, IoContext, Result};
+use crate::dir::Dir;
+use crate::error::{Error, Result};
 use crate::format::{
     self, BLOB_HEADER_LEN, FLAG_BLOB, FLAG_TOMBSTONE, INLINE_MAX, MIN_CAPACITY, VALUE_MAX,
     decode_blob_ptr, encode_blob_ptr, hdr, loc,
@@ -338,33 +338,32 @@ impl Engine {
     fn grow(&self, old: &Arc<Index>) -> Result<Arc<Index>> {
         // ENTRIES was just recounted, so it is at most the old capacity.
         let cap = Index::capacity_for(old.word(hdr::ENTRIES).saturating_add(1));
-        let new = Index::create(&self.tmp_index_path(), cap, Some((old, &CARRY_ALL)))?;
+        let new = Index::create(&self.tmp, &tmp_index_name(), cap, Some((old, &CARRY_ALL)))?;
         old.copy_into(&new);
         new.set(hdr::TOMBSTONES, 0);
         self.install(new, old)
     }
 
-    fn tmp_index_path(&self) -> std::path::PathBuf {
-        static N: AtomicU64 = AtomicU64::new(0);
-        self.tmp.join(format!(
-            "index.{}.{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ))
-    }
-
     fn install(&self, new: Index, old: &Index) -> Result<Arc<Index>> {
         let tmp_path = new.path().to_path_buf();
-        let installed = new.install(&self.index_path, Some(old), self.sync());
+        let installed = new.install(
+            &self.tmp,
+            &self.root,
+            format::INDEX_FILE,
+            Some(old),
+            self.sync(),
+        );
         let new = match installed {
             Ok(i) => Arc::new(i),
             Err(e) => {
-                let _ = std::fs::remove_file(&tmp_path);
+                if let Some(name) = tmp_path.file_name().and_then(|n| n.to_str()) {
+                    let _ = self.tmp.remove(name);
+                }
                 return Err(e);
             }
         };
         if self.sync() {
-            segment::sync_dir(&self.dir)?;
+            self.root.sync()?;
         }
         *self.index.write().unwrap_or_else(PoisonError::into_inner) = new.clone();
         Ok(new)
@@ -374,15 +373,17 @@ impl Engine {
         let mut w = self.writer.lock()?;
         let old = self.index()?;
         let new = Index::create(
-            &self.tmp_index_path(),
+            &self.tmp,
+            &tmp_index_name(),
             MIN_CAPACITY,
             Some((&old, &CARRY_CLEAR)),
         )?;
         self.install(new, &old)?;
         w.reset();
         // Unlinking keeps other processes' mappings (and our `Bytes`) valid.
-        remove_files_below(self.segs.dir())?;
-        remove_files_below(&self.dir.join(format::BLOB_DIR))?;
+        // Only files memo named are removed: anything else is left alone.
+        self.segs.remove_all()?;
+        self.blobs.remove_all()?;
         drop(w);
         self.segs.forget_all();
         self.blobs.forget_all();
@@ -411,6 +412,12 @@ pub(super) fn retire(old: &Record, live: &mut u64, dead: &mut u64) -> Option<u64
         return None;
     }
     decode_blob_ptr(old.payload()).map(|(id, _)| id)
+}
+
+/// A fresh name in `tmp/` for an index being built.
+fn tmp_index_name() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format::tmp_index_name(std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Finds `key`'s live slot and record; caller holds the writer lock.
@@ -458,7 +465,7 @@ pub(super) fn adjust(idx: &Index, w: usize, delta: u64) {
 /// complete records), and becomes a tombstone otherwise; the entry counts
 /// are then recomputed. Bounded by one pass over the table: the segments
 /// are read only at torn slots.
-fn recover(segs: &Segments, idx: &Index, tmp: &Path) {
+fn recover(segs: &Segments, idx: &Index, tmp: &Dir) {
     let torn = idx.torn_slots();
     for &i in &torn {
         let snap = idx.read(i);
@@ -474,7 +481,7 @@ fn recover(segs: &Segments, idx: &Index, tmp: &Path) {
     idx.set(hdr::ENTRIES, live);
     idx.set(hdr::TOMBSTONES, tombstones);
     idx.set(hdr::DIRTY, 0);
-    let swept = crate::lock::sweep_unlocked(tmp);
+    let swept = crate::lock::sweep_unlocked(tmp, format::is_tmp_name);
     tracing::warn!(
         path = %idx.path().display(),
         torn = torn.len(),
@@ -483,43 +490,22 @@ fn recover(segs: &Segments, idx: &Index, tmp: &Path) {
     );
 }
 
-fn remove_files_below(dir: &Path) -> Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.at(dir)?;
-        let path = entry.path();
-        if entry.file_type().at(&path)?.is_dir() {
-            remove_files_below(&path)?;
-            let _ = std::fs::remove_dir(&path);
-        } else if let Err(e) = std::fs::remove_file(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            return Err(Error::io(path, e));
-        }
-    }
-    Ok(())
-}
-
 /// Keeps a damaged index beside the store (`index.damaged-<unix time>`) for
 /// inspection, and reports why; the caller rebuilds.
-pub(super) fn set_aside_damaged_index(path: &Path, why: &Error) -> Result<()> {
+pub(super) fn set_aside_damaged_index(root: &Dir, why: &Error) -> Result<()> {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let aside = path.with_file_name(format!("{}.damaged-{secs}", format::INDEX_FILE));
-    std::fs::rename(path, &aside).at(&aside)?;
-    tracing::warn!(error = %why, kept = %aside.display(), "memo: the index is damaged; rebuilding it from the segments");
+    let aside = format::damaged_index_name(secs);
+    root.rename(format::INDEX_FILE, root, &aside)?;
+    tracing::warn!(error = %why, kept = %root.child(&aside).display(), "memo: the index is damaged; rebuilding it from the segments");
     Ok(())
 }
 
 /// Builds the index from the segments alone: the records are replayed in
 /// order (later records win, tombstones remove), so a store whose index was
 /// lost keeps every entry. Caller holds the writer lock.
-pub(super) fn rebuild(segs: &Segments, tmp: &Path, dest: &Path, sync: bool) -> Result<Index> {
+pub(super) fn rebuild(segs: &Segments, tmp: &Dir, root: &Dir, sync: bool) -> Result<Index> {
     let ids = segs.ids()?;
     // key -> (location, value length, record size, blob file size)
     let mut live: HashMap<Key, (u64, u64, u64, u64)> = HashMap::new();
@@ -557,9 +543,9 @@ pub(super) fn rebuild(segs: &Segments, tmp: &Path, dest: &Path, sync: bool) -> R
         });
         last_end = end;
     }
-    let tmp_path = tmp.join(format!("index.rebuild.{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp_path);
-    let idx = Index::create(&tmp_path, Index::capacity_for(live.len() as u64), None)?;
+    let tmp_name = format::tmp_rebuild_name(std::process::id());
+    let _ = tmp.remove(&tmp_name);
+    let idx = Index::create(tmp, &tmp_name, Index::capacity_for(live.len() as u64), None)?;
     let (mut live_bytes, mut record_bytes) = (0_u64, 0_u64);
     let now = idx.tick();
     for (key, &(l, len, size, blob)) in &live {
@@ -582,7 +568,7 @@ pub(super) fn rebuild(segs: &Segments, tmp: &Path, dest: &Path, sync: bool) -> R
         idx.set(hdr::NEXT_SEG, u64::from(last) + 1);
     }
     if !live.is_empty() {
-        tracing::info!(entries = live.len(), path = %dest.display(), "memo: rebuilt the index from the segments");
+        tracing::info!(entries = live.len(), path = %root.child(format::INDEX_FILE).display(), "memo: rebuilt the index from the segments");
     }
-    idx.install(dest, None, sync)
+    idx.install(tmp, root, format::INDEX_FILE, None, sync)
 }
