@@ -1,5 +1,9 @@
 //! Guards the on-disk format's stability: `Key::of` golden values (keys are
-//! part of the format) and order independence of hashed containers.
+//! part of the format), order independence of hashed containers, and a
+//! store of format version 1 checked into `fixtures/store-v1`, which must
+//! keep opening and reading exactly — values put raw and encoded, inline and
+//! as a blob, replaced and removed entries, and a `#[memoize]` call (whose
+//! key pins the call-key derivation and the fingerprint end to end).
 
 #![allow(
     clippy::unwrap_used,
@@ -7,8 +11,11 @@
 )]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use memo_core::Key;
+use memo_core::{Key, Store, memoize};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -147,4 +154,116 @@ fn key_text_round_trip() {
     assert!("zz".parse::<Key>().is_err());
     assert!(k.to_string().to_uppercase().parse::<Key>().is_err());
     assert_eq!(Key::from_bytes(*k.as_bytes()), k);
+}
+
+/// The store the fixture's memoized call uses: the fixture being written,
+/// or a copy of it being checked.
+static FIXTURE: OnceLock<Store> = OnceLock::new();
+static COMPUTED: AtomicU32 = AtomicU32::new(0);
+
+/// Part of the fixture: its key covers this module's path, the function's
+/// name and its tokens, so editing it (even its body) must come with a
+/// rewritten fixture — and a new `FORMAT_VERSION` if it was released.
+#[memoize(store = FIXTURE.get().unwrap())]
+fn fixture_call(x: u32, label: &str) -> (u32, String) {
+    COMPUTED.fetch_add(1, Ordering::Relaxed);
+    (x * 3, format!("{label}-{x}"))
+}
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/store-v1")
+}
+
+/// Every entry of the fixture: key, and what reading it must give.
+fn fixture_entries() -> Vec<(Key, Vec<u8>)> {
+    let mut out = Vec::new();
+    for i in 0..12_u32 {
+        let len = [0, 1, 47, 100, 4095, 65_535][i as usize % 6];
+        let bytes = (0..len)
+            .map(|j| (j as u32 ^ i.wrapping_mul(97)) as u8)
+            .collect();
+        out.push((Key::of(&("raw", i)), bytes));
+    }
+    // A blob (64 KiB and more get a file each).
+    out.push((
+        Key::of("blob"),
+        (0..70_000_u32).map(|j| (j % 251) as u8).collect(),
+    ));
+    out
+}
+
+fn fixture_value(i: u32) -> (u32, String, Vec<f64>) {
+    (
+        i,
+        format!("value {i}"),
+        vec![f64::from(i) * 0.5; i as usize],
+    )
+}
+
+#[test]
+fn a_store_of_format_v1_opens_and_reads_exactly() {
+    if std::env::var_os("MEMO_WRITE_FIXTURE").is_some() {
+        // Writes the fixture, once per format version; then check it in.
+        let dir = fixture_dir();
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        for (k, v) in fixture_entries() {
+            store.put_bytes(&k, &v).unwrap();
+        }
+        for i in 0..8 {
+            store
+                .put(&Key::of(&("encoded", i)), &fixture_value(i))
+                .unwrap();
+        }
+        store.put(&Key::of("replaced"), &1_u64).unwrap();
+        store.put(&Key::of("replaced"), &2_u64).unwrap();
+        store.put(&Key::of("removed"), &3_u64).unwrap();
+        assert!(store.remove(&Key::of("removed")).unwrap());
+        FIXTURE.set(store).unwrap();
+        assert_eq!(fixture_call(7, "seven"), (21, "seven-7".to_owned()));
+        return;
+    }
+    // A copy: reading counts hits in the index, and the fixture stays as
+    // it was written.
+    let t = memo_tests::tempdir();
+    let copy = t.path().join("store");
+    copy_tree(&fixture_dir(), &copy);
+    let store = Store::open(&copy).unwrap();
+    for (k, v) in fixture_entries() {
+        assert_eq!(&*store.get_bytes(&k).unwrap().unwrap(), &v[..], "{k}");
+    }
+    for i in 0..8 {
+        let got: (u32, String, Vec<f64>) = store.get(&Key::of(&("encoded", i))).unwrap().unwrap();
+        assert_eq!(got, fixture_value(i));
+    }
+    assert_eq!(store.get::<u64>(&Key::of("replaced")).unwrap(), Some(2));
+    assert_eq!(store.get::<u64>(&Key::of("removed")).unwrap(), None);
+    assert!(store.verify().unwrap().problems.is_empty());
+    FIXTURE.set(store).unwrap();
+    assert_eq!(fixture_call(7, "seven"), (21, "seven-7".to_owned()));
+    assert_eq!(
+        COMPUTED.load(Ordering::Relaxed),
+        0,
+        "the call was loaded, not computed"
+    );
+    // Lost index: rebuilt from the fixture's segments, every entry kept.
+    let again = t.path().join("rebuilt");
+    copy_tree(&fixture_dir(), &again);
+    std::fs::remove_file(again.join("index")).unwrap();
+    let rebuilt = Store::open(&again).unwrap();
+    assert_eq!(rebuilt.len(), 13 + 8 + 1 + 1);
+    assert_eq!(rebuilt.get::<u64>(&Key::of("removed")).unwrap(), None);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
 }

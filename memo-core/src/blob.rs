@@ -67,9 +67,12 @@ impl TmpBlob {
     }
 }
 
+/// A verified mapping and the codec its header names.
+type Verified = (Arc<Region>, u8);
+
 #[derive(Default)]
 struct Cache {
-    map: HashMap<(Key, u64), Arc<Region>>,
+    map: HashMap<(Key, u64), Verified>,
     order: VecDeque<(Key, u64)>,
     bytes: u64,
 }
@@ -119,14 +122,13 @@ impl Blobs {
             .map
             .get(&(*key, id))
             .cloned();
-        let region = match cached {
-            Some(r) => r,
+        let (region, codec) = match cached {
+            Some(v) => v,
             None => match self.map_verified(key, id, len)? {
-                Ok(r) => self.remember(key, id, r),
+                Ok(v) => self.remember(key, id, v),
                 Err(read) => return Ok(read),
             },
         };
-        let codec = region.get(12, 1).map_or(0, |c| c[0]);
         Ok(match Bytes::new(region, BLOB_HEADER_LEN, len as usize) {
             Some(b) => BlobRead::Found(b, codec),
             None => BlobRead::Damaged(format!(
@@ -143,40 +145,40 @@ impl Blobs {
         key: &Key,
         id: u64,
         len: u64,
-    ) -> Result<std::result::Result<Arc<Region>, BlobRead>> {
+    ) -> Result<std::result::Result<Verified, BlobRead>> {
         let path = self.path(key, id);
         let Some(file) = self.open(key, id)? else {
             return Ok(Err(BlobRead::Missing));
         };
         let region = Region::map(&file, &path)?;
         Ok(check_blob(&region, key, id, len)
-            .map(|()| Arc::new(region))
+            .map(|h| (Arc::new(region), h.codec))
             .map_err(|what| BlobRead::Damaged(format!("{}: {what}", path.display()))))
     }
 
-    fn remember(&self, key: &Key, id: u64, region: Arc<Region>) -> Arc<Region> {
+    fn remember(&self, key: &Key, id: u64, verified: Verified) -> Verified {
         let mut c = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let size = region.len() as u64;
+        let size = verified.0.len() as u64;
         while !c.order.is_empty()
             && (c.order.len() >= CACHE_ENTRIES || c.bytes + size > CACHE_BYTES)
         {
             if let Some(old) = c.order.pop_front()
-                && let Some(r) = c.map.remove(&old)
+                && let Some((r, _)) = c.map.remove(&old)
             {
                 c.bytes -= r.len() as u64;
             }
         }
-        if c.map.insert((*key, id), region.clone()).is_none() {
+        if c.map.insert((*key, id), verified.clone()).is_none() {
             c.order.push_back((*key, id));
             c.bytes += size;
         }
-        region
+        verified
     }
 
     /// Drops this process's mapping of `key`'s blob `id`.
     pub(crate) fn forget(&self, key: &Key, id: u64) {
         let mut c = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(r) = c.map.remove(&(*key, id)) {
+        if let Some((r, _)) = c.map.remove(&(*key, id)) {
             c.bytes -= r.len() as u64;
             c.order.retain(|k| *k != (*key, id));
         }
@@ -297,13 +299,13 @@ fn new_tmp(tmp: &Dir, key: &Key) -> Result<TmpBlob> {
 }
 
 /// Checks a mapped blob: header fields, then the payload checksum (O(size),
-/// once per process and blob thanks to the cache).
+/// once per process and blob thanks to the cache); its header.
 pub(crate) fn check_blob(
     region: &Region,
     key: &Key,
     id: u64,
     len: u64,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<BlobHeader, String> {
     let h = region
         .get(0, BLOB_HEADER_LEN)
         .ok_or("shorter than a blob header")?;
@@ -322,7 +324,7 @@ pub(crate) fn check_blob(
     if xxh3_128(payload) != header.hash {
         return Err("blob checksum mismatch".into());
     }
-    Ok(())
+    Ok(header)
 }
 
 /// Writes `payload` at the payload offset and returns its xxh3-128 hash,

@@ -5,17 +5,19 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, Key, Result};
 
-/// How values become bytes and back.
+/// How values become bytes and back. Private: no public API takes a codec
+/// yet, so none is promised; the trait is the seam a second codec plugs
+/// into (issue: bulk encoding of numeric sequences).
 ///
-/// A codec's [`ID`](Codec::ID) is written into every record it encodes, and
+/// A codec's `ID` is written into every record it encodes, and
 /// a record is only ever decoded by the codec that wrote it, so switching
 /// codecs can never serve bytes written by another: the old entries read as
 /// misses. Id 0 is reserved for raw bytes (`Store::put_bytes`).
 ///
-/// memo ships [`Bincode`]. bincode 2.0.1 is pinned: its 3.0 release is a
+/// memo ships `Bincode`. bincode 2.0.1 is pinned: its 3.0 release is a
 /// tombstone and RUSTSEC-2025-0141 marks it unmaintained, so this trait is
 /// the way out (postcard is the likely successor).
-pub trait Codec {
+pub(crate) trait Codec {
     /// Written into every record; never reused for another encoding.
     const ID: u8;
 
@@ -43,20 +45,8 @@ pub(crate) const RAW_ID: u8 = 0;
 
 /// bincode 2.0.1 in serde mode, standard configuration (little-endian,
 /// variable-length integers).
-///
-/// # Examples
-///
-/// ```
-/// use memo_core::{Bincode, Codec, Key};
-///
-/// let key = Key::of("example");
-/// let mut buf = Vec::new();
-/// Bincode::encode(&key, &(1_u32, "two"), &mut buf).unwrap();
-/// let back: (u32, String) = Bincode::decode(&key, &buf).unwrap();
-/// assert_eq!(back, (1, "two".to_string()));
-/// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Bincode;
+pub(crate) struct Bincode;
 
 /// Decoding is bounded by the input: bincode checks every claimed length
 /// against the remaining bytes before it allocates, and serde's own

@@ -363,6 +363,18 @@ pub(crate) struct RecordHeader {
     pub checksum: u64,
 }
 
+impl RecordHeader {
+    /// The record removes its key (`FLAG_TOMBSTONE`).
+    pub(crate) fn is_tombstone(&self) -> bool {
+        self.flags & FLAG_TOMBSTONE != 0
+    }
+
+    /// The record's payload is a blob pointer (`FLAG_BLOB`).
+    pub(crate) fn is_blob(&self) -> bool {
+        self.flags & FLAG_BLOB != 0
+    }
+}
+
 pub(crate) fn encode_record_header(
     key: &Key,
     codec: u8,

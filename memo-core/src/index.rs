@@ -16,8 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    FORMAT_VERSION, INDEX_HEADER_LEN, INDEX_MAGIC, MAX_CAPACITY, MIN_CAPACITY, SLOT_LEN, hdr, le32,
-    le64, loc,
+    FORMAT_VERSION, INDEX_HEADER_LEN, INDEX_MAGIC, MAX_CAPACITY, MIN_CAPACITY, SEG_HEADER_LEN,
+    SEGMENT_SIZE, SLOT_LEN, hdr, le32, le64, loc,
 };
 use crate::mmap::{SharedMap, Slot};
 
@@ -45,6 +45,48 @@ pub(crate) enum Probe<T> {
     /// No slot accepted; `free` is where an insert would go (the first
     /// tombstone or the empty slot that ended the probe), if any.
     Absent { free: Option<usize> },
+}
+
+/// The append position in the index header (current segment, offset in
+/// it, next segment number): the narrow view of the index the appender
+/// gets. Writers only, under `LOCK`.
+pub(crate) struct AppendPos<'a>(&'a Index);
+
+impl AppendPos<'_> {
+    /// The current segment (0: none yet) and the offset of the next record
+    /// in it, as the header says (from disk: the caller checks them).
+    pub(crate) fn current(&self) -> (u64, u64) {
+        (self.0.word(hdr::CUR_SEG), self.0.word(hdr::CUR_OFF))
+    }
+
+    /// Records that the current segment now ends at `off`.
+    pub(crate) fn advance(&self, off: u64) {
+        self.0.set(hdr::CUR_OFF, off);
+    }
+
+    /// Takes the next segment number; numbers are never reused, even if
+    /// making the segment then fails.
+    pub(crate) fn take_number(&self) -> u64 {
+        let id = self.0.word(hdr::NEXT_SEG).max(1);
+        self.0.set(hdr::NEXT_SEG, id.saturating_add(1));
+        id
+    }
+
+    /// Appends go to segment `id` from now on, after its header.
+    pub(crate) fn start(&self, id: u32) {
+        self.0.set(hdr::CUR_SEG, u64::from(id));
+        self.0.set(hdr::CUR_OFF, SEG_HEADER_LEN as u64);
+    }
+
+    /// No more appends to the current segment: the next starts a new one.
+    pub(crate) fn seal(&self) {
+        self.0.set(hdr::CUR_OFF, SEGMENT_SIZE);
+    }
+
+    /// The index file, to name in errors.
+    pub(crate) fn path(&self) -> &Path {
+        self.0.path()
+    }
 }
 
 /// Load factor above which the table grows. Linear probing at 0.8 still
@@ -214,6 +256,11 @@ impl Index {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The append position, for the appender.
+    pub(crate) fn append_pos(&self) -> AppendPos<'_> {
+        AppendPos(self)
     }
 
     /// Bytes of the index file: its header and table (checked at open).

@@ -1,5 +1,6 @@
 //! Keys: 32 bytes of blake3, and the canonical hash of serde values.
 
+pub(crate) mod call;
 mod canon;
 
 use std::fmt;

@@ -70,11 +70,18 @@
 //!
 //! The on-disk format is drawn byte by byte in `docs/format.md`.
 
+// Files are reached through Unix directory handles (`openat`, `O_NOFOLLOW`),
+// locked with `flock` semantics and mapped shared: other systems would need
+// their own design of each, not a port.
+#[cfg(not(unix))]
+compile_error!("memo supports Unix systems only (Linux, macOS, the BSDs)");
+
 // The format writes integers little-endian through native atomics.
 #[cfg(target_endian = "big")]
 compile_error!("memo's on-disk format is little-endian; big-endian targets are not supported");
 
 mod blob;
+mod clock;
 mod codec;
 mod dir;
 mod error;
@@ -94,10 +101,10 @@ mod segment;
 mod stats;
 mod store;
 
-pub use codec::{Bincode, Codec};
 pub use error::{Error, Result};
+pub use evict::Policy;
 pub use key::{Key, ParseKeyError};
 pub use memo_macros::memoize;
 pub use mmap::Bytes;
 pub use stats::{FunctionStats, Stats, VerifyReport};
-pub use store::{Durability, Policy, Store, StoreBuilder};
+pub use store::{Durability, Store, StoreBuilder};

@@ -17,17 +17,21 @@
 //!    files never shrink, so no access lands past end-of-file. (A file
 //!    truncated by someone else while mapped raises SIGBUS on access, as in
 //!    every mmap-based store; memo cannot prevent that and does not try.)
-//! 5. **Nothing mapped has holes.** Touching a hole of a shared mapping makes
-//!    the kernel allocate a page, which on a full tmpfs raises SIGBUS. Index
-//!    files are written out with zeros before they are mapped, and segments
-//!    and blobs are written sequentially, so every mapped byte below the file
-//!    length is allocated.
 //! 3. **Every slice is bounds-checked** against the mapping's length before it
 //!    is formed ([`Region::get`]), and its content is checksummed by the caller
 //!    before it is trusted.
 //! 4. **The shared index is touched only through atomics.** Other processes
 //!    write it concurrently, so it is viewed as `AtomicU64`/[`Slot`] only,
 //!    never as plain bytes.
+//! 5. **Nothing mapped has holes.** Touching a hole of a shared mapping makes
+//!    the kernel allocate a page, which on a full tmpfs raises SIGBUS. Index
+//!    files are written out with zeros before they are mapped, and segments
+//!    and blobs are written sequentially, so every mapped byte below the file
+//!    length is allocated.
+//! 6. **Only memo's regular files are mapped.** Files are opened through
+//!    directory handles without following links and checked to be regular
+//!    files (`dir.rs`), so a link in a store cannot make memo map a device,
+//!    a FIFO or another program's file.
 
 #![allow(
     unsafe_code,
@@ -58,8 +62,9 @@ impl Region {
     /// Maps all of `file` as it is now.
     pub(crate) fn map(file: &File, path: &Path) -> Result<Region> {
         // SAFETY: (1) memo only reads ranges that are complete and never
-        // rewritten; (2) memo never truncates a mapped file. The mapping is
-        // read-only, so nothing here writes through it.
+        // rewritten; (2) memo never truncates a mapped file; (6) `file` is
+        // one of memo's regular files. The mapping is read-only, so nothing
+        // here writes through it.
         let map = unsafe { memmap2::MmapOptions::new().map(file) }.at(path)?;
         let valid = AtomicUsize::new(map.len());
         Ok(Region {

@@ -11,20 +11,9 @@ pub use std::time::Instant;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::format::FORMAT_VERSION;
-use crate::key::Hasher;
+pub use crate::key::call::KeyBuilder;
+use crate::key::call::{Base, Identity, has_tag};
 use crate::{Error, FunctionStats, Key, Result, Store};
-
-/// blake3 key-derivation context of memoized calls' keys, apart from
-/// `Key::of`'s: a memoized call never collides with a key a user made.
-const CALL_CONTEXT: &str = "memo 2026-11 #[memoize] call v1";
-/// Context of the function tag stored in the last bytes of each key.
-const TAG_CONTEXT: &str = "memo 2026-11 #[memoize] function tag v1";
-/// Where a call's key keeps its function's tag. The first 24 bytes are the
-/// call's blake3 hash: 192 bits, so a collision stays out of reach (2^96
-/// calls by the birthday bound) while every entry names its function, which
-/// is what per-function clearing and statistics read.
-const TAG_AT: usize = 24;
 
 /// One memoized function, as the macro saw it. `static` in the expansion.
 pub struct Function {
@@ -39,18 +28,6 @@ pub struct Function {
     /// `Self` type below.
     free: OnceLock<Base>,
     methods: RwLock<Vec<(&'static str, Base)>>,
-}
-
-/// What a call's key starts from.
-#[derive(Clone, Copy)]
-struct Base {
-    /// blake3 of the identity and code: the key of the keyed hash of the
-    /// arguments. Starting each call from a 32-byte key, rather than from a
-    /// hasher state that has absorbed the identity, keeps a small call's
-    /// hash to one compression (measured 2026-11-22 on the CI machine: a
-    /// hit through the macro 647 ns with the state cloned per call).
-    key: [u8; 32],
-    tag: [u8; 8],
 }
 
 impl Function {
@@ -72,9 +49,19 @@ impl Function {
         }
     }
 
+    fn identity<'a>(&'a self, self_ty: &'a str) -> Identity<'a> {
+        Identity {
+            module: self.module,
+            self_ty,
+            name: self.name,
+            tokens: self.tokens,
+            version: self.version,
+        }
+    }
+
     fn base(&self, self_ty: &'static str) -> Base {
         if self_ty.is_empty() {
-            return *self.free.get_or_init(|| self.make_base(""));
+            return *self.free.get_or_init(|| self.identity("").base());
         }
         {
             let bases = self.methods.read().unwrap_or_else(PoisonError::into_inner);
@@ -82,7 +69,7 @@ impl Function {
                 return *b;
             }
         }
-        let base = self.make_base(self_ty);
+        let base = self.identity(self_ty).base();
         let mut bases = self.methods.write().unwrap_or_else(PoisonError::into_inner);
         if !bases.iter().any(|(t, _)| *t == self_ty) {
             bases.push((self_ty, base));
@@ -90,41 +77,16 @@ impl Function {
         base
     }
 
-    fn make_base(&self, self_ty: &str) -> Base {
-        let mut h = blake3::Hasher::new_derive_key(CALL_CONTEXT);
-        h.update(&FORMAT_VERSION.to_le_bytes());
-        for part in [self.module, self_ty, self.name, self.tokens, self.version] {
-            h.update(&(part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
-        }
-        Base {
-            key: *h.finalize().as_bytes(),
-            tag: self.tag(self_ty),
-        }
-    }
-
-    /// The tag of this function's entries: its identity without the code,
-    /// so entries of every version of the function share it.
+    /// The tag of this function's entries (see `key::call`).
     fn tag(&self, self_ty: &str) -> [u8; 8] {
-        let mut h = blake3::Hasher::new_derive_key(TAG_CONTEXT);
-        for part in [self.module, self_ty, self.name] {
-            h.update(&(part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
-        }
-        let mut tag = [0; 8];
-        tag.copy_from_slice(&h.finalize().as_bytes()[..8]);
-        tag
+        self.identity(self_ty).tag()
     }
 
     /// Starts the key of a call; `self_ty` is `type_name::<Self>()` for a
     /// method, else empty.
     #[must_use]
     pub fn key(&self, self_ty: &'static str) -> KeyBuilder {
-        let base = self.base(self_ty);
-        KeyBuilder {
-            hasher: Hasher::keyed(base.key),
-            tag: base.tag,
-        }
+        KeyBuilder::new(self.base(self_ty))
     }
 
     /// A synchronous call: the stored result, or `compute` run once across
@@ -219,7 +181,7 @@ impl Function {
     pub fn clear(&self, store: &Store, self_ty: &'static str) -> Result<u64> {
         let tag = self.tag(self_ty);
         match store.engine() {
-            Some(e) => e.remove_matching(|k| k.as_bytes()[TAG_AT..] == tag),
+            Some(e) => e.remove_matching(|k| has_tag(k, tag)),
             None => Ok(0),
         }
     }
@@ -229,7 +191,7 @@ impl Function {
     pub fn stats(&self, store: &Store, self_ty: &'static str) -> FunctionStats {
         let tag = self.tag(self_ty);
         store.engine().map_or_else(FunctionStats::default, |e| {
-            e.stats_matching(|k| k.as_bytes()[TAG_AT..] == tag)
+            e.stats_matching(|k| has_tag(k, tag))
         })
     }
 
@@ -267,34 +229,6 @@ fn cause(e: &Error) -> String {
         Error::Codec { .. } => "codec".to_owned(),
         Error::TooLarge { .. } => "too large".to_owned(),
         Error::Refused { path, .. } => format!("refused {}", path.display()),
-    }
-}
-
-/// A call's key under construction: the function's identity is in, the
-/// type parameters and arguments follow.
-pub struct KeyBuilder {
-    hasher: Hasher,
-    tag: [u8; 8],
-}
-
-impl KeyBuilder {
-    /// Feeds a type parameter's `type_name`.
-    pub fn type_param(&mut self, name: &'static str) {
-        self.hasher.value(name);
-    }
-
-    /// Feeds an argument in canonical form.
-    #[inline]
-    pub fn arg<T: Serialize + ?Sized>(&mut self, value: &T) {
-        self.hasher.value(value);
-    }
-
-    /// The key: 24 bytes of the call's hash, then the function's tag.
-    #[must_use]
-    pub fn finish(self) -> Key {
-        let mut bytes = *self.hasher.finish().as_bytes();
-        bytes[TAG_AT..].copy_from_slice(&self.tag);
-        Key::from_bytes(bytes)
     }
 }
 
@@ -401,7 +335,8 @@ pub(crate) mod tests {
 
     use std::cell::Cell;
 
-    use super::{Function, OkOnly, TAG_AT, Whole};
+    use super::{Function, OkOnly, Whole};
+    use crate::key::call::TAG_AT;
     use crate::{Key, Store};
 
     fn key(f: &Function, self_ty: &'static str, arg: u32) -> Key {

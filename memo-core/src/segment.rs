@@ -8,15 +8,15 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use crate::Key;
 use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
     self, INLINE_MAX, REC_HEADER_LEN, RecordHeader, SEG_HEADER_LEN, SEGMENT_SIZE, SegmentHeader,
     loc, record_size,
 };
-use crate::index::Index;
+use crate::index::AppendPos;
 use crate::mmap::{Bytes, Region};
-use crate::{Key, format::hdr};
 
 /// A record read from a segment, header checked and payload checksummed.
 pub(crate) struct Record {
@@ -45,13 +45,24 @@ impl Record {
         self.region.get(self.off, self.size() as usize)
     }
 
+    /// The blob (id, value length) a blob pointer names; `None` for an
+    /// inline value.
+    pub(crate) fn blob(&self) -> Option<(u64, u64)> {
+        if !self.header.is_blob() {
+            return None;
+        }
+        format::decode_blob_ptr(self.payload())
+    }
+
+    /// The id of the blob file a blob pointer names.
+    pub(crate) fn blob_id(&self) -> Option<u64> {
+        self.blob().map(|(id, _)| id)
+    }
+
     /// Bytes of the blob file a blob pointer names (0 for an inline value).
     /// The length is whatever the record says, so the sum saturates.
     pub(crate) fn blob_file_size(&self) -> u64 {
-        if self.header.flags & format::FLAG_BLOB == 0 {
-            return 0;
-        }
-        format::decode_blob_ptr(self.payload()).map_or(0, |(_, len)| {
+        self.blob().map_or(0, |(_, len)| {
             len.saturating_add(format::BLOB_HEADER_LEN as u64)
         })
     }
@@ -343,21 +354,26 @@ impl Appender {
     pub(crate) fn append(
         &mut self,
         segs: &Segments,
-        idx: &Index,
+        pos: &AppendPos<'_>,
         tmp: &Dir,
         rec: &[u8],
         sync: bool,
     ) -> Result<u64> {
-        let mut seg = idx.word(hdr::CUR_SEG) as u32;
-        let mut off = idx.word(hdr::CUR_OFF);
-        // `off` comes from disk: saturate rather than trust it.
-        if seg == 0
-            || off < SEG_HEADER_LEN as u64
-            || off.saturating_add(rec.len() as u64) > self.limit
-        {
-            seg = self.start_segment(segs, idx, tmp, sync)?;
-            off = SEG_HEADER_LEN as u64;
-        }
+        let (seg, off) = pos.current();
+        // Both come from disk: check rather than trust them.
+        let (seg, off) = match u32::try_from(seg) {
+            Ok(seg)
+                if seg != 0
+                    && off >= SEG_HEADER_LEN as u64
+                    && off.saturating_add(rec.len() as u64) <= self.limit =>
+            {
+                (seg, off)
+            }
+            _ => (
+                self.start_segment(segs, pos, tmp, sync)?,
+                SEG_HEADER_LEN as u64,
+            ),
+        };
         let path = segs.path(seg);
         let file = match &self.cur {
             Some((id, f)) if *id == seg => f,
@@ -376,7 +392,7 @@ impl Appender {
         // The offset moves before any slot points at the record, so a crash
         // can only waste the bytes, never let a later append overwrite a
         // published record.
-        idx.set(hdr::CUR_OFF, off + rec.len() as u64);
+        pos.advance(off + rec.len() as u64);
         Ok(loc::encode(seg, off))
     }
 
@@ -386,21 +402,18 @@ impl Appender {
     fn start_segment(
         &mut self,
         segs: &Segments,
-        idx: &Index,
+        pos: &AppendPos<'_>,
         tmp: &Dir,
         sync: bool,
     ) -> Result<u32> {
-        let id = idx.word(hdr::NEXT_SEG).max(1);
-        if id > u64::from(loc::SEG_ID_MAX) {
+        let id = pos.take_number();
+        let Some(id) = u32::try_from(id).ok().filter(|&id| id <= loc::SEG_ID_MAX) else {
             return Err(Error::corrupt(
-                idx.path(),
+                pos.path(),
                 0,
                 "segment numbers exhausted; clear the store",
             ));
-        }
-        let id = id as u32;
-        // Numbers are never reused, even if the steps below fail.
-        idx.set(hdr::NEXT_SEG, u64::from(id) + 1);
+        };
         let tmp_name = format::tmp_segment_name(id);
         let _ = tmp.remove(&tmp_name);
         let file = tmp.create_new(&tmp_name)?;
@@ -420,18 +433,17 @@ impl Appender {
         if sync {
             segs.dir.sync()?;
         }
-        idx.set(hdr::CUR_SEG, u64::from(id));
-        idx.set(hdr::CUR_OFF, SEG_HEADER_LEN as u64);
+        pos.start(id);
         self.cur = Some((id, file));
         Ok(id)
     }
 
-    /// Forgets the open handle (after `clear` removed the files).
     /// Bytes gathered into one batched append: at most half a segment.
     pub(crate) fn batch(&self) -> usize {
         (self.limit / 2).min(1 << 20) as usize
     }
 
+    /// Forgets the open handle (after `clear` removed the files).
     pub(crate) fn reset(&mut self) {
         self.cur = None;
     }

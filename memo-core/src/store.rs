@@ -1,54 +1,35 @@
-//! The public face: [`Store`], its builder and options.
+//! The public face: [`Store`], its builder and options. The engine behind
+//! it lives in `store/`, one file per job, along the path the data takes:
+//! `engine` (opening; `adopt` decides what may be opened), `read` (the
+//! lock-free lookup), `compute` (single flight), `write` (publishing),
+//! `account` (the crash protocol and counters of every change), `trim`
+//! (limits and eviction), `compact`, `recover` (repair and rebuild),
+//! `verify`, `scan` (per-function statistics).
 
+mod account;
+mod adopt;
+mod compact;
+mod compute;
+mod engine;
 mod read;
+mod recover;
 mod scan;
 mod trim;
 mod verify;
 mod write;
 
-use std::collections::HashSet;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::blob::Blobs;
-use crate::dir::Dir;
-use crate::error::{Error, IoContext, Result};
-use crate::format::{
-    self, BLOB_DIR, INDEX_FILE, LOCK_FILE, LOCKS_DIR, MARKER_LEN, Marker, SEG_DIR, TMP_DIR,
-};
-use crate::index::Index;
-use crate::lock::{self, Inflight, KeyLock, WriterLock};
-use crate::segment::{Appender, Segments};
-use crate::{Bytes, Key, Stats, VerifyReport};
+pub(crate) use engine::Engine;
 
-/// Which entries eviction removes first when a limit is reached.
-#[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Policy {
-    /// Least recently used first. Recency is counted in accesses (every
-    /// hit and put, from every process), not rounded to a time unit.
-    #[default]
-    Lru,
-    /// Least frequently used first (ties: least recent), with ageing: each
-    /// eviction round halves every entry's hit count, so past favourites
-    /// fade.
-    Lfu,
-    /// Greedy-Dual-Size-Frequency: lowest `L + (hits + 1) × compute cost ÷
-    /// size` first, where `L` is an inflation clock raised to each evicted
-    /// entry's priority. What is expensive to recompute per byte stays;
-    /// what was valuable once ages out. Costs come from `get_or_compute`,
-    /// `#[memoize]` and [`Store::put_with_cost`].
-    CostAware,
-    /// Never evict: `max_bytes` and `max_entries` are not enforced (dead
-    /// records are still compacted, `max_age` still expires).
-    None,
-}
+use crate::error::Result;
+use crate::evict::Policy;
+use crate::{Bytes, Key, Stats, VerifyReport};
 
 /// What a successful `put` promises to survive.
 #[non_exhaustive]
@@ -187,24 +168,6 @@ pub struct Store {
     engine: Option<Arc<Engine>>,
 }
 
-/// The opened store behind a [`Store`].
-pub(crate) struct Engine {
-    dir: PathBuf,
-    /// Handles of the store directory and its subdirectories: every file is
-    /// reached through one, never through a path (see `dir.rs`).
-    root: Dir,
-    tmp: Dir,
-    locks: Dir,
-    opts: Options,
-    index: RwLock<Arc<Index>>,
-    segs: Segments,
-    blobs: Blobs,
-    writer: WriterLock<Appender>,
-    inflight: Inflight,
-    /// Damaged entries this process read, for its next write to remove.
-    damaged: std::sync::Mutex<Vec<read::Damage>>,
-}
-
 impl Store {
     /// Opens the store at `dir` with default options, creating it if missing.
     ///
@@ -241,9 +204,31 @@ impl Store {
         })
     }
 
-    /// A store that caches nothing: what `global` and `#[memoize(dir)]`
-    /// fall back to when their directory cannot be opened.
-    pub(crate) fn disabled() -> Store {
+    /// A store that caches nothing: every lookup misses, every `put` is
+    /// dropped, `get_or_compute` always computes. It is what
+    /// [`Store::global`] and `#[memoize(dir = ...)]` fall back to when their
+    /// directory cannot be opened, and what a test can hand to
+    /// `#[memoize(store = ...)]` to run functions uncached.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::LazyLock;
+    /// use memo_core::{memoize, Store};
+    ///
+    /// static UNCACHED: LazyLock<Store> = LazyLock::new(Store::disabled);
+    ///
+    /// #[memoize(store = UNCACHED)]
+    /// fn roll(seed: u64) -> u64 {
+    ///     seed.wrapping_mul(6_364_136_223_846_793_005)
+    /// }
+    ///
+    /// assert_eq!(roll(1), roll(1)); // computed both times
+    /// assert!(UNCACHED.dir().is_none());
+    /// assert_eq!(UNCACHED.len(), 0);
+    /// ```
+    #[must_use]
+    pub fn disabled() -> Store {
         Store { engine: None }
     }
 
@@ -410,6 +395,59 @@ impl Store {
         }
     }
 
+    /// Returns the stored value, or runs the fallible `compute` once —
+    /// across threads and processes, as [`Store::get_or_compute`] does —
+    /// and stores its `Ok` value. An `Err` is returned and not stored, so
+    /// the next call computes again (the same rule as a `#[memoize]`
+    /// function returning `Result`).
+    ///
+    /// The outer `Result` is the lookup's, before anything is computed;
+    /// the inner one is `compute`'s.
+    ///
+    /// # Errors
+    ///
+    /// The lookup's errors, before anything is computed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use memo_core::{Key, Store};
+    ///
+    /// let store = Store::open(dir.path())?;
+    /// let key = Key::of(&("parse", "42"));
+    /// let n: Result<u32, std::num::ParseIntError> =
+    ///     store.get_or_try_compute(&key, || "42".parse())?;
+    /// assert_eq!(n, Ok(42));
+    /// let bad = Key::of(&("parse", "x"));
+    /// let e: Result<u32, _> = store.get_or_try_compute(&bad, || "x".parse::<u32>())?;
+    /// assert!(e.is_err() && !store.contains(&bad)); // errors are not stored
+    /// # Ok::<(), memo_core::Error>(())
+    /// ```
+    pub fn get_or_try_compute<V, E, F>(
+        &self,
+        key: &Key,
+        compute: F,
+    ) -> Result<std::result::Result<V, E>>
+    where
+        V: Serialize + DeserializeOwned,
+        F: FnOnce() -> std::result::Result<V, E>,
+    {
+        match &self.engine {
+            Some(e) => e.compute_once(
+                key,
+                compute,
+                |r: &std::result::Result<V, E>| r.as_ref().ok(),
+                Ok,
+                Err,
+                |err| {
+                    tracing::warn!(%key, error = %err, "memo: computed value could not be stored");
+                },
+            ),
+            None => Ok(compute()),
+        }
+    }
+
     /// Live entries, store-wide.
     #[must_use]
     pub fn len(&self) -> u64 {
@@ -483,261 +521,6 @@ impl std::fmt::Debug for Store {
                 .finish_non_exhaustive(),
             None => f.write_str("Store(disabled)"),
         }
-    }
-}
-
-impl Engine {
-    fn open(dir: &Path, opts: Options) -> Result<Engine> {
-        let root = Dir::open_root(dir)?;
-        let lock_file = adopt(&root, opts.durability == Durability::Sync)?;
-        warn_if_world_writable(&root);
-        let sub = |name: &str| {
-            root.open_dir(name, true)?
-                .ok_or_else(|| Error::io(root.child(name), std::io::ErrorKind::NotFound.into()))
-        };
-        let (seg, blob, locks, tmp) = (
-            sub(SEG_DIR)?,
-            sub(BLOB_DIR)?,
-            sub(LOCKS_DIR)?,
-            sub(TMP_DIR)?,
-        );
-        let writer = WriterLock::new(
-            lock_file,
-            root.child(LOCK_FILE),
-            Appender::new(segment_limit(&opts)),
-        );
-        let segs = Segments::new(seg);
-        let blobs = Blobs::new(blob);
-        let sync = opts.durability == Durability::Sync;
-        let index = match Index::open(&root, INDEX_FILE) {
-            Ok(Some(i)) => i,
-            // First open, a deleted index, or a damaged one: build it from
-            // the segments under the writer lock, so concurrent openers
-            // build it once.
-            Ok(None) | Err(Error::Corrupt { .. }) => {
-                let _w = writer.lock()?;
-                match Index::open(&root, INDEX_FILE) {
-                    Ok(Some(i)) => i,
-                    Ok(None) => write::rebuild(&segs, &tmp, &root, sync)?,
-                    // Only a memo index (by its magic) is set aside: a foreign
-                    // file that happens to be called `index` is not touched.
-                    Err(e @ Error::Corrupt { .. }) if Index::has_magic(&root, INDEX_FILE) => {
-                        write::set_aside_damaged_index(&root, &e)?;
-                        write::rebuild(&segs, &tmp, &root, sync)?
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
-        };
-        // Leftovers of processes that died: compute locks nobody holds, and
-        // tmp files (the latter only under the writer lock, see
-        // `sweep_unlocked`). Both are usually empty: one directory read each.
-        lock::sweep_unlocked(&locks, format::is_lock_name);
-        if !tmp.own_files(format::is_tmp_name)?.is_empty() {
-            let _w = writer.lock()?;
-            lock::sweep_unlocked(&tmp, format::is_tmp_name);
-        }
-        Ok(Engine {
-            dir: dir.to_path_buf(),
-            root,
-            tmp,
-            locks,
-            opts,
-            index: RwLock::new(Arc::new(index)),
-            segs,
-            blobs,
-            writer,
-            inflight: Inflight::default(),
-            damaged: std::sync::Mutex::new(Vec::new()),
-        })
-    }
-}
-
-/// Makes sure `root` is a memo store before anything is created in it, and
-/// returns its `LOCK` file, which carries the store's marker.
-///
-/// An empty directory becomes a store: `LOCK` is created with the marker
-/// before anything else, so a directory holding more than `LOCK` always has
-/// its marker written. An empty `LOCK` is a store being made by another
-/// process (it writes the same bytes), one whose maker died before writing
-/// them, or a store made before the marker existed (it has an index):
-/// those are adopted. Anything else is not memo's, and is refused.
-fn adopt(root: &Dir, sync: bool) -> Result<File> {
-    let path = root.child(LOCK_FILE);
-    let marker = |f: &File| {
-        let mut b = [0u8; MARKER_LEN + 1];
-        let n = f.read_at(&mut b, 0).at(&path)?;
-        Ok::<Marker, Error>(format::check_marker(&b[..n]))
-    };
-    let mark = |f: &File| {
-        f.write_all_at(&format::encode_marker(), 0).at(&path)?;
-        if sync {
-            f.sync_all().at(&path)?;
-            root.sync()?;
-        }
-        Ok::<(), Error>(())
-    };
-    // Twice at most: a second pass only follows another process's create.
-    for _ in 0..2 {
-        let Some(f) = root.open_file(LOCK_FILE, true)? else {
-            let entries = root.entries()?;
-            if !entries.is_empty() {
-                return Err(foreign(root, &entries));
-            }
-            match root.create_new(LOCK_FILE) {
-                Ok(f) => {
-                    mark(&f)?;
-                    return Ok(f);
-                }
-                Err(Error::Io { ref source, .. })
-                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        return match marker(&f)? {
-            Marker::Ok => Ok(f),
-            Marker::Version(found) => Err(Error::IncompatibleFormat {
-                path,
-                found,
-                supported: format::FORMAT_VERSION,
-            }),
-            Marker::Foreign => Err(Error::refused(
-                &path,
-                "this file is not memo's store marker, so the directory is not a memo store; \
-                 memo adopts only an empty directory or an existing store",
-            )),
-            Marker::Empty => {
-                let entries = root.entries()?;
-                if marker(&f)? == Marker::Ok {
-                    return Ok(f);
-                }
-                let only_lock = entries.iter().all(|(n, _)| n == LOCK_FILE);
-                if only_lock || Index::has_magic(root, INDEX_FILE) {
-                    mark(&f)?;
-                    Ok(f)
-                } else {
-                    Err(foreign(root, &entries))
-                }
-            }
-        };
-    }
-    Err(Error::refused(
-        &path,
-        "it keeps changing under memo while the store is being made",
-    ))
-}
-
-/// The refusal of a directory that is neither empty nor a store.
-fn foreign(root: &Dir, entries: &[(std::ffi::OsString, crate::dir::Kind)]) -> Error {
-    let mut names: Vec<String> = entries
-        .iter()
-        .map(|(n, _)| n.to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    let shown = names.iter().take(6).cloned().collect::<Vec<_>>().join(", ");
-    let more = if names.len() > 6 { ", …" } else { "" };
-    Error::refused(
-        root.path(),
-        format!(
-            "the directory is neither empty nor a memo store (it holds {shown}{more}); \
-             memo adopts only an empty directory or an existing store, so that it never \
-             touches files that are not its own: choose a new or empty directory"
-        ),
-    )
-}
-
-/// Warns once per directory and process when other users may write into
-/// the store: they could plant values there (checksums stop accidents, not
-/// forgers).
-fn warn_if_world_writable(root: &Dir) {
-    static WARNED: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(Mutex::default);
-    if root.world_writable()
-        && WARNED
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(root.path().to_path_buf())
-    {
-        tracing::warn!(
-            dir = %root.path().display(),
-            "memo: the store directory is writable by every user; anyone on this machine \
-             can change its results (chmod o-w it, or keep it in a private directory)"
-        );
-    }
-}
-
-/// Segment size for a store with these options. Compaction rewrites a
-/// segment's live records before unlinking it, so for a moment the store
-/// holds both: under a byte limit, segments of an eighth of it keep that
-/// overshoot to an eighth (whole 64 MiB segments in a 3 MiB store let a
-/// compaction double its files, measured from another process).
-fn segment_limit(opts: &Options) -> u64 {
-    const FLOOR: u64 = 256 * 1024;
-    opts.max_bytes
-        .map_or(crate::format::SEGMENT_SIZE, |m| (m / 8).max(FLOOR))
-}
-
-impl Engine {
-    /// `get_or_compute`, generalised for the macro: `kept` says what of a
-    /// computed result is stored (all of it, or a `Result`'s `Ok`), `from`
-    /// turns a stored value back into a result. A lookup error goes to
-    /// `lookup_failed`, which returns it (`get_or_compute`) or reports it and
-    /// lets the value be computed (the macro, with `X = Infallible`); a
-    /// failure to store the result goes to `store_failed`.
-    pub(crate) fn compute_once<V, R, X>(
-        &self,
-        key: &Key,
-        compute: impl FnOnce() -> R,
-        kept: impl FnOnce(&R) -> Option<&V>,
-        from: impl FnOnce(V) -> R,
-        lookup_failed: impl Fn(Error) -> std::result::Result<(), X>,
-        store_failed: impl FnOnce(&Error),
-    ) -> std::result::Result<R, X>
-    where
-        V: Serialize + DeserializeOwned,
-    {
-        let found = |count: bool| match self.get::<V>(key, count) {
-            Ok(v) => Ok(v),
-            Err(e) => lookup_failed(e).map(|()| None),
-        };
-        if let Some(v) = found(true)? {
-            return Ok(from(v));
-        }
-        let out = self.inflight.run(key, || {
-            // Another thread may have computed it while this one waited.
-            if let Some(v) = found(false)? {
-                self.count_hit();
-                return Ok(Ok(v));
-            }
-            // Then one computation across processes: whoever holds the key's
-            // lock file computes, the others wait and find the value. If the
-            // lock cannot be had (a read-only directory), compute anyway.
-            let flight = KeyLock::acquire(&self.locks, key)
-                .inspect_err(|err| tracing::warn!(%key, error = %err, "memo: no compute lock; computing without"))
-                .ok();
-            if flight.is_some()
-                && let Some(v) = found(false)?
-            {
-                self.count_hit();
-                return Ok(Ok(v));
-            }
-            let t = Instant::now();
-            let r = compute();
-            let cost = u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX);
-            if let Some(v) = kept(&r)
-                && let Err(err) = self.put_value(key, v, cost)
-            {
-                store_failed(&err);
-            }
-            Ok(Err(r))
-        })?;
-        Ok(match out {
-            Ok(v) => from(v),
-            Err(r) => r,
-        })
     }
 }
 

@@ -7,8 +7,7 @@ use syn::{Expr, Ident, Lit, LitStr, Meta, Token};
 use crate::errors::Errors;
 
 /// Every option, for the message of an unknown one.
-const VALID: &str =
-    "`store = EXPR`, `dir = \"path\"`, `ignore(arg, ...)`, `version = N` and `helpers`";
+const VALID: &str = "`store = EXPR`, `dir = \"path\"`, `ignore(arg, ...)`, `version = N`, `helpers` and `crate = path`";
 
 /// Where the cached values live.
 pub(crate) enum StoreArg {
@@ -28,6 +27,9 @@ pub(crate) struct Args {
     pub version: String,
     /// Generate the per-function helpers (`<name>_uncached`, ...).
     pub helpers: bool,
+    /// The path memo-core is reached by, when a crate that re-exports memo
+    /// says `crate = path` (else `::memo_core`).
+    pub krate: Option<syn::Path>,
 }
 
 pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args {
@@ -36,6 +38,7 @@ pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args
         ignore: Vec::new(),
         version: String::new(),
         helpers: false,
+        krate: None,
     };
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
         Ok(m) => m,
@@ -93,7 +96,16 @@ pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args
                 }
             }
             ("helpers", Meta::Path(_)) => args.helpers = true,
-            ("store" | "dir" | "version", _) => {
+            ("crate", Meta::NameValue(nv)) => match &nv.value {
+                Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => {
+                    args.krate = Some(p.path.clone());
+                }
+                other => errors.at(
+                    other,
+                    "`crate` takes the path memo_core is reached by: `crate = my_lib::memo`",
+                ),
+            },
+            ("store" | "dir" | "version" | "crate", _) => {
                 errors.at(&meta, format!("`{name}` takes a value: `{name} = ...`"));
             }
             ("ignore", _) => errors.at(&meta, "`ignore` takes argument names: `ignore(verbose, progress)`"),

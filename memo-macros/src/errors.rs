@@ -23,6 +23,15 @@ impl Errors {
     pub(crate) fn into_result(self) -> Result<(), syn::Error> {
         self.0.map_or(Ok(()), Err)
     }
+
+    /// The fallback output (see [`fallback`]) with the errors gathered so
+    /// far: the item unchanged when there are none.
+    pub(crate) fn fallback(self, item: TokenStream) -> TokenStream {
+        match self.0 {
+            Some(e) => fallback(item, &e),
+            None => item,
+        }
+    }
 }
 
 /// The output when the attribute cannot be expanded: the function as the

@@ -34,12 +34,15 @@ struct Names {
     out: Ident,
     started: Ident,
     dir: Ident,
+    /// `#[memoize(crate = path)]`, if given.
+    krate: Option<syn::Path>,
 }
 
 impl Names {
-    fn new() -> Names {
+    fn new(args: &Args) -> Names {
         let m = |s: &str| Ident::new(s, Span::mixed_site());
         Names {
+            krate: args.krate.clone(),
             func: m("__MEMO_FN"),
             store: m("__memo_store"),
             key: m("__memo_key"),
@@ -52,8 +55,20 @@ impl Names {
     }
 }
 
+impl Names {
+    /// The path of memo-core, as tokens located at `span`: the user's
+    /// `crate = path` as written, else `::memo_core` at `span` (so an
+    /// error in generated code is reported where the user's token is).
+    fn krate(&self, span: Span) -> TokenStream {
+        self.krate.as_ref().map_or_else(
+            || quote_spanned! {span=> ::memo_core },
+            ToTokens::to_token_stream,
+        )
+    }
+}
+
 pub(crate) fn expand(args: &Args, sig: &Sig<'_>) -> TokenStream {
-    let n = Names::new();
+    let n = Names::new(args);
     let func = sig.func;
     let (attrs, vis, fsig) = (&func.attrs, &func.vis, &func.sig);
     let (setup, key) = prelude(args, sig, &n);
@@ -79,6 +94,7 @@ pub(crate) fn expand(args: &Args, sig: &Sig<'_>) -> TokenStream {
 /// What every generated function starts with: the function's static and
 /// the store (the setup), then the bound checks and the key.
 fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) {
+    let krate = n.krate(Span::call_site());
     let Names {
         func,
         store,
@@ -93,40 +109,45 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) 
     let version = &args.version;
     let store_init = match &args.store {
         StoreArg::Global => quote! {
-            let #store: &::memo_core::Store = ::memo_core::Store::global();
+            let #store: &#krate::Store = #krate::Store::global();
         },
         // Deref coercion: `&CACHE` is a `&Store` for a `Store`, a
         // `LazyLock<Store>`, an `Arc<Store>`, ...; a mismatch is reported at
         // the user's expression.
-        StoreArg::Expr(e) => quote_spanned! {e.span()=>
-            let #store: &::memo_core::Store = &#e;
-        },
+        StoreArg::Expr(e) => {
+            let krate = n.krate(e.span());
+            quote_spanned! {e.span()=>
+                let #store: &#krate::Store = &#e;
+            }
+        }
         StoreArg::Dir(d) => quote! {
-            static #dir: ::memo_core::__private::StoreAt = ::memo_core::__private::StoreAt::new(#d);
-            let #store: &::memo_core::Store = ::memo_core::__private::StoreAt::get(&#dir);
+            static #dir: #krate::__private::StoreAt = #krate::__private::StoreAt::new(#d);
+            let #store: &#krate::Store = #krate::__private::StoreAt::get(&#dir);
         },
     };
     let mut feeds = Vec::new();
     for t in &sig.type_params {
         feeds.push(quote! {
-            ::memo_core::__private::KeyBuilder::type_param(&mut #builder, ::core::any::type_name::<#t>());
+            #krate::__private::KeyBuilder::type_param(&mut #builder, ::core::any::type_name::<#t>());
         });
     }
     for c in &sig.const_params {
-        feeds.push(quote! { ::memo_core::__private::KeyBuilder::arg(&mut #builder, &#c); });
+        feeds.push(quote! { #krate::__private::KeyBuilder::arg(&mut #builder, &#c); });
     }
     if let Some(r) = sig.receiver {
         let this = &r.self_token;
+        let krate = n.krate(r.span());
         feeds.push(quote_spanned! {r.span()=>
-            ::memo_core::__private::arg_bound::<Self>();
-            ::memo_core::__private::KeyBuilder::arg(&mut #builder, &#this);
+            #krate::__private::arg_bound::<Self>();
+            #krate::__private::KeyBuilder::arg(&mut #builder, &#this);
         });
     }
     for input in &sig.inputs {
         let ty = input.ty;
+        let krate = n.krate(ty.span());
         // A missing `Serialize` is reported at the argument's type.
         if !contains_impl_trait(ty) && !input.hashed.is_empty() {
-            feeds.push(quote_spanned! {ty.span()=> ::memo_core::__private::arg_bound::<#ty>(); });
+            feeds.push(quote_spanned! {ty.span()=> #krate::__private::arg_bound::<#ty>(); });
         }
         for b in &input.hashed {
             // Marked as generated (resolved at the call site, located at the
@@ -137,7 +158,7 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) 
                 b.set_span(Span::call_site().located_at(b.span()));
             }
             feeds.push(quote_spanned! {ty.span()=>
-                ::memo_core::__private::KeyBuilder::arg(&mut #builder, &#b);
+                #krate::__private::KeyBuilder::arg(&mut #builder, &#b);
             });
         }
     }
@@ -147,15 +168,15 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) 
         quote! { "" }
     };
     let setup = quote! {
-        static #func: ::memo_core::__private::Function =
-            ::memo_core::__private::Function::new(::core::module_path!(), #name, #tokens, #version);
+        static #func: #krate::__private::Function =
+            #krate::__private::Function::new(::core::module_path!(), #name, #tokens, #version);
         #store_init
     };
     let key = quote! {
-        let #key: ::memo_core::Key = {
-            let mut #builder = ::memo_core::__private::Function::key(&#func, #self_ty);
+        let #key: #krate::Key = {
+            let mut #builder = #krate::__private::Function::key(&#func, #self_ty);
             #(#feeds)*
-            ::memo_core::__private::KeyBuilder::finish(#builder)
+            #krate::__private::KeyBuilder::finish(#builder)
         };
     };
     (setup, key)
@@ -171,12 +192,13 @@ enum Call {
 /// `Whole` or `OkOnly`, spanned at the return type: the calls that need
 /// it to be storable are spanned there too, so a missing `Serialize` or
 /// `Deserialize` is reported once, at the user's return type.
-fn mode(sig: &Sig<'_>) -> TokenStream {
+fn mode(sig: &Sig<'_>, n: &Names) -> TokenStream {
     let ret = &sig.ret;
+    let krate = n.krate(ret.span());
     if sig.returns_result {
-        quote_spanned! {ret.span()=> ::memo_core::__private::OkOnly }
+        quote_spanned! {ret.span()=> #krate::__private::OkOnly }
     } else {
-        quote_spanned! {ret.span()=> ::memo_core::__private::Whole }
+        quote_spanned! {ret.span()=> #krate::__private::Whole }
     }
 }
 
@@ -189,7 +211,7 @@ fn sync_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
         ..
     } = n;
     let (ret, block) = (&sig.ret, &sig.func.block);
-    let mode = mode(sig);
+    let mode = mode(sig, n);
     let span = sig.ret.span();
     let method = match call {
         Call::Cached => quote! { call },
@@ -198,9 +220,10 @@ fn sync_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
     // The body is a closure of its own, so `return` and `?` leave it and
     // not the memoization; `run` calls it as `FnOnce`, so a body that
     // changes a `mut` argument needs no `mut` binding of the closure.
+    let krate = n.krate(span);
     let call = quote_spanned! {span=>
-        ::memo_core::__private::Function::#method(&#func, #store, &#key, move || {
-            #mode(::memo_core::__private::run(#body))
+        #krate::__private::Function::#method(&#func, #store, &#key, move || {
+            #mode(#krate::__private::run(#body))
         }).0
     };
     quote! {
@@ -210,6 +233,7 @@ fn sync_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
 }
 
 fn async_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
+    let krate = n.krate(Span::call_site());
     let Names {
         func,
         store,
@@ -219,12 +243,13 @@ fn async_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
         ..
     } = n;
     let (ret, block) = (&sig.ret, &sig.func.block);
-    let mode = mode(sig);
+    let mode = mode(sig, n);
     let span = sig.ret.span();
+    let spanned = n.krate(span);
     let lookup = match call {
         Call::Cached => quote_spanned! {span=>
             if let ::core::option::Option::Some(#out) =
-                ::memo_core::__private::Function::cached::<#mode<#ret>>(&#func, #store, &#key)
+                #spanned::__private::Function::cached::<#mode<#ret>>(&#func, #store, &#key)
             {
                 return #out.0;
             }
@@ -232,12 +257,12 @@ fn async_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
         Call::Recompute => quote! {},
     };
     let save = quote_spanned! {span=>
-        ::memo_core::__private::Function::save(&#func, #store, &#key, &#out, #started);
+        #spanned::__private::Function::save(&#func, #store, &#key, &#out, #started);
     };
     quote! {
         #lookup
-        let #started = ::memo_core::__private::Instant::now();
-        let #out = #mode(::memo_core::__private::typed_future::<#ret, _>(async move #block).await);
+        let #started = #krate::__private::Instant::now();
+        let #out = #mode(#krate::__private::typed_future::<#ret, _>(async move #block).await);
         #save
         #out.0
     }
@@ -246,6 +271,7 @@ fn async_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
 /// `<name>_uncached`, `<name>_recompute`, `<name>_is_cached`,
 /// `<name>_clear` and `<name>_stats`, beside the function.
 fn helpers(sig: &Sig<'_>, n: &Names, prelude: &TokenStream, setup: &TokenStream) -> TokenStream {
+    let krate = n.krate(Span::call_site());
     let func = sig.func;
     let (vis, fsig, block) = (&func.vis, &func.sig, &func.block);
     let name = &fsig.ident;
@@ -305,7 +331,7 @@ fn helpers(sig: &Sig<'_>, n: &Names, prelude: &TokenStream, setup: &TokenStream)
         #vis #is_cached {
             #( let _ = &#ignored; )*
             #prelude
-            ::memo_core::__private::Function::is_cached(&#f, #store, &#key)
+            #krate::__private::Function::is_cached(&#f, #store, &#key)
         }
 
         #[doc = #d_clear]
@@ -314,17 +340,17 @@ fn helpers(sig: &Sig<'_>, n: &Names, prelude: &TokenStream, setup: &TokenStream)
         /// # Errors
         ///
         /// As `memo_core::Store::remove`.
-        #vis fn #clear() -> ::memo_core::Result<u64> {
+        #vis fn #clear() -> #krate::Result<u64> {
             #setup
-            ::memo_core::__private::Function::clear(&#f, #store, #self_ty)
+            #krate::__private::Function::clear(&#f, #store, #self_ty)
         }
 
         #[doc = #d_stats]
         #[allow(dead_code, reason = "helpers are generated together; a program may use some")]
         #[must_use]
-        #vis fn #stats() -> ::memo_core::FunctionStats {
+        #vis fn #stats() -> #krate::FunctionStats {
             #setup
-            ::memo_core::__private::Function::stats(&#f, #store, #self_ty)
+            #krate::__private::Function::stats(&#f, #store, #self_ty)
         }
     }
 }

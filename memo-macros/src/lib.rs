@@ -23,18 +23,11 @@ pub fn memoize(attr: TokenStream, item: TokenStream) -> TokenStream {
             proc_macro2::Span::call_site(),
             "#[memoize] applies to a function or a method",
         ));
-        return finish_with_errors(item, errors);
+        return errors.fallback(item).into();
     };
     let sig = sig::check(&func, &args, &mut errors);
     match errors.into_result() {
         Ok(()) => expand::expand(&args, &sig).into(),
-        Err(e) => errors::fallback(item, &e).into(),
-    }
-}
-
-fn finish_with_errors(item: proc_macro2::TokenStream, errors: errors::Errors) -> TokenStream {
-    match errors.into_result() {
-        Ok(()) => item.into(),
         Err(e) => errors::fallback(item, &e).into(),
     }
 }

@@ -8,7 +8,7 @@ use super::Engine;
 use crate::blob::BlobRead;
 use crate::codec::{Bincode, Codec, RAW_ID};
 use crate::error::{Error, Result};
-use crate::format::{FLAG_BLOB, FLAG_TOMBSTONE, INDEX_FILE, decode_blob_ptr, hdr};
+use crate::format::{INDEX_FILE, hdr};
 use crate::index::{Index, Probe};
 use crate::segment::Read;
 use crate::{Bytes, Key, Stats};
@@ -102,7 +102,7 @@ impl Engine {
             Probe::Absent { .. } => return Ok(Found::Nothing),
         };
         let h = rec.header;
-        if h.flags & FLAG_TOMBSTONE != 0 {
+        if h.is_tombstone() {
             self.damaged(
                 idx,
                 slot,
@@ -113,13 +113,13 @@ impl Engine {
             );
             return Ok(Found::Nothing);
         }
-        if h.flags & FLAG_BLOB == 0 {
+        if !h.is_blob() {
             return Ok(match rec.into_payload() {
                 Some(b) => Found::Value(b, h.codec, slot),
                 None => Found::Nothing,
             });
         }
-        let Some((id, len)) = decode_blob_ptr(rec.payload()) else {
+        let Some((id, len)) = rec.blob() else {
             self.damaged(idx, slot, loc, None, key, "bad blob pointer");
             return Ok(Found::Nothing);
         };

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use super::Engine;
-use crate::format::FLAG_TOMBSTONE;
 use crate::segment::Read;
 use crate::{FunctionStats, Key};
 
@@ -23,7 +22,7 @@ impl Engine {
                 continue;
             };
             let h = rec.header;
-            if h.flags & FLAG_TOMBSTONE != 0 || h.key.tag32() != snap.tag || !matches(&h.key) {
+            if h.is_tombstone() || h.key.tag32() != snap.tag || !matches(&h.key) {
                 continue;
             }
             let s = idx.slot(slot);

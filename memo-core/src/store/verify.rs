@@ -5,7 +5,7 @@ use crate::VerifyReport;
 use crate::blob::check_blob;
 use crate::dir::Kind;
 use crate::error::Result;
-use crate::format::{self, FLAG_BLOB, FLAG_TOMBSTONE, SEGMENT_SIZE, decode_blob_ptr, hdr, loc};
+use crate::format::{self, SEGMENT_SIZE, decode_blob_ptr, hdr, loc};
 use crate::mmap::Region;
 use crate::segment::{self, Read};
 
@@ -35,9 +35,9 @@ impl Engine {
                     let h = rec.header;
                     if h.key.tag32() != snap.tag {
                         Some(format!("slot {i} holds key {} under another tag", h.key))
-                    } else if h.flags & FLAG_TOMBSTONE != 0 {
+                    } else if h.is_tombstone() {
                         Some(format!("slot {i} points at a tombstone of key {}", h.key))
-                    } else if h.flags & FLAG_BLOB != 0 {
+                    } else if h.is_blob() {
                         self.check_blob_of(&h.key, rec.payload())?
                     } else {
                         None

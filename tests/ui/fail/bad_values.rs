@@ -32,7 +32,13 @@ fn g(x: u32) -> u32 {
     x
 }
 
+#[memoize(crate = "memo_core")]
+fn h(x: u32) -> u32 {
+    x
+}
+
 fn main() {
+    h(1);
     e(1);
     g(1);
     a(1);

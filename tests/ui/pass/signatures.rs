@@ -120,7 +120,18 @@ fn assert_send<T: Send>(t: T) -> T {
     t
 }
 
+// A crate that re-exports memo names the path its users reach it by.
+mod reexport {
+    pub use memo_core as memo;
+}
+
+#[memoize(crate = reexport::memo, store = CACHE)]
+fn through_a_reexport(x: u32) -> u32 {
+    x + 1
+}
+
 fn main() {
+    assert_eq!(through_a_reexport(1), 2);
     let tags = HashMap::from([("a".to_owned(), 1)]);
     assert_eq!(borrowed("x", &[1.0], &tags).len(), 2);
     assert_eq!(generic::<u8, 3>(vec![1, 2]), 6);

@@ -1,0 +1,131 @@
+//! Adopting a directory as a store: only an empty one, or one that is
+//! already a store, whose `LOCK` carries memo's marker (`docs/format.md`).
+//! Whatever else a user's directory holds, nothing is created, changed or
+//! removed in it.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex, PoisonError};
+
+use crate::dir::{Dir, Kind};
+use crate::error::{Error, IoContext, Result};
+use crate::format::{self, INDEX_FILE, LOCK_FILE, MARKER_LEN, Marker};
+use crate::index::Index;
+
+/// Makes sure `root` is a memo store before anything is created in it, and
+/// returns its `LOCK` file, which carries the store's marker.
+///
+/// An empty directory becomes a store: `LOCK` is created with the marker
+/// before anything else, so a directory holding more than `LOCK` always has
+/// its marker written. An empty `LOCK` is a store being made by another
+/// process (it writes the same bytes), one whose maker died before writing
+/// them, or a store made before the marker existed (it has an index):
+/// those are adopted. Anything else is not memo's, and is refused.
+pub(super) fn adopt(root: &Dir, sync: bool) -> Result<File> {
+    let path = root.child(LOCK_FILE);
+    let marker = |f: &File| {
+        let mut b = [0u8; MARKER_LEN + 1];
+        let n = f.read_at(&mut b, 0).at(&path)?;
+        Ok::<Marker, Error>(format::check_marker(&b[..n]))
+    };
+    let mark = |f: &File| {
+        f.write_all_at(&format::encode_marker(), 0).at(&path)?;
+        if sync {
+            f.sync_all().at(&path)?;
+            root.sync()?;
+        }
+        Ok::<(), Error>(())
+    };
+    // Twice at most: a second pass only follows another process's create.
+    for _ in 0..2 {
+        let Some(f) = root.open_file(LOCK_FILE, true)? else {
+            let entries = root.entries()?;
+            if !entries.is_empty() {
+                return Err(foreign(root, &entries));
+            }
+            match root.create_new(LOCK_FILE) {
+                Ok(f) => {
+                    mark(&f)?;
+                    return Ok(f);
+                }
+                Err(Error::Io { ref source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        return match marker(&f)? {
+            Marker::Ok => Ok(f),
+            Marker::Version(found) => Err(Error::IncompatibleFormat {
+                path,
+                found,
+                supported: format::FORMAT_VERSION,
+            }),
+            Marker::Foreign => Err(Error::refused(
+                &path,
+                "this file is not memo's store marker, so the directory is not a memo store; \
+                 memo adopts only an empty directory or an existing store",
+            )),
+            Marker::Empty => {
+                let entries = root.entries()?;
+                if marker(&f)? == Marker::Ok {
+                    return Ok(f);
+                }
+                let only_lock = entries.iter().all(|(n, _)| n == LOCK_FILE);
+                if only_lock || Index::has_magic(root, INDEX_FILE) {
+                    mark(&f)?;
+                    Ok(f)
+                } else {
+                    Err(foreign(root, &entries))
+                }
+            }
+        };
+    }
+    Err(Error::refused(
+        &path,
+        "it keeps changing under memo while the store is being made",
+    ))
+}
+
+/// The refusal of a directory that is neither empty nor a store.
+fn foreign(root: &Dir, entries: &[(OsString, Kind)]) -> Error {
+    let mut names: Vec<String> = entries
+        .iter()
+        .map(|(n, _)| n.to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let shown = names.iter().take(6).cloned().collect::<Vec<_>>().join(", ");
+    let more = if names.len() > 6 { ", …" } else { "" };
+    Error::refused(
+        root.path(),
+        format!(
+            "the directory is neither empty nor a memo store (it holds {shown}{more}); \
+             memo adopts only an empty directory or an existing store, so that it never \
+             touches files that are not its own: choose a new or empty directory"
+        ),
+    )
+}
+
+/// Warns once per directory and process when other users may write into
+/// the store: they could plant values there (checksums stop accidents, not
+/// forgers).
+pub(super) fn warn_if_world_writable(root: &Dir) {
+    static WARNED: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(Mutex::default);
+    if root.world_writable()
+        && WARNED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(root.path().to_path_buf())
+    {
+        tracing::warn!(
+            dir = %root.path().display(),
+            "memo: the store directory is writable by every user; anyone on this machine \
+             can change its results (chmod o-w it, or keep it in a private directory)"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! The opened store: the [`Engine`] behind a `Store`, and opening it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::{Durability, Options, adopt, read, recover};
+use crate::blob::Blobs;
+use crate::dir::Dir;
+use crate::error::{Error, Result};
+use crate::evict::Budget;
+use crate::format::{self, BLOB_DIR, INDEX_FILE, LOCK_FILE, LOCKS_DIR, SEG_DIR, TMP_DIR};
+use crate::index::Index;
+use crate::lock::{self, Inflight, WriterLock};
+use crate::segment::{Appender, Segments};
+
+/// The opened store behind a `Store`: its directory handles, the mapped
+/// index, this process's mappings of segments and blobs, and the locks.
+pub(crate) struct Engine {
+    /// The directory as the user named it.
+    pub(super) dir: PathBuf,
+    /// Handles of the store directory and its subdirectories: every file is
+    /// reached through one, never through a path (see `dir.rs`).
+    pub(super) root: Dir,
+    pub(super) tmp: Dir,
+    pub(super) locks: Dir,
+    pub(super) opts: Options,
+    pub(super) index: RwLock<Arc<Index>>,
+    pub(super) segs: Segments,
+    pub(super) blobs: Blobs,
+    /// The writer lock, guarding the appender of the current segment.
+    pub(super) writer: WriterLock<Appender>,
+    pub(super) inflight: Inflight,
+    /// Damaged entries this process read, for its next write to remove.
+    pub(super) damaged: Mutex<Vec<read::Damage>>,
+}
+
+impl Engine {
+    pub(super) fn open(dir: &Path, opts: Options) -> Result<Engine> {
+        let root = Dir::open_root(dir)?;
+        let sync = opts.durability == Durability::Sync;
+        let lock_file = adopt::adopt(&root, sync)?;
+        adopt::warn_if_world_writable(&root);
+        let sub = |name: &str| {
+            root.open_dir(name, true)?
+                .ok_or_else(|| Error::io(root.child(name), std::io::ErrorKind::NotFound.into()))
+        };
+        let (seg, blob, locks, tmp) = (
+            sub(SEG_DIR)?,
+            sub(BLOB_DIR)?,
+            sub(LOCKS_DIR)?,
+            sub(TMP_DIR)?,
+        );
+        let writer = WriterLock::new(
+            lock_file,
+            root.child(LOCK_FILE),
+            Appender::new(segment_limit(&opts)),
+        );
+        let segs = Segments::new(seg);
+        let index = match Index::open(&root, INDEX_FILE) {
+            Ok(Some(i)) => i,
+            // First open, a deleted index, or a damaged one: build it from
+            // the segments under the writer lock, so concurrent openers
+            // build it once.
+            Ok(None) | Err(Error::Corrupt { .. }) => {
+                let _w = writer.lock()?;
+                match Index::open(&root, INDEX_FILE) {
+                    Ok(Some(i)) => i,
+                    Ok(None) => recover::rebuild(&segs, &tmp, &root, sync)?,
+                    // Only a memo index (by its magic) is set aside: a foreign
+                    // file that happens to be called `index` is not touched.
+                    Err(e @ Error::Corrupt { .. }) if Index::has_magic(&root, INDEX_FILE) => {
+                        recover::set_aside_damaged_index(&root, &e)?;
+                        recover::rebuild(&segs, &tmp, &root, sync)?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        // Leftovers of processes that died: compute locks nobody holds, and
+        // tmp files (the latter only under the writer lock, see
+        // `sweep_unlocked`). Both are usually empty: one directory read each.
+        lock::sweep_unlocked(&locks, format::is_lock_name);
+        if !tmp.own_files(format::is_tmp_name)?.is_empty() {
+            let _w = writer.lock()?;
+            lock::sweep_unlocked(&tmp, format::is_tmp_name);
+        }
+        Ok(Engine {
+            dir: dir.to_path_buf(),
+            root,
+            tmp,
+            locks,
+            opts,
+            index: RwLock::new(Arc::new(index)),
+            segs,
+            blobs: Blobs::new(blob),
+            writer,
+            inflight: Inflight::default(),
+            damaged: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Whether puts must survive power loss.
+    pub(super) fn sync(&self) -> bool {
+        self.opts.durability == Durability::Sync
+    }
+
+    /// Whether any limit is set, so writers must look after each put.
+    pub(super) fn has_limits(&self) -> bool {
+        let o = &self.opts;
+        o.max_bytes.is_some() || o.max_entries.is_some() || o.max_age.is_some()
+    }
+}
+
+/// Segment size for a store with these options (see `Budget::SEGMENT_DIV`).
+fn segment_limit(opts: &Options) -> u64 {
+    opts.max_bytes.map_or(format::SEGMENT_SIZE, |m| {
+        (m / Budget::SEGMENT_DIV).max(Budget::SEGMENT_FLOOR)
+    })
+}

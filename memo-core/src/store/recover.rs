@@ -1,0 +1,190 @@
+//! Repair and rebuild: what a writer does after another died mid-publish,
+//! with damage readers found, and when the index is lost or damaged.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
+
+use super::Engine;
+use super::account::Publish;
+use crate::Key;
+use crate::dir::Dir;
+use crate::error::{Error, Result};
+use crate::format::{self, SEG_HEADER_LEN, hdr, loc};
+use crate::index::{Index, Snap};
+use crate::segment::{self, Read, Segments};
+
+impl Engine {
+    /// The index a writer works on: current, repaired if the last writer
+    /// died mid-publish, and rid of the damage this process's readers found.
+    /// Caller holds the writer lock.
+    pub(super) fn writer_index(&self) -> Result<Arc<Index>> {
+        let idx = self.index()?;
+        if idx.word(hdr::DIRTY) != 0 {
+            recover(&self.segs, &idx, &self.tmp);
+            recount_bytes(&self.segs, &idx);
+        }
+        self.remove_damaged(&idx);
+        Ok(idx)
+    }
+
+    /// Removes the damaged entries this process's readers found, if their
+    /// slots still point where the damage was. Caller holds the writer lock.
+    fn remove_damaged(&self, idx: &Arc<Index>) {
+        let found =
+            std::mem::take(&mut *self.damaged.lock().unwrap_or_else(PoisonError::into_inner));
+        for d in found {
+            let current = d.index.upgrade().is_some_and(|i| Arc::ptr_eq(&i, idx));
+            if !current || idx.read(d.slot).loc != d.loc {
+                continue;
+            }
+            drop_slot(idx, d.slot);
+            if let Some((key, id)) = d.blob {
+                self.blobs.unlink(&key, id);
+            }
+        }
+    }
+}
+
+/// Tombstones a slot whose record is gone or damaged (no tombstone record:
+/// there is nothing valid to hide). Caller holds the writer lock.
+pub(super) fn drop_slot(idx: &Index, slot: usize) {
+    let mut p = Publish::begin(idx);
+    p.tombstone(slot);
+    p.commit();
+}
+
+/// Repairs after a writer that died while publishing. A torn slot keeps
+/// its fields if they name a valid record whose key has the slot's tag (the
+/// dead writer had written either the old or the new location, both
+/// complete records), and becomes a tombstone otherwise; the entry counts
+/// are then recomputed. Bounded by one pass over the table: the segments
+/// are read only at torn slots.
+fn recover(segs: &Segments, idx: &Index, tmp: &Dir) {
+    // The repair is itself a publish: if this writer dies too, the next
+    // one starts over.
+    let p = Publish::begin(idx);
+    let torn = idx.torn_slots();
+    for &i in &torn {
+        let snap = idx.read(i);
+        let keep = loc::decode(snap.loc).is_some()
+            && matches!(
+                segs.record(snap.loc, None),
+                Ok(Read::Found(rec)) if rec.header.key.tag32() == snap.tag
+                    && !rec.header.is_tombstone()
+            );
+        idx.settle(i, keep);
+    }
+    let (live, tombstones) = idx.count_slots();
+    idx.set(hdr::ENTRIES, live);
+    idx.set(hdr::TOMBSTONES, tombstones);
+    p.commit();
+    let swept = crate::lock::sweep_unlocked(tmp, format::is_tmp_name);
+    tracing::warn!(
+        path = %idx.path().display(),
+        torn = torn.len(),
+        swept,
+        "memo: repaired the index after a writer died mid-publish"
+    );
+}
+
+/// Recounts the byte counters from the slots and the segment files: after
+/// a writer died, they may have missed its last record.
+fn recount_bytes(segs: &Segments, idx: &Index) {
+    let (mut live, mut records) = (0_u64, 0_u64);
+    for (_, snap) in idx.live() {
+        if let Ok(Read::Found(rec)) = segs.record(snap.loc, None) {
+            records += rec.size();
+            live = live.saturating_add(rec.size().saturating_add(rec.blob_file_size()));
+        }
+    }
+    let seg_bytes: u64 = segs.ids().map_or(0, |ids| {
+        ids.iter()
+            .map(|&id| segs.file_len(id).saturating_sub(SEG_HEADER_LEN as u64))
+            .sum()
+    });
+    idx.set(hdr::LIVE_BYTES, live);
+    idx.set(hdr::DEAD_BYTES, seg_bytes.saturating_sub(records));
+}
+
+/// Keeps a damaged index beside the store (`index.damaged-<unix time>`) for
+/// inspection, and reports why; the caller rebuilds.
+pub(super) fn set_aside_damaged_index(root: &Dir, why: &Error) -> Result<()> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = format::damaged_index_name(secs);
+    root.rename(format::INDEX_FILE, root, &aside)?;
+    tracing::warn!(error = %why, kept = %root.child(&aside).display(), "memo: the index is damaged; rebuilding it from the segments");
+    Ok(())
+}
+
+/// Builds the index from the segments alone: the records are replayed in
+/// order (later records win, tombstones remove), so a store whose index was
+/// lost keeps every entry. Caller holds the writer lock.
+pub(super) fn rebuild(segs: &Segments, tmp: &Dir, root: &Dir, sync: bool) -> Result<Index> {
+    let ids = segs.ids()?;
+    // key -> (location, value length, record size, blob file size)
+    let mut live: HashMap<Key, (u64, u64, u64, u64)> = HashMap::new();
+    let (mut appended, mut last_end) = (0_u64, format::SEG_HEADER_LEN as u64);
+    for &id in &ids {
+        let region = match segs.region(id) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "memo: rebuild skips an unreadable segment");
+                continue;
+            }
+        };
+        let path = segs.path(id);
+        let end = segment::walk(&region, &path, None, |off, read| match read {
+            Read::Found(rec) => {
+                let h = rec.header;
+                appended += rec.size();
+                if h.is_tombstone() {
+                    live.remove(&h.key);
+                } else {
+                    let len = match rec.blob() {
+                        Some((_, l)) => l,
+                        None if h.is_blob() => 0,
+                        None => u64::from(h.len),
+                    };
+                    let blob_size = rec.blob_file_size();
+                    live.insert(h.key, (loc::encode(id, off), len, rec.size(), blob_size));
+                }
+            }
+            Read::Damaged(what) => {
+                tracing::warn!(problem = what, "memo: rebuild skips a damaged record");
+            }
+            Read::OtherKey | Read::Missing => {}
+        });
+        last_end = end;
+    }
+    let tmp_name = format::tmp_rebuild_name(std::process::id());
+    let _ = tmp.remove(&tmp_name);
+    let idx = Index::create(tmp, &tmp_name, Index::capacity_for(live.len() as u64), None)?;
+    let (mut live_bytes, mut record_bytes) = (0_u64, 0_u64);
+    let now = idx.tick();
+    for (key, &(l, len, size, blob)) in &live {
+        if let Some(i) = idx.insert_fresh(Snap {
+            tag: key.tag32(),
+            loc: l,
+            len: len.min(u64::from(u32::MAX)) as u32,
+        }) {
+            idx.reset_stats(i, now, 0, 0);
+        }
+        live_bytes = live_bytes.saturating_add(size.saturating_add(blob));
+        record_bytes += size;
+    }
+    idx.set(hdr::ENTRIES, live.len() as u64);
+    idx.set(hdr::LIVE_BYTES, live_bytes);
+    idx.set(hdr::DEAD_BYTES, appended.saturating_sub(record_bytes));
+    if let Some(&last) = ids.last() {
+        idx.set(hdr::CUR_SEG, u64::from(last));
+        idx.set(hdr::CUR_OFF, last_end);
+        idx.set(hdr::NEXT_SEG, u64::from(last) + 1);
+    }
+    if !live.is_empty() {
+        tracing::info!(entries = live.len(), path = %root.child(format::INDEX_FILE).display(), "memo: rebuilt the index from the segments");
+    }
+    idx.install(tmp, root, format::INDEX_FILE, None, sync)
+}
