@@ -11,6 +11,7 @@ mod adopt;
 mod compact;
 mod compute;
 mod engine;
+mod options;
 mod read;
 mod recover;
 mod scan;
@@ -26,120 +27,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub(crate) use engine::Engine;
+pub(crate) use options::Options;
+pub use options::{Durability, StoreBuilder};
 
 use crate::error::Result;
-use crate::evict::Policy;
 use crate::{Bytes, Key, Stats, VerifyReport};
-
-/// What a successful `put` promises to survive.
-#[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// The entry survives the crash of any process (the data is in the
-    /// operating system's page cache before `put` returns), not power loss.
-    #[default]
-    Flush,
-    /// The entry also survives power loss: value, directory entries and index
-    /// are fsynced, in that order, before `put` returns.
-    Sync,
-}
-
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Options {
-    pub max_bytes: Option<u64>,
-    pub max_entries: Option<u64>,
-    pub max_age: Option<Duration>,
-    pub policy: Policy,
-    pub durability: Durability,
-}
-
-/// Options for opening a [`Store`]; made by [`Store::builder`].
-///
-/// # Examples
-///
-/// ```
-/// # let dir = tempfile::tempdir().unwrap();
-/// use memo_core::{Durability, Policy, Store};
-///
-/// let store = Store::builder(dir.path())
-///     .max_bytes(10 << 30)
-///     .policy(Policy::CostAware)
-///     .durability(Durability::Sync)
-///     .open()?;
-/// # Ok::<(), memo_core::Error>(())
-/// ```
-#[derive(Clone, Debug)]
-#[must_use]
-pub struct StoreBuilder {
-    dir: PathBuf,
-    opts: Options,
-}
-
-impl StoreBuilder {
-    /// Limit on the bytes the store takes on disk: records, blob files and
-    /// the index.
-    ///
-    /// A put that takes the store past the limit evicts (by the
-    /// [`Policy`]) until live data fits in 80% of it, then compacts the
-    /// oldest segments until everything fits in 90%; so after any put
-    /// returns, the store is within the limit plus what one compaction
-    /// could not reclaim. An entry larger than the limit is refused with
-    /// [`Error::TooLarge`]. Processes that open the store with different
-    /// limits each enforce their own on their puts.
-    pub fn max_bytes(mut self, bytes: u64) -> Self {
-        self.opts.max_bytes = Some(bytes);
-        self
-    }
-
-    /// Limit on the number of entries: a put past it evicts down to 80%.
-    pub fn max_entries(mut self, entries: u64) -> Self {
-        self.opts.max_entries = Some(entries);
-        self
-    }
-
-    /// Entries not used (read or written) for this long are expired: by
-    /// puts, at most every eighth of `age`, and by [`Store::trim`]. Last use
-    /// is known to within 1/64 of the store's age.
-    pub fn max_age(mut self, age: Duration) -> Self {
-        self.opts.max_age = Some(age);
-        self
-    }
-
-    /// Which entries go first when a limit is reached (default [`Policy::Lru`]).
-    pub fn policy(mut self, policy: Policy) -> Self {
-        self.opts.policy = policy;
-        self
-    }
-
-    /// What a successful `put` survives (default [`Durability::Flush`]).
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.opts.durability = durability;
-        self
-    }
-
-    /// Opens the store, creating the directory if it is missing.
-    ///
-    /// memo adopts only an empty directory or an existing store (whose
-    /// `LOCK` file carries memo's marker): any other directory is refused
-    /// before anything is created in it, so a mistyped `MEMO_DIR` never
-    /// mixes memo's files with yours. Nothing inside a store is ever
-    /// reached through a symbolic link (the store directory itself may be
-    /// one).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] if the directory cannot be created or opened (naming the
-    /// path), [`Error::Refused`] for a directory that is neither empty nor a
-    /// store, or a store with a link or a file of the wrong type under one
-    /// of memo's names, [`Error::Corrupt`] if its index is damaged,
-    /// [`Error::IncompatibleFormat`] if it was written by another format
-    /// version.
-    pub fn open(self) -> Result<Store> {
-        Ok(Store {
-            engine: Some(Arc::new(Engine::open(&self.dir, self.opts)?)),
-        })
-    }
-}
 
 /// A store directory, opened by one process: a persistent key-value cache
 /// shared by every thread and process that opens the same directory.
@@ -180,10 +72,7 @@ impl Store {
 
     /// Options for opening the store at `dir`.
     pub fn builder(dir: impl AsRef<Path>) -> StoreBuilder {
-        StoreBuilder {
-            dir: dir.as_ref().to_path_buf(),
-            opts: Options::default(),
-        }
+        StoreBuilder::new(dir.as_ref())
     }
 
     /// The default store of `#[memoize]`: `$MEMO_DIR`, else `.memo` in the
@@ -251,8 +140,8 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Codec`] if the stored bytes are not a `V` (or were stored raw
-    /// by [`Store::put_bytes`]); [`Error::Io`] if a file cannot be read.
+    /// [`Error::Codec`](crate::Error::Codec) if the stored bytes are not a `V` (or were stored raw
+    /// by [`Store::put_bytes`]); [`Error::Io`](crate::Error::Io) if a file cannot be read.
     pub fn get<V: DeserializeOwned>(&self, key: &Key) -> Result<Option<V>> {
         match &self.engine {
             Some(e) => e.get(key, true),
@@ -266,8 +155,8 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Codec`] if `V`'s `Serialize` fails, [`Error::TooLarge`],
-    /// [`Error::Io`] (a full disk among others: nothing committed is lost).
+    /// [`Error::Codec`](crate::Error::Codec) if `V`'s `Serialize` fails, [`Error::TooLarge`](crate::Error::TooLarge),
+    /// [`Error::Io`](crate::Error::Io) (a full disk among others: nothing committed is lost).
     pub fn put<V: Serialize + ?Sized>(&self, key: &Key, value: &V) -> Result<()> {
         match &self.engine {
             Some(e) => e.put_value(key, value, 0),
@@ -276,7 +165,7 @@ impl Store {
     }
 
     /// Stores `value` under `key` with the time computing it took, which
-    /// [`Policy::CostAware`] weighs against its size when choosing what to
+    /// [`Policy::CostAware`](crate::Policy::CostAware) weighs against its size when choosing what to
     /// evict (`get_or_compute` and `#[memoize]` record it themselves).
     ///
     /// # Errors
@@ -320,7 +209,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if a file cannot be read.
+    /// [`Error::Io`](crate::Error::Io) if a file cannot be read.
     pub fn get_bytes(&self, key: &Key) -> Result<Option<Bytes>> {
         match &self.engine {
             Some(e) => Ok(e.lookup(key, true)?.map(|(b, _)| b)),
@@ -353,7 +242,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the removal cannot be recorded.
+    /// [`Error::Io`](crate::Error::Io) if the removal cannot be recorded.
     pub fn remove(&self, key: &Key) -> Result<bool> {
         match &self.engine {
             Some(e) => e.remove(key),
@@ -474,7 +363,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if files cannot be created or removed.
+    /// [`Error::Io`](crate::Error::Io) if files cannot be created or removed.
     pub fn clear(&self) -> Result<()> {
         match &self.engine {
             Some(e) => e.clear(),
@@ -488,7 +377,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if an entry cannot be removed.
+    /// [`Error::Io`](crate::Error::Io) if an entry cannot be removed.
     pub fn trim(&self) -> Result<()> {
         match &self.engine {
             Some(e) => e.trim(),
@@ -502,7 +391,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if a file cannot be read; damage is reported in the
+    /// [`Error::Io`](crate::Error::Io) if a file cannot be read; damage is reported in the
     /// [`VerifyReport`], not as an error.
     pub fn verify(&self) -> Result<VerifyReport> {
         match &self.engine {
