@@ -118,14 +118,11 @@ mod tests {
     )]
 
     use super::*;
-    use crate::dir::Dir;
-    use crate::format::MIN_CAPACITY;
+    use crate::index::scratch;
 
     #[test]
     fn the_time_ring_thins_itself_and_maps_seconds_to_ticks() {
-        let t = tempfile::tempdir().unwrap();
-        let idx =
-            Index::create(&Dir::open_root(t.path()).unwrap(), "i", MIN_CAPACITY, None).unwrap();
+        let (_t, idx) = scratch();
         for s in 0..1000_u64 {
             idx.set(hdr::TICK, s * 10);
             record_time(&idx, 1_000 + s);
@@ -143,9 +140,7 @@ mod tests {
 
     #[test]
     fn the_clock_ring_keeps_the_latest_values() {
-        let t = tempfile::tempdir().unwrap();
-        let idx =
-            Index::create(&Dir::open_root(t.path()).unwrap(), "i", MIN_CAPACITY, None).unwrap();
+        let (_t, idx) = scratch();
         for i in 0..100_u64 {
             idx.set(hdr::TICK, i * 100);
             record_inflation(&idx, i as f64);

@@ -530,6 +530,15 @@ impl Index {
     }
 }
 
+/// A fresh table in a temporary directory, for unit tests.
+#[cfg(test)]
+pub(crate) fn scratch() -> (tempfile::TempDir, Index) {
+    let t = tempfile::tempdir().expect("temp dir");
+    let dir = Dir::open_root(t.path()).expect("temp dir handle");
+    let idx = Index::create(&dir, "scratch", MIN_CAPACITY, None).expect("scratch index");
+    (t, idx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
