@@ -122,45 +122,32 @@ compound_impl!(SerializeTuple, serialize_element);
 compound_impl!(SerializeTupleStruct, serialize_field);
 compound_impl!(SerializeTupleVariant, serialize_field);
 
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = CanonError;
+macro_rules! struct_impl {
+    ($trait:ident) => {
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = CanonError;
 
-    #[inline]
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        name: &'static str,
-        v: &T,
-    ) -> Result<(), CanonError> {
-        self.field(name, v);
-        Ok(())
-    }
+            #[inline]
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                name: &'static str,
+                v: &T,
+            ) -> Result<(), CanonError> {
+                self.field(name, v);
+                Ok(())
+            }
 
-    fn end(self) -> Result<(), CanonError> {
-        self.finish();
-        Ok(())
-    }
+            fn end(self) -> Result<(), CanonError> {
+                self.finish();
+                Ok(())
+            }
+        }
+    };
 }
 
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = CanonError;
-
-    #[inline]
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        name: &'static str,
-        v: &T,
-    ) -> Result<(), CanonError> {
-        self.field(name, v);
-        Ok(())
-    }
-
-    fn end(self) -> Result<(), CanonError> {
-        self.finish();
-        Ok(())
-    }
-}
+struct_impl!(SerializeStruct);
+struct_impl!(SerializeStructVariant);
 
 impl ser::SerializeMap for Unordered<'_> {
     type Ok = ();
