@@ -210,6 +210,56 @@ fn typed_and_raw_entries_do_not_mix() {
 }
 
 #[test]
+fn get_or_try_compute_stores_ok_once_and_never_an_error() {
+    let dir = tempdir();
+    let store = Store::open(dir.path()).unwrap();
+    // Errors: returned to every caller, never stored, so each call computes.
+    let failures = AtomicUsize::new(0);
+    let bad = Key::of("fails");
+    for _ in 0..3 {
+        let r: Result<Result<u32, String>, Error> = store.get_or_try_compute(&bad, || {
+            failures.fetch_add(1, Ordering::SeqCst);
+            Err("transient".to_owned())
+        });
+        assert_eq!(r.unwrap(), Err("transient".to_owned()));
+    }
+    assert_eq!(failures.load(Ordering::SeqCst), 3);
+    assert!(!store.contains(&bad));
+    // Ok: computed once across 8 threads asking at the same time, then loaded.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(8));
+    let k = Key::of("slow ok");
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, runs, barrier) = (store.clone(), runs.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                store
+                    .get_or_try_compute(&k, || {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        Ok::<_, String>(vec![2.5_f64; 1000])
+                    })
+                    .unwrap()
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), Ok(vec![2.5_f64; 1000]));
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        store.get::<Vec<f64>>(&k).unwrap(),
+        Some(vec![2.5_f64; 1000])
+    );
+    // A disabled store computes every time and stores nothing.
+    let off = Store::disabled();
+    let r: Result<u8, String> = off.get_or_try_compute(&k, || Ok(1)).unwrap();
+    assert_eq!(r, Ok(1));
+    assert!(!off.contains(&k) && off.dir().is_none());
+}
+
+#[test]
 fn get_or_compute_runs_once_across_threads() {
     let dir = tempdir();
     let store = Store::open(dir.path()).unwrap();
