@@ -209,6 +209,25 @@ fn typed_and_raw_entries_do_not_mix() {
     assert_eq!(store.get::<u64>(&k).unwrap(), Some(12));
 }
 
+/// Runs `f` on 8 threads released at the same moment; their results.
+fn race<T: Send + 'static>(
+    store: &Store,
+    f: impl Fn(&Store) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let f = Arc::new(f);
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, f, barrier) = (store.clone(), f.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                f(&store)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
 #[test]
 fn get_or_try_compute_stores_ok_once_and_never_an_error() {
     let dir = tempdir();
@@ -227,25 +246,19 @@ fn get_or_try_compute_stores_ok_once_and_never_an_error() {
     assert!(!store.contains(&bad));
     // Ok: computed once across 8 threads asking at the same time, then loaded.
     let runs = Arc::new(AtomicUsize::new(0));
-    let barrier = Arc::new(Barrier::new(8));
     let k = Key::of("slow ok");
-    let handles: Vec<_> = (0..8)
-        .map(|_| {
-            let (store, runs, barrier) = (store.clone(), runs.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                store
-                    .get_or_try_compute(&k, || {
-                        runs.fetch_add(1, Ordering::SeqCst);
-                        std::thread::sleep(std::time::Duration::from_millis(200));
-                        Ok::<_, String>(vec![2.5_f64; 1000])
-                    })
-                    .unwrap()
+    let counted = runs.clone();
+    let results = race(&store, move |store| {
+        store
+            .get_or_try_compute(&k, || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                Ok::<_, String>(vec![2.5_f64; 1000])
             })
-        })
-        .collect();
-    for h in handles {
-        assert_eq!(h.join().unwrap(), Ok(vec![2.5_f64; 1000]));
+            .unwrap()
+    });
+    for r in results {
+        assert_eq!(r, Ok(vec![2.5_f64; 1000]));
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     assert_eq!(
@@ -264,25 +277,19 @@ fn get_or_compute_runs_once_across_threads() {
     let dir = tempdir();
     let store = Store::open(dir.path()).unwrap();
     let runs = Arc::new(AtomicUsize::new(0));
-    let barrier = Arc::new(Barrier::new(8));
     let k = Key::of("slow");
-    let handles: Vec<_> = (0..8)
-        .map(|_| {
-            let (store, runs, barrier) = (store.clone(), runs.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                store
-                    .get_or_compute(&k, || {
-                        runs.fetch_add(1, Ordering::SeqCst);
-                        std::thread::sleep(std::time::Duration::from_millis(200));
-                        vec![1.5_f64; 10_000]
-                    })
-                    .unwrap()
+    let counted = runs.clone();
+    let results = race(&store, move |store| {
+        store
+            .get_or_compute(&k, || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                vec![1.5_f64; 10_000]
             })
-        })
-        .collect();
-    for h in handles {
-        assert_eq!(h.join().unwrap(), vec![1.5_f64; 10_000]);
+            .unwrap()
+    });
+    for r in results {
+        assert_eq!(r, vec![1.5_f64; 10_000]);
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     let s = store.stats();

@@ -70,7 +70,18 @@ impl<'a> Unordered<'a> {
     }
 }
 
-impl Compound<'_> {
+impl<'a> Compound<'a> {
+    /// Starts an ordered compound: its tag, then its type and variant
+    /// names, then (as it is filled) its items and the closing count.
+    #[inline]
+    pub(super) fn ordered(h: &'a mut Hasher, tag: u8, names: &[&str]) -> Compound<'a> {
+        h.write(&[tag]);
+        for n in names {
+            h.name(n);
+        }
+        Compound::Ordered { h, count: 0 }
+    }
+
     #[inline]
     fn item<T: Serialize + ?Sized>(&mut self, v: &T) {
         match self {

@@ -134,13 +134,11 @@ impl<'a> ser::Serializer for &'a mut Hasher {
         if self.pending_is_set() {
             return Ok(Compound::Unordered(Unordered::new(self, tag::SET, len)));
         }
-        self.write(&[tag::SEQ]);
-        Ok(Compound::Ordered { h: self, count: 0 })
+        Ok(Compound::ordered(self, tag::SEQ, &[]))
     }
     #[inline]
     fn serialize_tuple(self, _len: usize) -> Result<Compound<'a>, CanonError> {
-        self.write(&[tag::TUPLE]);
-        Ok(Compound::Ordered { h: self, count: 0 })
+        Ok(Compound::ordered(self, tag::TUPLE, &[]))
     }
     #[inline]
     fn serialize_tuple_struct(
@@ -148,9 +146,7 @@ impl<'a> ser::Serializer for &'a mut Hasher {
         name: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>, CanonError> {
-        self.write(&[tag::TUPLE_STRUCT]);
-        self.name(name);
-        Ok(Compound::Ordered { h: self, count: 0 })
+        Ok(Compound::ordered(self, tag::TUPLE_STRUCT, &[name]))
     }
     #[inline]
     fn serialize_tuple_variant(
@@ -160,10 +156,11 @@ impl<'a> ser::Serializer for &'a mut Hasher {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>, CanonError> {
-        self.write(&[tag::TUPLE_VARIANT]);
-        self.name(name);
-        self.name(variant);
-        Ok(Compound::Ordered { h: self, count: 0 })
+        Ok(Compound::ordered(
+            self,
+            tag::TUPLE_VARIANT,
+            &[name, variant],
+        ))
     }
     #[inline]
     fn serialize_map(self, len: Option<usize>) -> Result<Unordered<'a>, CanonError> {
@@ -171,9 +168,7 @@ impl<'a> ser::Serializer for &'a mut Hasher {
     }
     #[inline]
     fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Compound<'a>, CanonError> {
-        self.write(&[tag::STRUCT]);
-        self.name(name);
-        Ok(Compound::Ordered { h: self, count: 0 })
+        Ok(Compound::ordered(self, tag::STRUCT, &[name]))
     }
     #[inline]
     fn serialize_struct_variant(
@@ -183,10 +178,11 @@ impl<'a> ser::Serializer for &'a mut Hasher {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>, CanonError> {
-        self.write(&[tag::STRUCT_VARIANT]);
-        self.name(name);
-        self.name(variant);
-        Ok(Compound::Ordered { h: self, count: 0 })
+        Ok(Compound::ordered(
+            self,
+            tag::STRUCT_VARIANT,
+            &[name, variant],
+        ))
     }
     fn is_human_readable(&self) -> bool {
         // Compact forms (e.g. of `IpAddr`, `SystemTime`) are canonical too and
