@@ -347,6 +347,31 @@ fn many_processes_make_one_store_in_an_empty_directory() {
 }
 
 #[test]
+fn threads_racing_to_make_one_store_are_never_refused() {
+    // Tighter than processes: 8 threads released at once on an empty
+    // directory, many rounds. Found in CI: an opener that saw no `LOCK`,
+    // then listed the directory after another made it, refused the store.
+    let rounds: u32 = std::env::var("MEMO_ADOPT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let t = tempdir();
+    for round in 0..rounds {
+        let dir = t.path().join(format!("r{round}"));
+        std::fs::create_dir(&dir).unwrap();
+        let barrier = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    barrier.wait();
+                    Store::open(&dir).unwrap();
+                });
+            }
+        });
+    }
+}
+
+#[test]
 fn swapping_tmp_for_a_link_while_writing_touches_no_decoy() {
     let t = tempdir();
     let store = t.path().join("store");

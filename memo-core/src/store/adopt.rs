@@ -39,10 +39,15 @@ pub(super) fn adopt(root: &Dir, sync: bool) -> Result<File> {
         }
         Ok::<(), Error>(())
     };
-    // Twice at most: a second pass only follows another process's create.
-    for _ in 0..2 {
+    // Three passes at most: a later pass only follows another process's
+    // create of `LOCK`, seen either by the listing or by `create_new`.
+    for _ in 0..3 {
         let Some(f) = root.open_file(LOCK_FILE, true)? else {
             let entries = root.entries()?;
+            if entries.iter().any(|(n, _)| n == LOCK_FILE) {
+                // Another process made `LOCK` since we looked: read it.
+                continue;
+            }
             if !entries.is_empty() {
                 return Err(foreign(root, &entries));
             }
