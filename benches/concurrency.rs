@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use memo_core::{Key, Store};
+use memo_core::{Durability, Key, Store};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const HIT_ENTRIES: u32 = 100_000;
@@ -54,6 +54,8 @@ fn main() {
         }
     }
 
+    durable();
+
     let dir = tempfile::tempdir().expect("dir");
     let store = Store::open(dir.path()).expect("store");
     for i in 0..HIT_ENTRIES {
@@ -77,6 +79,74 @@ fn main() {
         busy.1,
         busy.0 / quiet.0,
         busy.1 / quiet.1
+    );
+}
+
+/// Durable 100 B puts from 1 and 4 threads of one process (which share
+/// syncs), and from 4 processes.
+fn durable() {
+    const SECS: f64 = 3.0;
+    println!("durable put throughput (Durability::Sync, 100 B), {SECS} s each:");
+    let mut one = 0.0;
+    for threads in [1_u64, 4] {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::builder(dir.path())
+            .durability(Durability::Sync)
+            .open()
+            .expect("store");
+        let t = Instant::now();
+        let done: u64 = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..threads)
+                .map(|me| {
+                    let store = &store;
+                    s.spawn(move || {
+                        let mut n = 0_u64;
+                        while t.elapsed().as_secs_f64() < SECS {
+                            store
+                                .put_bytes(&Key::of(&(me, n)), &[1u8; 100])
+                                .expect("put");
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().expect("join")).sum()
+        });
+        let rate = done as f64 / t.elapsed().as_secs_f64();
+        if threads == 1 {
+            one = rate;
+        }
+        println!(
+            "  {threads} thread(s):   {rate:>8.0} puts/s  ({:.2}x one thread)",
+            rate / one
+        );
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    Store::open(dir.path()).expect("store");
+    let t = Instant::now();
+    let kids: Vec<Child> = (0..4)
+        .map(|p| {
+            spawn("durable-writer", dir.path())
+                .env("MEMO_BENCH_ME", p.to_string())
+                .env("MEMO_BENCH_SECS", SECS.to_string())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let mut done = 0_u64;
+    for k in kids {
+        let out = k.wait_with_output().expect("wait");
+        done += String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0);
+    }
+    let rate = done as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "  4 processes: {rate:>8.0} puts/s  ({:.2}x one thread)",
+        rate / one
     );
 }
 
@@ -125,6 +195,26 @@ fn child(role: &str) {
             for i in 0..n {
                 store.put_bytes(&Key::of(&(me, i)), &value).expect("put");
             }
+        }
+        "durable-writer" => {
+            let store = Store::builder(&dir)
+                .durability(Durability::Sync)
+                .open()
+                .expect("store");
+            let me = var("MEMO_BENCH_ME");
+            let secs: f64 = std::env::var("MEMO_BENCH_SECS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3.0);
+            let t = Instant::now();
+            let mut n = 0_u64;
+            while t.elapsed().as_secs_f64() < secs {
+                store
+                    .put_bytes(&Key::of(&("p", me, n)), &[1u8; 100])
+                    .expect("put");
+                n += 1;
+            }
+            println!("{n}");
         }
         "busy-writer" => {
             let stop = Path::new(&dir).join("STOP");

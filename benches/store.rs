@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use cached::ConcurrentCached;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use memo_core::{Key, Store};
+use memo_core::{Durability, Key, Store};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const ENTRIES: u32 = 100_000;
@@ -258,6 +258,192 @@ fn large(c: &mut Criterion) {
     g.finish();
 }
 
+/// Puts `n` values of `size` bytes into a fresh store of each kind (timed
+/// from the first put to the last), then reads them back in random order,
+/// every byte of each. Issue 10's "values between small and huge".
+fn mid(c: &mut Criterion) {
+    for (size, n) in [(64_usize << 10, 2_000_u32), (1 << 20, 500)] {
+        let label = if size < 1 << 20 { "64KiB" } else { "1MiB" };
+        let keys: Vec<Key> = (0..n).map(|i| Key::of(&(label, i))).collect();
+        let value = |i: u32| -> Vec<u8> { (0..size).map(|j| (j as u32 ^ i) as u8).collect() };
+        let values: Vec<Vec<u8>> = (0..n).map(value).collect();
+        let bytes = (size as u64) * u64::from(n);
+
+        let mut g = c.benchmark_group(format!("put_{n}x{label}"));
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(4))
+            .throughput(Throughput::Bytes(bytes));
+        // Each iteration fills a fresh store; making and removing the
+        // directory is outside the timing.
+        let fill = |put: &mut dyn FnMut(&std::path::Path) -> Duration, iters: u64| {
+            (0..iters)
+                .map(|_| {
+                    let dir = tempfile::tempdir().expect("dir");
+                    put(dir.path())
+                })
+                .sum::<Duration>()
+        };
+        g.bench_function("memo put_bytes (Flush)", |b| {
+            b.iter_custom(|iters| {
+                fill(
+                    &mut |d| {
+                        let store = Store::open(d).expect("store");
+                        let t = std::time::Instant::now();
+                        for (k, v) in keys.iter().zip(&values) {
+                            store.put_bytes(k, v).expect("put");
+                        }
+                        t.elapsed()
+                    },
+                    iters,
+                )
+            });
+        });
+        g.bench_function("lmdb (heed) put, NO_SYNC, txn each", |b| {
+            b.iter_custom(|iters| {
+                fill(
+                    &mut |d| {
+                        let (env, db) = lmdb(d);
+                        let t = std::time::Instant::now();
+                        for (k, v) in keys.iter().zip(&values) {
+                            let mut w = env.write_txn().expect("txn");
+                            db.put(&mut w, k.as_bytes(), v).expect("put");
+                            w.commit().expect("commit");
+                        }
+                        t.elapsed()
+                    },
+                    iters,
+                )
+            });
+        });
+        g.bench_function("cached RedbCache set (not durable)", |b| {
+            b.iter_custom(|iters| {
+                fill(
+                    &mut |d| {
+                        let rc = redb(d);
+                        let t = std::time::Instant::now();
+                        for (k, v) in keys.iter().zip(&values) {
+                            let _ = rc.cache_set(k.to_string(), v.clone()).expect("put");
+                        }
+                        t.elapsed()
+                    },
+                    iters,
+                )
+            });
+        });
+        g.finish();
+        mid_gets(c, label, size, &keys, &values);
+    }
+}
+
+/// Random gets of the values `mid` put, every byte read.
+fn mid_gets(c: &mut Criterion, label: &str, size: usize, keys: &[Key], values: &[Vec<u8>]) {
+    let n = keys.len();
+    {
+        let mut g = c.benchmark_group(format!("get_{n}x{label}"));
+        g.sample_size(20)
+            .measurement_time(Duration::from_secs(3))
+            .throughput(Throughput::Bytes(size as u64));
+        let order = random_order(keys.len());
+        let memo_dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(memo_dir.path()).expect("store");
+        let lmdb_dir = tempfile::tempdir().expect("dir");
+        let (env, db) = lmdb(lmdb_dir.path());
+        let redb_dir = tempfile::tempdir().expect("dir");
+        let rc = redb(redb_dir.path());
+        for (k, v) in keys.iter().zip(values) {
+            store.put_bytes(k, v).expect("put");
+            let mut w = env.write_txn().expect("txn");
+            db.put(&mut w, k.as_bytes(), v).expect("put");
+            w.commit().expect("commit");
+            let _ = rc.cache_set(k.to_string(), v.clone()).expect("put");
+        }
+        let mut i = 0;
+        let mut next = move || {
+            i = (i + 1) & 0xffff;
+            order[i]
+        };
+        g.bench_function("memo get_bytes + read every byte", |b| {
+            b.iter(|| {
+                black_box(sum(&store
+                    .get_bytes(&keys[next()])
+                    .expect("get")
+                    .expect("hit")))
+            });
+        });
+        g.bench_function("lmdb (heed) get + read every byte", |b| {
+            b.iter(|| {
+                let rtxn = env.read_txn().expect("txn");
+                black_box(sum(db
+                    .get(&rtxn, keys[next()].as_bytes())
+                    .expect("get")
+                    .expect("hit")))
+            });
+        });
+        g.bench_function("cached RedbCache get + read every byte", |b| {
+            b.iter(|| {
+                black_box(sum(&rc
+                    .cache_get(&keys[next()].to_string())
+                    .expect("get")
+                    .expect("hit")))
+            });
+        });
+        g.finish();
+    }
+}
+
+/// Puts that must survive power loss, one at a time: each store with its
+/// fsync-per-commit durability.
+fn durable(c: &mut Criterion) {
+    let mut g = c.benchmark_group("durable_put_100B");
+    g.sample_size(20).throughput(Throughput::Elements(1));
+    let value = small_value(1);
+    let mut i = 0_u64;
+    let memo_dir = tempfile::tempdir().expect("dir");
+    let store = Store::builder(memo_dir.path())
+        .durability(Durability::Sync)
+        .open()
+        .expect("store");
+    g.bench_function("memo put_bytes (Sync)", |b| {
+        b.iter(|| {
+            i += 1;
+            store.put_bytes(&Key::of(&i), &value).expect("put");
+        });
+    });
+    let lmdb_dir = tempfile::tempdir().expect("dir");
+    let mut opts = heed::EnvOpenOptions::new();
+    opts.map_size(1 << 30).max_dbs(1);
+    // SAFETY: the directory is fresh and only this process opens it.
+    let env = unsafe { opts.open(lmdb_dir.path()) }.expect("lmdb");
+    let mut w = env.write_txn().expect("txn");
+    let db: heed::Database<heed::types::Bytes, heed::types::Bytes> =
+        env.create_database(&mut w, None).expect("db");
+    w.commit().expect("commit");
+    g.bench_function("lmdb (heed) put, default (synced) commit", |b| {
+        b.iter(|| {
+            i += 1;
+            let mut w = env.write_txn().expect("txn");
+            db.put(&mut w, Key::of(&i).as_bytes(), &value).expect("put");
+            w.commit().expect("commit");
+        });
+    });
+    let redb_dir = tempfile::tempdir().expect("dir");
+    let rc = cached::stores::RedbCache::<String, Vec<u8>>::builder("bench")
+        .disk_dir(redb_dir.path())
+        .durable(true)
+        .build()
+        .expect("redb");
+    g.bench_function("cached RedbCache set (durable)", |b| {
+        b.iter(|| {
+            i += 1;
+            let _ = rc
+                .cache_set(Key::of(&i).to_string(), value.clone())
+                .expect("put");
+        });
+    });
+    g.finish();
+}
+
 fn sum(bytes: &[u8]) -> u64 {
     bytes
         .chunks_exact(8)
@@ -268,6 +454,6 @@ fn sum(bytes: &[u8]) -> u64 {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = hits, puts, large
+    targets = hits, puts, large, mid, durable
 }
 criterion_main!(benches);

@@ -72,8 +72,10 @@ fn small(i: u32) -> Vec<u8> {
     vec![i as u8; 100 + i as usize]
 }
 
+/// Mid-size values (aligned, in segments) and, every fourth, a blob.
 fn large(i: u32) -> Vec<u8> {
-    vec![i as u8; 70_000 + i as usize]
+    let len = if i.is_multiple_of(4) { 2 << 20 } else { 70_000 };
+    vec![i as u8; len + i as usize]
 }
 
 /// A store with small and large values, closed.

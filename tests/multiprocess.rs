@@ -16,6 +16,8 @@ const N: u32 = 3000;
 
 fn value(i: u32) -> Vec<u8> {
     let len = if i.is_multiple_of(500) {
+        (2 << 20) + 100
+    } else if i.is_multiple_of(250) {
         100_000
     } else {
         (i % 300) as usize

@@ -28,13 +28,16 @@ fn key(round: u32, i: u32) -> Key {
 }
 
 /// Deterministic from the key, so any hit can be checked: mostly small
-/// values, some around the inline limit, some blobs.
+/// values, some around the alignment threshold (64 KiB) and the inline
+/// limit (2 MiB), some blobs.
 fn value(round: u32, i: u32) -> Vec<u8> {
     let h = key(round, i);
     let b = h.as_bytes();
     let len = match b[0] % 64 {
         0 => 65_536 + usize::from(b[1]) * 600,
         1 => 65_530 + usize::from(b[1] % 12),
+        2 => (2 << 20) - 6 + usize::from(b[1] % 12),
+        3 if b[1].is_multiple_of(4) => (2 << 20) + usize::from(b[1]) * 600,
         _ => usize::from(b[1]) * 2,
     };
     (0..len).map(|j| b[j % 32] ^ (j as u8)).collect()
@@ -350,7 +353,12 @@ fn a_full_disk_fails_puts_and_loses_nothing() {
     let mut committed = Vec::new();
     let mut failure = None;
     for i in 0..10_000_u32 {
-        let v = vec![i as u8; if i % 3 == 0 { 100_000 } else { 3000 }];
+        let len = match i % 6 {
+            0 => (2 << 20) + 100,
+            3 => 100_000,
+            _ => 3000,
+        };
+        let v = vec![i as u8; len];
         match store.put_bytes(&Key::of(&i), &v) {
             Ok(()) => committed.push((i, v)),
             Err(e) => {
@@ -369,7 +377,7 @@ fn a_full_disk_fails_puts_and_loses_nothing() {
     for _ in 0..20 {
         assert!(
             store
-                .put_bytes(&Key::of("more"), &vec![7; 100_000])
+                .put_bytes(&Key::of("more"), &vec![7; (2 << 20) + 100])
                 .is_err()
         );
     }

@@ -14,7 +14,10 @@ use memo_core::{Durability, Error, Key, Store};
 use memo_tests::tempdir;
 use proptest::prelude::*;
 
-const INLINE: usize = 64 * 1024;
+/// Values from this size get a file of their own.
+const INLINE: usize = 2 << 20;
+/// Values from this size are stored 64-byte aligned.
+const ALIGN: usize = 64 * 1024;
 const PAGE: usize = 4096;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -38,16 +41,23 @@ fn every_size_boundary_round_trips() {
         PAGE - 1,
         PAGE,
         PAGE + 1,
+        ALIGN - 1,
+        ALIGN,
+        ALIGN + 1,
+        1 << 20,
         INLINE - 1,
         INLINE,
         INLINE + 1,
-        1 << 20,
     ];
     for (i, &len) in sizes.iter().enumerate() {
         let k = Key::of(&("size", len));
         let v = pattern(len, i as u8);
         store.put_bytes(&k, &v).unwrap();
-        assert_eq!(&*store.get_bytes(&k).unwrap().unwrap(), &v[..], "len {len}");
+        let got = store.get_bytes(&k).unwrap().unwrap();
+        assert_eq!(&*got, &v[..], "len {len}");
+        if len >= ALIGN {
+            assert_eq!(got.as_ptr() as usize % 64, 0, "len {len} is not 64-aligned");
+        }
         let typed: Vec<u8> = v.clone();
         let kt = Key::of(&("typed", len));
         store.put(&kt, &typed).unwrap();
@@ -357,8 +367,8 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let value = prop_oneof![
         4 => proptest::collection::vec(any::<u8>(), 0..300),
+        1 => (ALIGN - 2..ALIGN + 2, any::<u8>()).prop_map(|(l, s)| pattern(l, s)),
         1 => (INLINE - 2..INLINE + 2, any::<u8>()).prop_map(|(l, s)| pattern(l, s)),
-        1 => (INLINE * 2..INLINE * 3, any::<u8>()).prop_map(|(l, s)| pattern(l, s)),
     ];
     prop_oneof![
         6 => (any::<u8>(), value).prop_map(|(k, v)| Op::Put(k % 40, v)),

@@ -25,6 +25,7 @@ fn value(i: u32) -> Vec<u8> {
     let len = match i % 6 {
         0 => 70_000 + i as usize,
         1 => 65_535,
+        2 if i % 4 == 2 => (2 << 20) + i as usize,
         _ => (i * 37) as usize % 300,
     };
     (0..len).map(|j| (j as u32 ^ i.wrapping_mul(131)) as u8).collect()

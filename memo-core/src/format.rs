@@ -22,10 +22,21 @@ mod names;
 pub(crate) use names::*;
 
 /// Values shorter than this are appended to segments; longer ones get a
-/// file each. 64 KiB: above it a file's own overhead (a 128-byte header and
-/// a directory entry) is below 0.2%, and below it a segment record saves a
-/// file open and a mapping per read.
-pub(crate) const INLINE_MAX: usize = 64 * 1024;
+/// file each. 2 MiB, by measurement on the CI machine (2026-11-30,
+/// `docs/format.md` has the figures): a value in its own file pays a create,
+/// a rename and, per reader, a mapping and a page fault per 4 KiB, which cost
+/// 20x a segment read at 64 KiB and still 2x at 1 MiB; a segment record is
+/// written under the writer lock, and at 2.5 GB/s of page-cache writes a
+/// 2 MiB record holds it for under a millisecond. Above that the copy, not
+/// the file, dominates, and the lock would be held for longer.
+pub(crate) const INLINE_MAX: usize = 2 << 20;
+
+/// Records whose payload is at least this long start it 64-byte aligned in
+/// the segment (a pad record goes before them when needed), so that values
+/// of 64 KiB and more are aligned wherever they live.
+pub(crate) const ALIGN_MIN: usize = 64 * 1024;
+/// The alignment of such payloads.
+pub(crate) const PAYLOAD_ALIGN: u64 = 64;
 
 /// Largest value accepted: blob lengths are written as u64, but a mapping
 /// must fit `usize` and `isize`.
@@ -107,6 +118,19 @@ pub(crate) mod hdr {
     /// Store-wide miss counter, on its own line.
     pub const MISSES: usize = 40;
 
+    // Durability (`store/durable.rs`), changed under LOCK, except
+    // `CHECKPOINT`, which only grows.
+    /// The system's boot id (16 bytes, words 48 and 49) when this table was
+    /// last known to agree with the segments; another value means the
+    /// machine restarted since, and pages of this file may have been lost.
+    pub const BOOT_ID: usize = 48;
+    /// 1 once a `Durability::Sync` writer has used this table (made durable
+    /// when set): a restart then replays the segments from `CHECKPOINT`.
+    pub const DURABLE: usize = 50;
+    /// A location word: every slot change for records before it is on
+    /// disk. 0: none is known, replay from the first segment.
+    pub const CHECKPOINT: usize = 51;
+
     /// 64 pairs (tick, Unix seconds), oldest first: when the clock read
     /// what, for `max_age` (slots keep ticks, not times).
     pub const TIME_RING: usize = 256;
@@ -156,10 +180,16 @@ pub(crate) const SEG_HEADER_LEN: usize = 64;
 /// not fit. Readers map this much and read what the file holds.
 pub(crate) const SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 
+/// Version of the segments memo writes. Version 2 segments may hold records
+/// up to `INLINE_MAX` and pad records (`FLAG_PAD`); version 1 segments (up
+/// to 64 KiB records, no pads) are still read. A memo that knows only
+/// version 1 refuses a version 2 segment rather than misread it.
+pub(crate) const SEG_VERSION: u32 = 2;
+
 pub(crate) fn encode_segment_header(id: u32) -> [u8; SEG_HEADER_LEN] {
     let mut h = [0u8; SEG_HEADER_LEN];
     h[0..8].copy_from_slice(&SEG_MAGIC);
-    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&SEG_VERSION.to_le_bytes());
     h[12..16].copy_from_slice(&id.to_le_bytes());
     h
 }
@@ -176,7 +206,7 @@ pub(crate) fn check_segment_header(bytes: &[u8], id: u32) -> SegmentHeader {
         return SegmentHeader::Bad("not a memo segment (bad magic)");
     }
     let version = le32(&bytes[8..12]);
-    if version != FORMAT_VERSION {
+    if !(1..=SEG_VERSION).contains(&version) {
         return SegmentHeader::Version(version);
     }
     if le32(&bytes[12..16]) != id {
@@ -193,6 +223,9 @@ pub(crate) const REC_HEADER_LEN: usize = 48;
 pub(crate) const FLAG_TOMBSTONE: u8 = 1;
 /// The record's payload is a blob pointer (`BLOB_PTR_LEN` bytes).
 pub(crate) const FLAG_BLOB: u8 = 2;
+/// The record only fills space, so that the next record's payload is
+/// aligned (`ALIGN_MIN`); its key is zero and it stands for nothing.
+pub(crate) const FLAG_PAD: u8 = 4;
 /// Blob pointer payload: blob id u64, value length u64.
 pub(crate) const BLOB_PTR_LEN: usize = 16;
 
@@ -222,6 +255,26 @@ impl RecordHeader {
     pub(crate) fn is_blob(&self) -> bool {
         self.flags & FLAG_BLOB != 0
     }
+
+    /// The record only fills space (`FLAG_PAD`).
+    pub(crate) fn is_pad(&self) -> bool {
+        self.flags & FLAG_PAD != 0
+    }
+}
+
+/// Bytes of pad record to write at `off` so that a `len`-byte payload
+/// recorded after it starts `PAYLOAD_ALIGN`-aligned: 0 when no pad is
+/// needed (short payloads are not aligned), else at least a record header.
+pub(crate) fn pad_before(off: u64, len: usize) -> u64 {
+    if len < ALIGN_MIN {
+        return 0;
+    }
+    let head = REC_HEADER_LEN as u64;
+    let mut gap = (PAYLOAD_ALIGN - (off + head) % PAYLOAD_ALIGN) % PAYLOAD_ALIGN;
+    if gap != 0 && gap < head {
+        gap += PAYLOAD_ALIGN;
+    }
+    gap
 }
 
 pub(crate) fn encode_record_header(
@@ -374,6 +427,17 @@ mod tests {
         assert_eq!(record_size(0), 48);
         assert_eq!(record_size(1), 56);
         assert_eq!(record_size(8), 56);
+    }
+
+    #[test]
+    fn pads_align_long_payloads() {
+        for off in (64..1024).step_by(8) {
+            assert_eq!(pad_before(off, ALIGN_MIN - 1), 0);
+            let pad = pad_before(off, ALIGN_MIN);
+            assert!(pad == 0 || pad >= REC_HEADER_LEN as u64, "{off}: {pad}");
+            assert_eq!(pad % 8, 0);
+            assert_eq!((off + pad + REC_HEADER_LEN as u64) % PAYLOAD_ALIGN, 0);
+        }
     }
 
     #[test]

@@ -142,6 +142,12 @@ impl Index {
         self.header()[w].store(v, Ordering::Release);
     }
 
+    /// Raises a header word to `v` if it is below (it only grows).
+    #[inline]
+    pub(crate) fn raise(&self, w: usize, v: u64) {
+        self.header()[w].fetch_max(v, Ordering::AcqRel);
+    }
+
     /// Adds to a header counter (hits and misses, from any process).
     #[inline]
     pub(crate) fn bump(&self, w: usize, by: u64) {
@@ -173,10 +179,10 @@ impl Index {
     /// The capacity a table needs to hold `entries` below the load limit with
     /// room to grow (half full).
     pub(crate) fn capacity_for(entries: u64) -> u64 {
+        // Counts may come from a damaged header: saturate, never overflow.
         (entries.saturating_mul(2))
-            .max(MIN_CAPACITY)
+            .clamp(MIN_CAPACITY, MAX_CAPACITY)
             .next_power_of_two()
-            .min(MAX_CAPACITY)
     }
 
     #[inline]

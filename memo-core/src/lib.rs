@@ -42,8 +42,8 @@
 //!
 //! # The model
 //!
-//! A [`Store`] is a directory. Small values (under 64 KiB) are appended to
-//! segment files; large ones get a file each, written aside and renamed in.
+//! A [`Store`] is a directory. Values under 2 MiB are appended to segment
+//! files; larger ones get a file each, written aside and renamed in.
 //! A shared, memory-mapped hash index finds them: readers probe it without
 //! any lock, validating each slot with a sequence number, and writers
 //! serialise on one file lock held only while they publish. [`Store::get_bytes`]

@@ -10,6 +10,9 @@ use crate::dir::Dir;
 use crate::error::{IoContext, Result};
 use crate::format;
 
+/// Tries for the writer lock before a blocking wait.
+const SPINS: usize = 64;
+
 /// The writers' lock: a mutex for this process's threads (an OS file lock is
 /// held per open file, so threads sharing the handle would not exclude each
 /// other) and the exclusive lock on `LOCK` for other processes. `T` is the
@@ -39,6 +42,20 @@ impl<T> WriterLock<T> {
     /// Blocks until this thread is the store's only writer.
     pub(crate) fn lock(&self) -> Result<WriterGuard<'_, T>> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // Another process holds the lock for microseconds at a time. A
+        // blocking wait is woken by the kernel after the holder unlocks, a
+        // wake-up that costs more than a whole publish and lets the holder
+        // take the lock again first; a few tries, each after yielding the
+        // CPU, usually win it sooner. Puts of 100 B from 2 processes went
+        // from 0.58-0.64x of one process's rate to 0.81-0.94x (CI machine,
+        // 2 cores, 2026-11-30); 4 processes stay near 0.7x.
+        for _ in 0..SPINS {
+            match self.file.try_lock() {
+                Ok(()) => return Ok(WriterGuard { state, lock: self }),
+                Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+                Err(TryLockError::Error(e)) => return Err(e).at(&self.path),
+            }
+        }
         self.file.lock().at(&self.path)?;
         Ok(WriterGuard { state, lock: self })
     }

@@ -38,11 +38,12 @@
     reason = "the one module that maps files; see the safety model above"
 )]
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::ops::Deref;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::error::{IoContext, Result};
 use crate::format::{INDEX_HEADER_LEN, SLOT_LEN, hdr};
@@ -56,6 +57,8 @@ pub(crate) struct Region {
     valid: AtomicUsize,
     /// The file of a growing region, to look at its length again.
     file: Option<File>,
+    /// Offsets of long records this process has checksummed (segments).
+    checked: RwLock<HashSet<usize>>,
 }
 
 impl Region {
@@ -71,6 +74,7 @@ impl Region {
             map,
             valid,
             file: None,
+            checked: RwLock::default(),
         })
     }
 
@@ -87,6 +91,7 @@ impl Region {
             map,
             valid,
             file: Some(file),
+            checked: RwLock::default(),
         })
     }
 
@@ -123,6 +128,23 @@ impl Region {
         // the mapping lives as long as `self`, and by (1) no one writes these
         // bytes while they are borrowed.
         Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(off), len) })
+    }
+
+    /// Whether the record at `off` was checksummed through this mapping.
+    pub(crate) fn is_checked(&self, off: usize) -> bool {
+        self.checked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&off)
+    }
+
+    /// Notes that the record at `off` checksummed correctly; its bytes are
+    /// written once and never change under this mapping.
+    pub(crate) fn mark_checked(&self, off: usize) {
+        self.checked
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(off);
     }
 
     /// Tells the kernel the whole region will be read soon.

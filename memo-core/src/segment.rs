@@ -12,8 +12,8 @@ use crate::Key;
 use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    self, INLINE_MAX, REC_HEADER_LEN, RecordHeader, SEG_HEADER_LEN, SEGMENT_SIZE, SegmentHeader,
-    loc, record_size,
+    self, ALIGN_MIN, INLINE_MAX, REC_HEADER_LEN, RecordHeader, SEG_HEADER_LEN, SEGMENT_SIZE,
+    SegmentHeader, loc, record_size,
 };
 use crate::index::AppendPos;
 use crate::mmap::{Bytes, Region};
@@ -189,7 +189,7 @@ impl Segments {
                 return Err(Error::IncompatibleFormat {
                     path,
                     found,
-                    supported: format::FORMAT_VERSION,
+                    supported: format::SEG_VERSION,
                 });
             }
             SegmentHeader::Bad(what) => return Err(Error::corrupt(&path, 0, what)),
@@ -274,8 +274,18 @@ pub(crate) fn check_record(
     let Some(payload) = region.get(off + REC_HEADER_LEN, len) else {
         return damaged("record payload past the end of the file");
     };
-    if format::record_checksum(&head[..40], payload) != header.checksum {
+    // A long record is checksummed the first time this process reads it
+    // through this mapping, as a blob is: its bytes are written once and
+    // never again, and summing 1 MiB on every hit would cost more than the
+    // reader's own pass over it.
+    let once = len >= ALIGN_MIN;
+    if !(once && region.is_checked(off))
+        && format::record_checksum(&head[..40], payload) != header.checksum
+    {
         return damaged("record checksum mismatch");
+    }
+    if once {
+        region.mark_checked(off);
     }
     Read::Found(Record {
         header,
@@ -330,12 +340,107 @@ pub(crate) fn build_record(key: &Key, codec: u8, flags: u8, payload: &[u8]) -> V
     rec
 }
 
+/// A record to append without copying its payload: header, payload and
+/// padding are written with one vectored write.
+pub(crate) struct RecordParts<'a> {
+    head: [u8; REC_HEADER_LEN],
+    payload: &'a [u8],
+}
+
+/// Zeros for padding records to 8 bytes and for pad records' payloads.
+static ZEROS: [u8; 4096] = [0; 4096];
+
+impl<'a> RecordParts<'a> {
+    pub(crate) fn new(key: &Key, codec: u8, flags: u8, payload: &'a [u8]) -> RecordParts<'a> {
+        RecordParts {
+            head: format::encode_record_header(key, codec, flags, payload),
+            payload,
+        }
+    }
+
+    /// A record as it lies in a segment, to copy elsewhere unchanged.
+    pub(crate) fn copy_of(rec: &'a Record) -> RecordParts<'a> {
+        let mut head = [0u8; REC_HEADER_LEN];
+        if let Some(h) = rec.region.get(rec.off, REC_HEADER_LEN) {
+            head.copy_from_slice(h);
+        }
+        RecordParts {
+            head,
+            payload: rec.payload(),
+        }
+    }
+
+    /// Bytes the record takes in a segment.
+    pub(crate) fn size(&self) -> usize {
+        record_size(self.payload.len())
+    }
+
+    /// The payload's length.
+    pub(crate) fn payload_len(&self) -> usize {
+        self.payload.len()
+    }
+
+    /// Whether the payload must start aligned (`format::pad_before`).
+    pub(crate) fn aligned(&self) -> bool {
+        self.payload.len() >= ALIGN_MIN
+    }
+
+    fn slices(&self) -> [&[u8]; 3] {
+        let pad = self.size() - REC_HEADER_LEN - self.payload.len();
+        [&self.head, self.payload, &ZEROS[..pad]]
+    }
+}
+
+/// A pad record `len` bytes long (`format::FLAG_PAD`).
+fn pad_record(len: u64) -> Vec<u8> {
+    let payload = &ZEROS[..(len as usize).saturating_sub(REC_HEADER_LEN)];
+    build_record(&Key::from_bytes([0; 32]), 0, format::FLAG_PAD, payload)
+}
+
+/// Writes all of `parts` at `off`, in as few system calls as the kernel
+/// allows.
+fn write_parts_at(file: &File, parts: &[&[u8]], mut off: u64) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| std::io::IoSlice::new(p))
+        .collect();
+    let mut rest: &mut [std::io::IoSlice<'_>] = &mut slices;
+    while !rest.is_empty() {
+        let n = match rustix::io::pwritev(file, rest, off) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        off += n as u64;
+        std::io::IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
+}
+
 /// The appending side, used under `LOCK`: the open handle of the current
 /// segment.
 pub(crate) struct Appender {
-    cur: Option<(u32, File)>,
+    cur: Option<(u32, Arc<File>)>,
     /// Size at which this process starts a new segment.
     limit: u64,
+}
+
+/// What is to be appended: one record written without copying its payload,
+/// or whole records already laid out back to back.
+pub(crate) enum Append<'a, 'b> {
+    Record(&'b RecordParts<'a>),
+    Records(&'b [u8]),
+}
+
+impl Append<'_, '_> {
+    fn len(&self) -> u64 {
+        match self {
+            Append::Record(r) => r.size() as u64,
+            Append::Records(b) => b.len() as u64,
+        }
+    }
 }
 
 impl Appender {
@@ -348,25 +453,32 @@ impl Appender {
         }
     }
 
-    /// Appends `rec` to the current segment (starting a new one when it does
-    /// not fit) and advances the index's append offset. Returns the record's
-    /// location word; nothing points at it yet.
+    /// Appends `what` to the current segment (starting a new one when it
+    /// does not fit), after a pad record if a long payload must be aligned,
+    /// and advances the index's append offset. Returns the location word of
+    /// the (first) record, and the pad bytes written before it; nothing
+    /// points at either yet. Durability is the caller's ([`Appender::file`]).
     pub(crate) fn append(
         &mut self,
         segs: &Segments,
         pos: &AppendPos<'_>,
         tmp: &Dir,
-        rec: &[u8],
+        what: &Append<'_, '_>,
         sync: bool,
-    ) -> Result<u64> {
+    ) -> Result<(u64, u64)> {
+        let align = matches!(what, Append::Record(r) if r.aligned());
+        let fits = |off: u64| {
+            let pad = if align {
+                format::pad_before(off, ALIGN_MIN)
+            } else {
+                0
+            };
+            off.saturating_add(pad).saturating_add(what.len()) <= self.limit
+        };
         let (seg, off) = pos.current();
         // Both come from disk: check rather than trust them.
         let (seg, off) = match u32::try_from(seg) {
-            Ok(seg)
-                if seg != 0
-                    && off >= SEG_HEADER_LEN as u64
-                    && off.saturating_add(rec.len() as u64) <= self.limit =>
-            {
+            Ok(seg) if seg != 0 && off >= SEG_HEADER_LEN as u64 && off % 8 == 0 && fits(off) => {
                 (seg, off)
             }
             _ => (
@@ -376,24 +488,58 @@ impl Appender {
         };
         let path = segs.path(seg);
         let file = match &self.cur {
-            Some((id, f)) if *id == seg => f,
+            Some((id, f)) if *id == seg => f.clone(),
             _ => {
                 let f = segs
                     .dir
                     .open_file(&format::segment_name(seg), true)?
                     .ok_or_else(|| Error::io(&path, std::io::ErrorKind::NotFound.into()))?;
-                &self.cur.insert((seg, f)).1
+                let f = Arc::new(f);
+                self.switch(seg, f.clone(), segs, sync)?;
+                f
             }
         };
-        file.write_all_at(rec, off).at(&path)?;
-        if sync {
-            file.sync_data().at(&path)?;
+        let pad_len = if align {
+            format::pad_before(off, ALIGN_MIN)
+        } else {
+            0
+        };
+        let pad = if pad_len > 0 {
+            pad_record(pad_len)
+        } else {
+            Vec::new()
+        };
+        match what {
+            Append::Record(r) => {
+                let [head, payload, zeros] = r.slices();
+                write_parts_at(&file, &[&pad, head, payload, zeros], off)
+            }
+            Append::Records(b) => write_parts_at(&file, &[&pad, b], off),
         }
+        .at(&path)?;
         // The offset moves before any slot points at the record, so a crash
         // can only waste the bytes, never let a later append overwrite a
         // published record.
-        pos.advance(off + rec.len() as u64);
-        Ok(loc::encode(seg, off))
+        pos.advance(off + pad_len + what.len());
+        Ok((loc::encode(seg, off + pad_len), pad_len))
+    }
+
+    /// Makes `seg` the segment this process appends to. Durable writers
+    /// sync only the segment they append to (`store/durable.rs`), so the one
+    /// they leave is synced first: every record this process appended
+    /// before is then on disk.
+    fn switch(&mut self, seg: u32, file: Arc<File>, segs: &Segments, sync: bool) -> Result<()> {
+        if sync && let Some((old, f)) = &self.cur {
+            f.sync_data().at(&segs.path(*old))?;
+        }
+        self.cur = Some((seg, file));
+        Ok(())
+    }
+
+    /// The current segment's number and handle, for a durable write to sync
+    /// it once the lock is released.
+    pub(crate) fn file(&self) -> Option<(u32, Arc<File>)> {
+        self.cur.clone()
     }
 
     /// Creates the next segment in `tmp/` with its header and renames it into
@@ -433,8 +579,8 @@ impl Appender {
         if sync {
             segs.dir.sync()?;
         }
+        self.switch(id, Arc::new(file), segs, sync)?;
         pos.start(id);
-        self.cur = Some((id, file));
         Ok(id)
     }
 

@@ -10,6 +10,7 @@ mod account;
 mod adopt;
 mod compact;
 mod compute;
+mod durable;
 mod engine;
 mod options;
 mod read;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub(crate) use durable::stamp_boot;
 pub(crate) use engine::Engine;
 pub(crate) use options::Options;
 pub use options::{Durability, StoreBuilder};

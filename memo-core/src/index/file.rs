@@ -114,6 +114,9 @@ impl Index {
         );
         h[hdr::CAPACITY].store(cap, Ordering::Relaxed);
         h[hdr::EPOCH].store(unix_now(), Ordering::Relaxed);
+        // A table is built under the writer lock from the segments or from
+        // a table already consistent with them: it agrees on this boot.
+        crate::store::stamp_boot(&idx);
         if let Some((old, words)) = from {
             for &w in words {
                 h[w].store(old.word(w), Ordering::Relaxed);
@@ -146,6 +149,14 @@ impl Index {
         sync: bool,
     ) -> Result<Index> {
         if sync {
+            // Synced whole before it is named: its checkpoint is where the
+            // log ends now (caller holds the writer lock).
+            let (seg, off) = self.append_pos().current();
+            if let Ok(seg) = u32::try_from(seg)
+                && seg != 0
+            {
+                self.set(hdr::CHECKPOINT, crate::format::loc::encode(seg, off));
+            }
             self.map.flush(&self.path)?;
         }
         tmp.rename(&self.name, dir, dest)?;

@@ -11,11 +11,11 @@ use super::Engine;
 use super::account::Publish;
 use super::recover::drop_slot;
 use super::trim::used;
-use crate::error::Result;
+use crate::error::{IoContext, Result};
 use crate::evict::{self, Budget};
-use crate::format::{SEG_HEADER_LEN, hdr, loc};
+use crate::format::{ALIGN_MIN, SEG_HEADER_LEN, hdr, loc};
 use crate::index::{Index, Snap};
-use crate::segment::{self, Appender, Read};
+use crate::segment::{self, Appender, Read, RecordParts};
 
 impl Engine {
     /// Compacts the oldest segments while the store is over its compaction
@@ -112,6 +112,29 @@ impl Engine {
         }
         let mut rewritten = 0_u64;
         let mut repointed = Vec::with_capacity(moves.len());
+        // Records whose payload must stay aligned go one at a time, each
+        // placed (after a pad record if needed) where the append lands.
+        let (aligned, moves): (Vec<_>, Vec<_>) = moves
+            .into_iter()
+            .partition(|(_, _, rec)| rec.header.len as usize >= ALIGN_MIN);
+        for (slot, snap, rec) in &aligned {
+            let parts = RecordParts::copy_of(rec);
+            let mut publish = Publish::begin(idx);
+            let (at, pad) = match self.append_record(w, idx, &parts) {
+                Ok(r) => r,
+                Err(e) => {
+                    publish.unchanged();
+                    return Err(e);
+                }
+            };
+            let now = Snap { loc: at, ..*snap };
+            idx.write(*slot, now);
+            repointed.push((*slot, now));
+            // The pad is dead from the start; the record stays live.
+            publish.dead(pad);
+            publish.commit();
+            rewritten += rec.size();
+        }
         let mut i = 0;
         while i < moves.len() {
             // One write for as many records as fit in a batch.
@@ -159,8 +182,12 @@ impl Engine {
             // Nothing valid to move: the entry is gone with the file.
             drop_slot(idx, slot);
         }
-        if self.sync() {
-            idx.flush_all()?;
+        if self.sync()
+            && let Some((id, file)) = w.file()
+        {
+            // The copies must be on disk before the originals go: after a
+            // power loss the replay finds them (they follow the checkpoint).
+            file.sync_data().at(&self.segs.path(id))?;
         }
         // Every slot now points elsewhere: the file can go. Processes that
         // have it mapped keep reading it until they look again.

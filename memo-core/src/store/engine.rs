@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::durable::{self, GroupSync};
 use super::{Durability, Options, adopt, read, recover};
 use crate::blob::Blobs;
 use crate::dir::Dir;
@@ -32,6 +33,8 @@ pub(crate) struct Engine {
     pub(super) inflight: Inflight,
     /// Damaged entries this process read, for its next write to remove.
     pub(super) damaged: Mutex<Vec<read::Damage>>,
+    /// Durable appends waiting for their sync (`durable.rs`).
+    pub(super) group: GroupSync,
 }
 
 impl Engine {
@@ -85,7 +88,7 @@ impl Engine {
             let _w = writer.lock()?;
             lock::sweep_unlocked(&tmp, format::is_tmp_name);
         }
-        Ok(Engine {
+        let engine = Engine {
             dir: dir.to_path_buf(),
             root,
             tmp,
@@ -97,7 +100,16 @@ impl Engine {
             writer,
             inflight: Inflight::default(),
             damaged: Mutex::new(Vec::new()),
-        })
+            group: GroupSync::default(),
+        };
+        let idx = engine.index()?;
+        if !durable::same_boot(&idx) {
+            engine.after_restart()?;
+        }
+        if sync && idx.word(format::hdr::DURABLE) == 0 {
+            engine.start_durable()?;
+        }
+        Ok(engine)
     }
 
     /// Whether puts must survive power loss.

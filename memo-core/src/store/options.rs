@@ -17,8 +17,11 @@ pub enum Durability {
     /// operating system's page cache before `put` returns), not power loss.
     #[default]
     Flush,
-    /// The entry also survives power loss: value, directory entries and index
-    /// are fsynced, in that order, before `put` returns.
+    /// The entry also survives power loss: the segment holding its record is
+    /// synced before `put` returns (one `fdatasync`, shared by threads that
+    /// put at the same moment). The index is not synced per put: after a
+    /// restart, the first process to open the store replays what the index
+    /// may have lost from the segments (`docs/format.md`).
     Sync,
 }
 

@@ -6,11 +6,12 @@ use std::sync::{Arc, PoisonError};
 
 use super::Engine;
 use super::account::Publish;
+use super::durable;
 use crate::Key;
 use crate::dir::Dir;
 use crate::error::{Error, Result};
 use crate::format::{self, SEG_HEADER_LEN, hdr, loc};
-use crate::index::{Index, Snap};
+use crate::index::{Index, Probe, Snap};
 use crate::segment::{self, Read, Segments};
 
 impl Engine {
@@ -137,6 +138,7 @@ pub(super) fn rebuild(segs: &Segments, tmp: &Dir, root: &Dir, sync: bool) -> Res
         };
         let path = segs.path(id);
         let end = segment::walk(&region, &path, None, |off, read| match read {
+            Read::Found(rec) if rec.header.is_pad() => appended += rec.size(),
             Read::Found(rec) => {
                 let h = rec.header;
                 appended += rec.size();
@@ -187,4 +189,133 @@ pub(super) fn rebuild(segs: &Segments, tmp: &Dir, root: &Dir, sync: bool) -> Res
         tracing::info!(entries = live.len(), path = %root.child(format::INDEX_FILE).display(), "memo: rebuilt the index from the segments");
     }
     idx.install(tmp, root, format::INDEX_FILE, None, sync)
+}
+
+/// A record the replay after a restart applies.
+struct Replayed {
+    loc: u64,
+    key: Key,
+    tombstone: bool,
+    len: u64,
+}
+
+impl Engine {
+    /// The first open after the system restarted: pages of the index may
+    /// have been lost with the page cache, so the records after its
+    /// checkpoint are applied again in log order (later records win,
+    /// tombstones remove), slots pointing into segments that are gone are
+    /// dropped, the end of the log is found from the segments themselves,
+    /// and the counters recounted. See `durable.rs`.
+    pub(super) fn after_restart(&self) -> Result<()> {
+        let _w = self.writer.lock()?;
+        let mut idx = self.writer_index()?;
+        if durable::same_boot(&idx) {
+            return Ok(());
+        }
+        let ids = self.segs.ids()?;
+        // A store only flushing writers used promised nothing across a power
+        // loss: only the end of the log must be found again.
+        let from = if idx.word(hdr::DURABLE) == 0 {
+            (ids.last().copied().unwrap_or(0), 0)
+        } else {
+            loc::decode(idx.word(hdr::CHECKPOINT)).unwrap_or((0, 0))
+        };
+        let mut records = Vec::new();
+        let mut end = None;
+        for &id in ids.iter().filter(|&&id| id >= from.0) {
+            let Ok(Some(region)) = self.segs.region(id) else {
+                continue;
+            };
+            let start = if id == from.0 { from.1 } else { 0 };
+            let last = segment::walk(&region, &self.segs.path(id), None, |off, read| {
+                if let Read::Found(rec) = read
+                    && off >= start
+                    && !rec.header.is_pad()
+                {
+                    records.push(Replayed {
+                        loc: loc::encode(id, off),
+                        key: rec.header.key,
+                        tombstone: rec.header.is_tombstone(),
+                        len: rec.blob().map_or(u64::from(rec.header.len), |(_, l)| l),
+                    });
+                }
+            });
+            end = Some((id, last));
+        }
+        // Counted, not read from the header: it may be as stale as the rest.
+        let need = (idx.count_slots().0).saturating_add(records.len() as u64);
+        if Index::capacity_for(need) > idx.capacity() as u64 {
+            idx = self.grow_for(&idx, need)?;
+        }
+        let p = Publish::begin(&idx);
+        let present: std::collections::HashSet<u32> = ids.iter().copied().collect();
+        for (slot, snap) in idx.live() {
+            if loc::decode(snap.loc).is_none_or(|(seg, _)| !present.contains(&seg)) {
+                idx.write(slot, Snap::TOMBSTONE);
+            }
+        }
+        let tick = idx.tick();
+        for r in &records {
+            let snap = Snap {
+                tag: r.key.tag32(),
+                loc: r.loc,
+                len: r.len.min(u64::from(u32::MAX)) as u32,
+            };
+            let slot = match super::write::find(&self.segs, &idx, &r.key)? {
+                Probe::Found((slot, _)) if r.tombstone => {
+                    idx.write(slot, Snap::TOMBSTONE);
+                    continue;
+                }
+                // Already there: keep its statistics.
+                Probe::Found((slot, _)) if idx.read(slot).loc == r.loc => continue,
+                Probe::Found((slot, _)) | Probe::Absent { free: Some(slot) } => slot,
+                Probe::Absent { free: None } => continue,
+            };
+            if r.tombstone {
+                continue;
+            }
+            idx.write(slot, snap);
+            idx.reset_stats(slot, tick, 0, 0);
+        }
+        if let Some((seg, off)) = end {
+            idx.set(hdr::CUR_SEG, u64::from(seg));
+            idx.set(hdr::CUR_OFF, off);
+            idx.set(
+                hdr::NEXT_SEG,
+                idx.word(hdr::NEXT_SEG).max(u64::from(seg) + 1),
+            );
+        }
+        let (live, tombstones) = idx.count_slots();
+        idx.set(hdr::ENTRIES, live);
+        idx.set(hdr::TOMBSTONES, tombstones);
+        p.commit();
+        recount_bytes(&self.segs, &idx);
+        durable::stamp_boot(&idx);
+        tracing::info!(
+            path = %idx.path().display(),
+            replayed = records.len(),
+            "memo: the system restarted since this store was last used; replayed its log from the last checkpoint"
+        );
+        if self.sync() {
+            let (seg, off) = idx.append_pos().current();
+            durable::checkpoint(&idx, u32::try_from(seg).map_or(0, |s| loc::encode(s, off)))?;
+        }
+        Ok(())
+    }
+
+    /// The first durable writer of a table marks it so (durably), and
+    /// checkpoints it: a restart then replays from there.
+    pub(super) fn start_durable(&self) -> Result<()> {
+        let _w = self.writer.lock()?;
+        let idx = self.writer_index()?;
+        if idx.word(hdr::DURABLE) != 0 {
+            return Ok(());
+        }
+        idx.set(hdr::DURABLE, 1);
+        let (seg, off) = idx.append_pos().current();
+        let at = u32::try_from(seg).map_or(0, |s| loc::encode(s, off));
+        idx.flush_all()?;
+        idx.raise(hdr::CHECKPOINT, at);
+        Ok(())
+    }
 }

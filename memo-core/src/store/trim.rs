@@ -210,9 +210,8 @@ impl Engine {
             p.commit();
             idx.bump(hdr::EVICTIONS, chunk.len() as u64);
         }
-        if self.sync() && !items.is_empty() {
-            idx.flush_all()?;
-        }
+        // Not synced even for durable stores: an eviction lost to a power
+        // failure brings back exact values, which the next trim evicts.
         Ok(())
     }
 }

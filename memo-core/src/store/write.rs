@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::Engine;
 use super::account::Publish;
+use super::durable::{self, Owed};
 use crate::Key;
 use crate::blob::{self, Encoded, Spill, TmpBlob};
 use crate::codec::{Bincode, Codec, RAW_ID};
@@ -16,10 +17,11 @@ use crate::format::{
     self, FLAG_BLOB, FLAG_TOMBSTONE, INLINE_MAX, MIN_CAPACITY, VALUE_MAX, encode_blob_ptr, hdr, loc,
 };
 use crate::index::{Index, Probe, Snap};
-use crate::segment::{self, Appender, Read, Record, Segments};
+use crate::segment::{self, Append, Appender, Read, Record, RecordParts, Segments};
 
 /// Header words a grown table carries over from the one it replaces.
-const CARRY_ALL: [usize; 18] = [
+const CARRY_ALL: [usize; 19] = [
+    hdr::DURABLE,
     hdr::TICK,
     hdr::LFU_AGED,
     hdr::GDSF_CLOCK,
@@ -40,7 +42,8 @@ const CARRY_ALL: [usize; 18] = [
     hdr::TOMBSTONES,
 ];
 /// Header words an emptied (cleared) table keeps.
-const CARRY_CLEAR: [usize; 7] = [
+const CARRY_CLEAR: [usize; 8] = [
+    hdr::DURABLE,
     hdr::TICK,
     hdr::RECLAIMED,
     hdr::NEXT_SEG,
@@ -86,26 +89,63 @@ impl Engine {
         self.publish(key, RAW_ID, Payload::Blob(blob), cost)
     }
 
-    /// Appends `bytes` (one or more records) to the current segment; their
-    /// location. Caller holds the writer lock.
+    /// Appends `bytes` (whole records, none of them aligned) to the
+    /// current segment; their location. Caller holds the writer lock.
     pub(super) fn append(&self, w: &mut Appender, idx: &Index, bytes: &[u8]) -> Result<u64> {
-        w.append(&self.segs, &idx.append_pos(), &self.tmp, bytes, self.sync())
+        let what = Append::Records(bytes);
+        let (at, _) = w.append(&self.segs, &idx.append_pos(), &self.tmp, &what, self.sync())?;
+        Ok(at)
+    }
+
+    /// Appends one record, after a pad record if its payload must be
+    /// aligned: its location and the pad's size (dead bytes). Caller holds
+    /// the writer lock.
+    pub(super) fn append_record(
+        &self,
+        w: &mut Appender,
+        idx: &Index,
+        rec: &RecordParts<'_>,
+    ) -> Result<(u64, u64)> {
+        let what = Append::Record(rec);
+        w.append(&self.segs, &idx.append_pos(), &self.tmp, &what, self.sync())
+    }
+
+    /// For a durable write that appended up to the append position: what it
+    /// owes once the lock is released (`durable.rs`). Without a boot id to
+    /// detect restarts, the slot is synced here instead.
+    pub(super) fn owed(
+        &self,
+        w: &Appender,
+        idx: &Arc<Index>,
+        slot: Option<usize>,
+    ) -> Result<Option<Owed>> {
+        if !self.sync() {
+            return Ok(None);
+        }
+        if durable::boot_id().is_none() {
+            match slot {
+                Some(slot) => idx.flush_slot(slot)?,
+                None => idx.flush_all()?,
+            }
+        }
+        let (seg, off) = idx.append_pos().current();
+        let end = u32::try_from(seg).map_or(0, |s| loc::encode(s, off));
+        Ok(Some(self.owe(idx, w, end)))
     }
 
     /// Appends the record, points the key's slot at it and settles the
     /// accounting: the publish step, the only one under the lock.
     fn publish(&self, key: &Key, codec: u8, payload: Payload<'_>, cost: u32) -> Result<()> {
+        let ptr;
         let (rec, mut blob) = match payload {
-            Payload::Inline(p) => (segment::build_record(key, codec, 0, p), None),
-            Payload::Blob(b) => (
-                segment::build_record(key, codec, FLAG_BLOB, &encode_blob_ptr(b.id, b.len)),
-                Some(b),
-            ),
+            Payload::Inline(p) => (RecordParts::new(key, codec, 0, p), None),
+            Payload::Blob(b) => {
+                ptr = encode_blob_ptr(b.id, b.len);
+                (RecordParts::new(key, codec, FLAG_BLOB, &ptr), Some(b))
+            }
         };
-        let len = blob
-            .as_ref()
-            .map_or(rec.len() - format::REC_HEADER_LEN, |b| b.len as usize);
-        let size = rec.len() as u64 + blob.as_ref().map_or(0, TmpBlob::file_size);
+        let len = blob.as_ref().map_or(rec.payload_len(), |b| b.len as usize);
+        let size = rec.size() as u64 + blob.as_ref().map_or(0, TmpBlob::file_size);
         if let Some(limit) = self.opts.max_bytes
             && size > limit
         {
@@ -132,8 +172,11 @@ impl Engine {
             self.blobs.install(b, key, self.sync())?;
         }
         let mut p = Publish::begin(&idx);
-        let loc = match self.append(&mut w, &idx, &rec) {
-            Ok(l) => l,
+        let loc = match self.append_record(&mut w, &idx, &rec) {
+            Ok((l, pad)) => {
+                p.dead(pad);
+                l
+            }
             Err(e) => {
                 // Nothing points at the bytes: the store is as it was. A blob
                 // already renamed in stays an unreferenced file.
@@ -174,16 +217,14 @@ impl Engine {
             None
         };
         p.commit();
-        if self.sync() {
-            idx.flush_slot(slot)?;
-        }
+        let owed = self.owed(&w, &idx, Some(slot))?;
         let unlinks = self.after_publish(&mut w, &idx, slot);
         drop(w);
         if let Some(id) = old_blob {
             self.blobs.unlink(key, id);
         }
         self.unlink_all(unlinks);
-        Ok(())
+        self.settle(owed)
     }
 
     /// Unlinks blob files whose entries are gone, once the lock is released.
@@ -200,10 +241,12 @@ impl Engine {
             return Ok(false);
         };
         let old_blob = self.remove_slot(&mut w, &idx, slot, &old)?;
+        let owed = self.owed(&w, &idx, Some(slot))?;
         drop(w);
         if let Some(id) = old_blob {
             self.blobs.unlink(key, id);
         }
+        self.settle(owed)?;
         Ok(true)
     }
 
@@ -239,8 +282,13 @@ impl Engine {
                 }
             }
         }
+        let owed = match (removed, self.sync()) {
+            (1.., true) => self.owed(&w, &idx, None)?,
+            _ => None,
+        };
         drop(w);
         self.unlink_all(blobs);
+        self.settle(owed)?;
         result.map(|()| removed)
     }
 
@@ -264,9 +312,6 @@ impl Engine {
         p.tombstone(slot);
         let old_blob = p.retire(old);
         p.commit();
-        if self.sync() {
-            idx.flush_slot(slot)?;
-        }
         Ok(old_blob)
     }
 
@@ -275,9 +320,15 @@ impl Engine {
     /// entries, the same size or smaller when it filled with tombstones
     /// (eviction makes many; doubling for them grew the index past a small
     /// `max_bytes` on its own).
-    fn grow(&self, old: &Arc<Index>) -> Result<Arc<Index>> {
+    pub(super) fn grow(&self, old: &Arc<Index>) -> Result<Arc<Index>> {
         // ENTRIES was just recounted, so it is at most the old capacity.
-        let cap = Index::capacity_for(old.word(hdr::ENTRIES).saturating_add(1));
+        self.grow_for(old, old.word(hdr::ENTRIES).saturating_add(1))
+    }
+
+    /// Replaces the table with one sized for `entries` (half full),
+    /// dropping tombstones.
+    pub(super) fn grow_for(&self, old: &Arc<Index>, entries: u64) -> Result<Arc<Index>> {
+        let cap = Index::capacity_for(entries);
         let new = Index::create(&self.tmp, &tmp_index_name(), cap, Some((old, &CARRY_ALL)))?;
         old.copy_into(&new);
         new.set(hdr::TOMBSTONES, 0);
@@ -337,7 +388,7 @@ fn tmp_index_name() -> String {
 }
 
 /// Finds `key`'s live slot and record; caller holds the writer lock.
-fn find(segs: &Segments, idx: &Index, key: &Key) -> Result<Probe<(usize, Record)>> {
+pub(super) fn find(segs: &Segments, idx: &Index, key: &Key) -> Result<Probe<(usize, Record)>> {
     let probe = idx.probe(key.tag32(), |slot, snap| {
         match segs.record(snap.loc, Some(key)) {
             Ok(Read::Found(rec)) => Some(Ok((slot, rec))),

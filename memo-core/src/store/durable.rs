@@ -1,0 +1,173 @@
+//! Durable puts (`Durability::Sync`) with one sync each, shared between
+//! concurrent puts, and the replay that makes that enough after a restart.
+//!
+//! A durable put appends its record, publishes its slot, releases the
+//! writer lock and then waits until the segment that holds the record is
+//! synced: one `fdatasync` on the common path. Threads of one process that
+//! finish together share it (group commit): a thread that finds a sync
+//! running waits for it, and if that one started before its record was
+//! written, runs the next one for everyone then waiting. Processes sync on
+//! their own; the file system merges their journal commits.
+//!
+//! The index is not synced per put. After a power loss, pages of the
+//! mapped index may be older than the segments, and what they lost is in
+//! the segments after the last checkpoint:
+//!
+//! - a **checkpoint** (`msync` of the index, then `CHECKPOINT` advanced to a
+//!   position every earlier slot change precedes) is taken by a durable
+//!   writer when it first appends to a new segment, outside the lock, and
+//!   when a table is installed;
+//! - every table records the **boot id** of the system it was last known
+//!   to agree with the segments on. The first process to open it after a
+//!   restart replays the records from `CHECKPOINT` (in a store no durable
+//!   writer used, only the last segment, to find the true end of the log).
+//!
+//! A restart is the only way pages of a mapped file are lost without the
+//! file system reporting an error, so the boot id tells exactly when the
+//! replay is needed. Where it cannot be read (not Linux), durable puts sync
+//! the index slot too, as before.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+
+use super::Engine;
+use crate::error::{IoContext, Result};
+use crate::format::{SEG_HEADER_LEN, hdr, loc};
+use crate::index::Index;
+
+/// The running system's boot id as two words, or `None` where there is
+/// none to read.
+pub(crate) fn boot_id() -> Option<[u64; 2]> {
+    static ID: OnceLock<Option<[u64; 2]>> = OnceLock::new();
+    *ID.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let hex: String = text.trim().chars().filter(|c| *c != '-').collect();
+        if hex.len() != 32 {
+            return None;
+        }
+        let hi = u64::from_str_radix(&hex[..16], 16).ok()?;
+        let lo = u64::from_str_radix(&hex[16..], 16).ok()?;
+        // All zeros is what a table that never recorded one holds.
+        (hi | lo != 0).then_some([hi, lo])
+    })
+}
+
+/// Whether `idx` was last known consistent on this boot.
+pub(super) fn same_boot(idx: &Index) -> bool {
+    boot_id().is_none_or(|b| idx.word(hdr::BOOT_ID) == b[0] && idx.word(hdr::BOOT_ID + 1) == b[1])
+}
+
+/// Records this boot in `idx`; caller holds the writer lock (or owns the
+/// table).
+pub(crate) fn stamp_boot(idx: &Index) {
+    if let Some(b) = boot_id() {
+        idx.set(hdr::BOOT_ID, b[0]);
+        idx.set(hdr::BOOT_ID + 1, b[1]);
+    }
+}
+
+/// This process's durable appends not yet known to be on disk.
+#[derive(Default)]
+pub(crate) struct GroupSync {
+    state: Mutex<SyncState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// End (a location word) of the last record this process appended, and
+    /// the segment holding it. Records in earlier segments were synced when
+    /// the appender left them (`Appender::switch`).
+    last: Option<(u64, Arc<File>, PathBuf)>,
+    /// Everything this process appended before this location is on disk.
+    synced: u64,
+    running: bool,
+}
+
+/// What a durable write still owes once the writer lock is released.
+#[must_use]
+pub(super) struct Owed {
+    /// End of the write's record (a location word).
+    pub end: u64,
+    /// A table to checkpoint at a position, when one is due.
+    pub checkpoint: Option<(Arc<Index>, u64)>,
+}
+
+impl GroupSync {
+    /// Notes an append ending at `end` in `file`; caller holds the writer
+    /// lock, so appends are noted in order.
+    pub(super) fn appended(&self, end: u64, file: Arc<File>, path: PathBuf) {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.last = Some((end, file, path));
+    }
+
+    /// Returns once every record this process appended up to `end` is on
+    /// disk, syncing it unless a sync already under way covers it.
+    pub(super) fn wait(&self, end: u64) -> Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if st.synced >= end {
+                return Ok(());
+            }
+            if st.running {
+                st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            let Some((upto, file, path)) = st.last.clone() else {
+                return Ok(());
+            };
+            st.running = true;
+            drop(st);
+            let r = file.sync_data().at(&path);
+            st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            st.running = false;
+            if r.is_ok() {
+                st.synced = st.synced.max(upto);
+            }
+            self.done.notify_all();
+            r?;
+        }
+    }
+}
+
+impl Engine {
+    /// After a durable append ending at `end` (caller holds the writer
+    /// lock): notes it for the group sync, and says whether the table is due
+    /// a checkpoint (the append went to a segment the last checkpoint is
+    /// before).
+    pub(super) fn owe(&self, idx: &Arc<Index>, w: &crate::segment::Appender, end: u64) -> Owed {
+        if let Some((seg, file)) = w.file() {
+            self.group.appended(end, file, self.segs.path(seg));
+        }
+        let seg = loc::decode(end).map_or(0, |(s, _)| s);
+        let start = loc::encode(seg, SEG_HEADER_LEN as u64);
+        let checkpoint =
+            (seg != 0 && idx.word(hdr::CHECKPOINT) < start).then(|| (idx.clone(), start));
+        Owed { end, checkpoint }
+    }
+
+    /// Pays what a durable write owes, once the writer lock is released.
+    pub(super) fn settle(&self, owed: Option<Owed>) -> Result<()> {
+        let Some(owed) = owed else { return Ok(()) };
+        self.group.wait(owed.end)?;
+        if let Some((idx, at)) = owed.checkpoint {
+            checkpoint(&idx, at)?;
+        }
+        Ok(())
+    }
+}
+
+/// Makes every slot change before `at` durable in `idx`, then records `at`
+/// as its checkpoint. `at` must be a position every slot change made so far
+/// for records before it precedes: the start of a segment a writer has
+/// appended to (all earlier segments were finished under the lock), or the
+/// append position read under the lock.
+pub(crate) fn checkpoint(idx: &Index, at: u64) -> Result<()> {
+    if idx.word(hdr::CHECKPOINT) >= at {
+        return Ok(());
+    }
+    idx.flush_all()?;
+    idx.raise(hdr::CHECKPOINT, at);
+    Ok(())
+}
