@@ -274,66 +274,66 @@ fn mid(c: &mut Criterion) {
             .warm_up_time(Duration::from_millis(500))
             .measurement_time(Duration::from_secs(4))
             .throughput(Throughput::Bytes(bytes));
-        // Each iteration fills a fresh store; making and removing the
-        // directory is outside the timing.
-        let fill = |put: &mut dyn FnMut(&std::path::Path) -> Duration, iters: u64| {
-            (0..iters)
-                .map(|_| {
-                    let dir = tempfile::tempdir().expect("dir");
-                    put(dir.path())
-                })
-                .sum::<Duration>()
-        };
-        g.bench_function("memo put_bytes (Flush)", |b| {
-            b.iter_custom(|iters| {
-                fill(
-                    &mut |d| {
-                        let store = Store::open(d).expect("store");
-                        let t = std::time::Instant::now();
-                        for (k, v) in keys.iter().zip(&values) {
-                            store.put_bytes(k, v).expect("put");
-                        }
-                        t.elapsed()
-                    },
-                    iters,
-                )
-            });
-        });
-        g.bench_function("lmdb (heed) put, NO_SYNC, txn each", |b| {
-            b.iter_custom(|iters| {
-                fill(
-                    &mut |d| {
-                        let (env, db) = lmdb(d);
-                        let t = std::time::Instant::now();
-                        for (k, v) in keys.iter().zip(&values) {
-                            let mut w = env.write_txn().expect("txn");
-                            db.put(&mut w, k.as_bytes(), v).expect("put");
-                            w.commit().expect("commit");
-                        }
-                        t.elapsed()
-                    },
-                    iters,
-                )
-            });
-        });
-        g.bench_function("cached RedbCache set (not durable)", |b| {
-            b.iter_custom(|iters| {
-                fill(
-                    &mut |d| {
-                        let rc = redb(d);
-                        let t = std::time::Instant::now();
-                        for (k, v) in keys.iter().zip(&values) {
-                            let _ = rc.cache_set(k.to_string(), v.clone()).expect("put");
-                        }
-                        t.elapsed()
-                    },
-                    iters,
-                )
-            });
-        });
+        let pairs: Vec<(&Key, &[u8])> = keys.iter().zip(values.iter().map(Vec::as_slice)).collect();
+        fill(
+            &mut g,
+            "memo put_bytes (Flush)",
+            &pairs,
+            |d| Store::open(d).expect("store"),
+            |s, k, v| {
+                s.put_bytes(k, v).expect("put");
+            },
+        );
+        fill(
+            &mut g,
+            "lmdb (heed) put, NO_SYNC, txn each",
+            &pairs,
+            lmdb,
+            |(env, db), k, v| {
+                let mut w = env.write_txn().expect("txn");
+                db.put(&mut w, k.as_bytes(), v).expect("put");
+                w.commit().expect("commit");
+            },
+        );
+        fill(
+            &mut g,
+            "cached RedbCache set (not durable)",
+            &pairs,
+            redb,
+            |rc, k, v| {
+                let _ = rc.cache_set(k.to_string(), v.to_vec()).expect("put");
+            },
+        );
         g.finish();
         mid_gets(c, label, size, &keys, &values);
     }
+}
+
+/// Benchmarks putting every pair into a fresh store made by `open`, timed
+/// from the first put to the last; making and removing the directory is
+/// outside the timing.
+fn fill<S>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    pairs: &[(&Key, &[u8])],
+    open: impl Fn(&std::path::Path) -> S,
+    put: impl Fn(&S, &Key, &[u8]),
+) {
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let dir = tempfile::tempdir().expect("dir");
+                    let store = open(dir.path());
+                    let t = std::time::Instant::now();
+                    for (k, v) in pairs {
+                        put(&store, k, v);
+                    }
+                    t.elapsed()
+                })
+                .sum::<Duration>()
+        });
+    });
 }
 
 /// Random gets of the values `mid` put, every byte read.

@@ -399,13 +399,15 @@ fn pad_record(len: u64) -> Vec<u8> {
 
 /// Writes all of `parts` at `off`, in as few system calls as the kernel
 /// allows.
-fn write_parts_at(file: &File, parts: &[&[u8]], mut off: u64) -> std::io::Result<()> {
-    let mut slices: Vec<std::io::IoSlice<'_>> = parts
-        .iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| std::io::IoSlice::new(p))
-        .collect();
-    let mut rest: &mut [std::io::IoSlice<'_>] = &mut slices;
+fn write_parts_at(file: &File, parts: &[&[u8]; 4], mut off: u64) -> std::io::Result<()> {
+    // On the stack, not a Vec: this runs on every put.
+    let mut slices = [std::io::IoSlice::new(&[]); 4];
+    let mut n = 0;
+    for p in parts.iter().filter(|p| !p.is_empty()) {
+        slices[n] = std::io::IoSlice::new(p);
+        n += 1;
+    }
+    let mut rest: &mut [std::io::IoSlice<'_>] = &mut slices[..n];
     while !rest.is_empty() {
         let n = match rustix::io::pwritev(file, rest, off) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
@@ -514,7 +516,7 @@ impl Appender {
                 let [head, payload, zeros] = r.slices();
                 write_parts_at(&file, &[&pad, head, payload, zeros], off)
             }
-            Append::Records(b) => write_parts_at(&file, &[&pad, b], off),
+            Append::Records(b) => write_parts_at(&file, &[&pad, b, &[], &[]], off),
         }
         .at(&path)?;
         // The offset moves before any slot points at the record, so a crash
