@@ -56,6 +56,19 @@ impl AppendPos<'_> {
         (self.0.word(hdr::CUR_SEG), self.0.word(hdr::CUR_OFF))
     }
 
+    /// The append position as a location word (0 when no segment was
+    /// started), the form checkpoints and durable writes compare.
+    pub(crate) fn word(&self) -> u64 {
+        let (seg, off) = self.current();
+        u32::try_from(seg).map_or(0, |s| {
+            if s == 0 {
+                0
+            } else {
+                crate::format::loc::encode(s, off)
+            }
+        })
+    }
+
     /// Records that the current segment now ends at `off`.
     pub(crate) fn advance(&self, off: u64) {
         self.0.set(hdr::CUR_OFF, off);

@@ -151,12 +151,7 @@ impl Index {
         if sync {
             // Synced whole before it is named: its checkpoint is where the
             // log ends now (caller holds the writer lock).
-            let (seg, off) = self.append_pos().current();
-            if let Ok(seg) = u32::try_from(seg)
-                && seg != 0
-            {
-                self.set(hdr::CHECKPOINT, crate::format::loc::encode(seg, off));
-            }
+            self.set(hdr::CHECKPOINT, self.append_pos().word());
             self.map.flush(&self.path)?;
         }
         tmp.rename(&self.name, dir, dest)?;

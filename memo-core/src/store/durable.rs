@@ -172,11 +172,28 @@ impl GroupSync {
 }
 
 impl Engine {
-    /// After a durable append ending at `end` (caller holds the writer
-    /// lock): notes it for the group sync, and says whether the table is due
-    /// a checkpoint (the append went to a segment the last checkpoint is
-    /// before).
-    pub(super) fn owe(&self, idx: &Arc<Index>, w: &crate::segment::Appender, end: u64) -> Owed {
+    /// After a write appended up to the append position (caller holds the
+    /// writer lock): for a durable store, what it owes once the lock is
+    /// released. The append is noted for the group sync, and a checkpoint
+    /// is due when it went to a segment the last checkpoint is before.
+    /// Without a boot id to detect restarts, `slot` (or, for `None`, the
+    /// whole table) is synced here instead.
+    pub(super) fn owed(
+        &self,
+        w: &crate::segment::Appender,
+        idx: &Arc<Index>,
+        slot: Option<usize>,
+    ) -> Result<Option<Owed>> {
+        if !self.sync() {
+            return Ok(None);
+        }
+        if boot_id().is_none() {
+            match slot {
+                Some(slot) => idx.flush_slot(slot)?,
+                None => idx.flush_all()?,
+            }
+        }
+        let end = idx.append_pos().word();
         if let Some((seg, file)) = w.file() {
             self.group.appended(end, file, self.segs.path(seg));
         }
@@ -184,7 +201,7 @@ impl Engine {
         let start = loc::encode(seg, SEG_HEADER_LEN as u64);
         let checkpoint =
             (seg != 0 && idx.word(hdr::CHECKPOINT) < start).then(|| (idx.clone(), start));
-        Owed { end, checkpoint }
+        Ok(Some(Owed { end, checkpoint }))
     }
 
     /// Pays what a durable write owes, once the writer lock is released.

@@ -297,8 +297,7 @@ impl Engine {
             "memo: the system restarted since this store was last used; replayed its log from the last checkpoint"
         );
         if self.sync() {
-            let (seg, off) = idx.append_pos().current();
-            durable::checkpoint(&idx, u32::try_from(seg).map_or(0, |s| loc::encode(s, off)))?;
+            durable::checkpoint(&idx, idx.append_pos().word())?;
         }
         Ok(())
     }
@@ -312,10 +311,9 @@ impl Engine {
             return Ok(());
         }
         idx.set(hdr::DURABLE, 1);
-        let (seg, off) = idx.append_pos().current();
-        let at = u32::try_from(seg).map_or(0, |s| loc::encode(s, off));
+        // Flushed whatever the checkpoint: DURABLE itself must be on disk.
         idx.flush_all()?;
-        idx.raise(hdr::CHECKPOINT, at);
+        idx.raise(hdr::CHECKPOINT, idx.append_pos().word());
         Ok(())
     }
 }

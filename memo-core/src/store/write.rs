@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use super::Engine;
 use super::account::Publish;
-use super::durable::{self, Owed};
 use crate::Key;
 use crate::blob::{self, Encoded, Spill, TmpBlob};
 use crate::codec::{Bincode, Codec, RAW_ID};
@@ -108,29 +107,6 @@ impl Engine {
     ) -> Result<(u64, u64)> {
         let what = Append::Record(rec);
         w.append(&self.segs, &idx.append_pos(), &self.tmp, &what, self.sync())
-    }
-
-    /// For a durable write that appended up to the append position: what it
-    /// owes once the lock is released (`durable.rs`). Without a boot id to
-    /// detect restarts, the slot is synced here instead.
-    pub(super) fn owed(
-        &self,
-        w: &Appender,
-        idx: &Arc<Index>,
-        slot: Option<usize>,
-    ) -> Result<Option<Owed>> {
-        if !self.sync() {
-            return Ok(None);
-        }
-        if durable::boot_id().is_none() {
-            match slot {
-                Some(slot) => idx.flush_slot(slot)?,
-                None => idx.flush_all()?,
-            }
-        }
-        let (seg, off) = idx.append_pos().current();
-        let end = u32::try_from(seg).map_or(0, |s| loc::encode(s, off));
-        Ok(Some(self.owe(idx, w, end)))
     }
 
     /// Appends the record, points the key's slot at it and settles the
