@@ -380,11 +380,6 @@ impl<'a> RecordParts<'a> {
         self.payload.len()
     }
 
-    /// Whether the payload must start aligned (`format::pad_before`).
-    pub(crate) fn aligned(&self) -> bool {
-        self.payload.len() >= ALIGN_MIN
-    }
-
     fn slices(&self) -> [&[u8]; 3] {
         let pad = self.size() - REC_HEADER_LEN - self.payload.len();
         [&self.head, self.payload, &ZEROS[..pad]]
@@ -468,15 +463,14 @@ impl Appender {
         what: &Append<'_, '_>,
         sync: bool,
     ) -> Result<(u64, u64)> {
-        let align = matches!(what, Append::Record(r) if r.aligned());
-        let fits = |off: u64| {
-            let pad = if align {
-                format::pad_before(off, ALIGN_MIN)
-            } else {
-                0
-            };
-            off.saturating_add(pad).saturating_add(what.len()) <= self.limit
+        let payload_len = match what {
+            Append::Record(r) => r.payload_len(),
+            // Whole records are copied as they are, never re-aligned.
+            Append::Records(_) => 0,
         };
+        let pad_at = |off: u64| format::pad_before(off, payload_len);
+        let fits =
+            |off: u64| off.saturating_add(pad_at(off)).saturating_add(what.len()) <= self.limit;
         let (seg, off) = pos.current();
         // Both come from disk: check rather than trust them.
         let (seg, off) = match u32::try_from(seg) {
@@ -501,11 +495,7 @@ impl Appender {
                 f
             }
         };
-        let pad_len = if align {
-            format::pad_before(off, ALIGN_MIN)
-        } else {
-            0
-        };
+        let pad_len = pad_at(off);
         let pad = if pad_len > 0 {
             pad_record(pad_len)
         } else {
