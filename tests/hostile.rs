@@ -89,7 +89,7 @@ fn future_format_versions_are_refused() {
             e,
             Error::IncompatibleFormat {
                 found: 7,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),

@@ -196,6 +196,13 @@ impl Dir {
         rustix::fs::unlinkat(&self.0.fd, name, AtFlags::REMOVEDIR).is_ok()
     }
 
+    /// Makes `to` a second name of file `from`, both in this directory;
+    /// `to` must not exist.
+    pub(crate) fn link(&self, from: &str, to: &str) -> Result<()> {
+        rustix::fs::linkat(&self.0.fd, from, &self.0.fd, to, AtFlags::empty())
+            .map_err(|e| self.io(to, e))
+    }
+
     /// Renames `from` in this directory to `to` in `dest` (replacing it).
     pub(crate) fn rename(&self, from: &str, dest: &Dir, to: &str) -> Result<()> {
         rustix::fs::renameat(&self.0.fd, from, &dest.0.fd, to).map_err(|e| dest.io(to, e))

@@ -99,7 +99,7 @@ pub(crate) fn age_hits(idx: &Index) {
         return;
     }
     idx.set(hdr::LFU_AGED, now);
-    for slot in 0..idx.capacity() {
+    for slot in idx.slot_ids() {
         let h = &idx.slot(slot).hits;
         let _ = h.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
             (v > 0).then_some(v / 2)

@@ -45,12 +45,23 @@ pub(crate) const VALUE_MAX: u64 = (isize::MAX as u64) - 4096;
 // ---------------------------------------------------------------- index ----
 
 pub(crate) const INDEX_MAGIC: [u8; 8] = *b"memo-idx";
+/// Version of the index file. 2: any capacity, homes by multiply-shift,
+/// and the words of an incremental growth (`hdr::MIGRATE_*`). Version 1
+/// tables (power-of-two capacity, homes by the tag's low bits) are still
+/// read and written; their next growth makes a version 2 table.
+pub(crate) const INDEX_VERSION: u32 = 2;
+/// Index file name of the table a growth moves entries out of (see
+/// `index/grow.rs`): the old `index`, kept until every slot has moved.
+pub(crate) const PREV_INDEX_FILE: &str = "index.prev";
 /// The header is one page, so the slot table starts page-aligned.
 pub(crate) const INDEX_HEADER_LEN: usize = 4096;
 /// Bytes per slot; see `mmap::Slot`.
 pub(crate) const SLOT_LEN: usize = 32;
 /// Smallest table: 1024 slots, 32 KiB.
 pub(crate) const MIN_CAPACITY: u64 = 1024;
+/// Capacities of version 2 tables are multiples of this many slots (one
+/// 4 KiB page), so every table ends on a page.
+pub(crate) const CAPACITY_STEP: u64 = 128;
 /// Largest table: 2^32 slots (128 GiB of index), far past any real store;
 /// a header claiming more is corrupt.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
@@ -61,17 +72,39 @@ pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
 pub(crate) mod hdr {
     /// `INDEX_MAGIC`.
     pub const MAGIC: usize = 0;
-    /// Low 32 bits: `FORMAT_VERSION`; high 32 bits: `SLOT_LEN`.
+    /// Low 32 bits: `INDEX_VERSION`; high 32 bits: `SLOT_LEN`.
     pub const VERSION: usize = 1;
-    /// Number of slots, a power of two.
+    /// Number of slots: a power of two in version 1, a multiple of
+    /// `CAPACITY_STEP` in version 2.
     pub const CAPACITY: usize = 2;
     /// Unix time in seconds when the store was created; access stamps count
     /// from here.
     pub const EPOCH: usize = 3;
+    /// A random number naming this table, so that the table a growth moves
+    /// out of is known by more than its file name.
+    pub const TABLE_ID: usize = 4;
 
     /// Set to 1 when this file has been replaced by a newer index (grown or
     /// cleared): readers then reopen `index`. Alone on its line.
     pub const REPLACED: usize = 8;
+
+    // An incremental growth (`index/grow.rs`), on the line readers already
+    // load: set under LOCK. The table named `PREV_INDEX_FILE` is being moved
+    // into this one; readers consult it for keys not moved yet.
+    /// Capacity of the previous table; 0: this table never grew from one.
+    pub const MIGRATE_FROM: usize = 9;
+    /// `TABLE_ID` of the previous table.
+    pub const MIGRATE_PREV_ID: usize = 10;
+    /// Position in the previous table where the move started: an empty
+    /// slot, so no run of occupied slots spans the start.
+    pub const MIGRATE_START: usize = 11;
+    /// Slots of the previous table moved, counted from `MIGRATE_START`;
+    /// always at the end of a run. Equal to `MIGRATE_FROM`: done.
+    pub const MIGRATED: usize = 12;
+    /// Where the step in progress ends (`MIGRATED` when none is): a writer
+    /// that dies mid-step leaves copies of slots up to here, which the
+    /// repair removes.
+    pub const MIGRATE_TARGET: usize = 13;
 
     // Writer state, changed only under LOCK.
     /// 1 while a writer is publishing; a writer that finds it set repairs.

@@ -2,21 +2,26 @@
 //! mapped by every process that opens the store.
 //!
 //! Readers probe without any lock and validate each slot with its sequence
-//! number (a seqlock); writers publish under `LOCK`. A table that fills up is
-//! replaced: the writer builds a larger file in `tmp/`, renames it over
-//! `index` and sets `REPLACED` in the old header, which readers check with
-//! one atomic load per lookup.
+//! number (a seqlock); writers publish under `LOCK`. A table that fills up
+//! grows without stopping anyone (`grow.rs`): a larger table takes its
+//! place as `index`, and each put moves a bounded run of the old one's
+//! slots into it, while lookups consult the old table for keys not moved
+//! yet. A table replaced whole (`clear`, a rebuild) gets `REPLACED` set in
+//! its header, which readers check with one atomic load per lookup.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use crate::error::Result;
-use crate::format::{
-    INDEX_HEADER_LEN, MAX_CAPACITY, MIN_CAPACITY, SEG_HEADER_LEN, SEGMENT_SIZE, SLOT_LEN, hdr, loc,
-};
+use crate::format::{CAPACITY_STEP, INDEX_HEADER_LEN, MAX_CAPACITY, MIN_CAPACITY, SLOT_LEN, hdr, loc};
 use crate::mmap::{SharedMap, Slot};
 
+mod append;
 mod file;
+mod grow;
+
+pub(crate) use append::AppendPos;
 
 /// A consistent read of a slot's published fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,66 +49,15 @@ pub(crate) enum Probe<T> {
     Absent { free: Option<usize> },
 }
 
-/// The append position in the index header (current segment, offset in
-/// it, next segment number): the narrow view of the index the appender
-/// gets. Writers only, under `LOCK`.
-pub(crate) struct AppendPos<'a>(&'a Index);
-
-impl AppendPos<'_> {
-    /// The current segment (0: none yet) and the offset of the next record
-    /// in it, as the header says (from disk: the caller checks them).
-    pub(crate) fn current(&self) -> (u64, u64) {
-        (self.0.word(hdr::CUR_SEG), self.0.word(hdr::CUR_OFF))
-    }
-
-    /// The append position as a location word (0 when no segment was
-    /// started), the form checkpoints and durable writes compare.
-    pub(crate) fn word(&self) -> u64 {
-        let (seg, off) = self.current();
-        u32::try_from(seg).map_or(0, |s| {
-            if s == 0 {
-                0
-            } else {
-                crate::format::loc::encode(s, off)
-            }
-        })
-    }
-
-    /// Records that the current segment now ends at `off`.
-    pub(crate) fn advance(&self, off: u64) {
-        self.0.set(hdr::CUR_OFF, off);
-    }
-
-    /// Takes the next segment number; numbers are never reused, even if
-    /// making the segment then fails.
-    pub(crate) fn take_number(&self) -> u64 {
-        let id = self.0.word(hdr::NEXT_SEG).max(1);
-        self.0.set(hdr::NEXT_SEG, id.saturating_add(1));
-        id
-    }
-
-    /// Appends go to segment `id` from now on, after its header.
-    pub(crate) fn start(&self, id: u32) {
-        self.0.set(hdr::CUR_SEG, u64::from(id));
-        self.0.set(hdr::CUR_OFF, SEG_HEADER_LEN as u64);
-    }
-
-    /// No more appends to the current segment: the next starts a new one.
-    pub(crate) fn seal(&self) {
-        self.0.set(hdr::CUR_OFF, SEGMENT_SIZE);
-    }
-
-    /// The index file, to name in errors.
-    pub(crate) fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-/// Load factor above which the table grows. Linear probing at 0.8 still
-/// averages 3 probes per hit, and keeps the index near 0.4 B per payload byte
-/// for 100-byte values (the disk-use target is 2x payload overall).
+/// Load factor above which the table grows: linear probing at 0.8 still
+/// averages 3 probes per hit and 13 per miss.
 const MAX_LOAD_NUM: u64 = 4;
 const MAX_LOAD_DEN: u64 = 5;
+/// The load a table is built for: 0.7, so a growth adds 14% and the
+/// table stays between 0.7 and 0.8 full, 40 to 46 bytes of index per entry.
+/// (Doubling left it between 0.4 and 0.8, up to 80 bytes per entry.)
+const BUILD_LOAD_NUM: u64 = 7;
+const BUILD_LOAD_DEN: u64 = 10;
 
 /// How long a reader waits for a slot whose writer is mid-publish. A live
 /// writer keeps a slot odd for a handful of stores; one odd for longer most
@@ -117,7 +71,15 @@ pub(crate) struct Index {
     /// The file's name in its directory, and its path for messages.
     name: String,
     path: PathBuf,
-    mask: usize,
+    /// Slots in the table.
+    cap: usize,
+    /// A version 1 table: power-of-two capacity, homes by the tag's low
+    /// bits. Version 2 homes are `tag * cap >> 32`, for any capacity.
+    low_bits: bool,
+    /// The table a growth is moving into this one, while it does (see
+    /// `grow.rs`). Its slots are numbered after this table's own:
+    /// `cap + i` is its slot `i`.
+    prev: Option<Arc<Index>>,
 }
 
 impl Index {
@@ -130,13 +92,16 @@ impl Index {
         AppendPos(self)
     }
 
-    /// Bytes of the index file: its header and table (checked at open).
+    /// Bytes of the index: its file (header and table, checked at open) and,
+    /// while a growth moves it, the previous table's.
     pub(crate) fn file_len(&self) -> u64 {
-        (INDEX_HEADER_LEN + self.capacity() * SLOT_LEN) as u64
+        let own = (INDEX_HEADER_LEN + self.cap * SLOT_LEN) as u64;
+        own + self.moving().map_or(0, |m| m.prev.file_len())
     }
 
+    /// Slots in this table (not counting a previous one being moved).
     pub(crate) fn capacity(&self) -> usize {
-        self.mask + 1
+        self.cap
     }
 
     fn header(&self) -> &[AtomicU64] {
@@ -179,28 +144,72 @@ impl Index {
         self.word(hdr::REPLACED) != 0
     }
 
-    /// Whether one more entry fits without passing the load limit.
-    pub(crate) fn has_room(&self) -> bool {
+    /// Whether this handle should be opened again: the file was replaced,
+    /// or the growth it still maps the previous table for has ended.
+    #[inline]
+    pub(crate) fn stale(&self) -> bool {
+        self.replaced() || (self.prev.is_some() && self.moving().is_none())
+    }
+
+    /// Slots taken (entries and tombstones), plus `extra`, as a fraction
+    /// `num / den` of the table at most.
+    pub(crate) fn fits(&self, extra: u64, num: u64, den: u64) -> bool {
         // Header words come from disk: saturate rather than trust them.
         let used = self
             .word(hdr::ENTRIES)
             .saturating_add(self.word(hdr::TOMBSTONES))
-            .saturating_add(1);
-        used.saturating_mul(MAX_LOAD_DEN) <= self.capacity() as u64 * MAX_LOAD_NUM
+            .saturating_add(extra);
+        used.saturating_mul(den) <= self.cap as u64 * num
     }
 
-    /// The capacity a table needs to hold `entries` below the load limit with
-    /// room to grow (half full).
+    /// Whether one more entry fits without passing the load limit.
+    pub(crate) fn has_room(&self) -> bool {
+        self.fits(1, MAX_LOAD_NUM, MAX_LOAD_DEN)
+    }
+
+    /// How many more entries fit below the load limit.
+    pub(crate) fn room(&self) -> u64 {
+        let used = self
+            .word(hdr::ENTRIES)
+            .saturating_add(self.word(hdr::TOMBSTONES));
+        (self.cap as u64 * MAX_LOAD_NUM / MAX_LOAD_DEN).saturating_sub(used)
+    }
+
+    /// The capacity of a table built for `entries`: 0.7 full.
     pub(crate) fn capacity_for(entries: u64) -> u64 {
         // Counts may come from a damaged header: saturate, never overflow.
-        (entries.saturating_mul(2))
+        let slots = entries.saturating_mul(BUILD_LOAD_DEN) / BUILD_LOAD_NUM + 1;
+        slots
+            .div_ceil(CAPACITY_STEP)
+            .saturating_mul(CAPACITY_STEP)
             .clamp(MIN_CAPACITY, MAX_CAPACITY)
-            .next_power_of_two()
+    }
+
+    /// Where `tag`'s probe sequence starts.
+    #[inline]
+    fn home(&self, tag: u32) -> usize {
+        if self.low_bits {
+            tag as usize & (self.cap - 1)
+        } else {
+            ((u64::from(tag) * self.cap as u64) >> 32) as usize
+        }
+    }
+
+    /// The slot after `i`, wrapping at the end of the table.
+    #[inline]
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.cap { 0 } else { i + 1 }
     }
 
     #[inline]
     pub(crate) fn slot(&self, i: usize) -> &Slot {
-        &self.map.slots()[i & self.mask]
+        let own = self.map.slots();
+        match (own.get(i), &self.prev) {
+            (Some(s), _) => s,
+            (None, Some(prev)) => prev.slot(i - self.cap),
+            // Slot numbers come from this table's own probes and scans.
+            (None, None) => &own[i % own.len()],
+        }
     }
 
     /// Slot `i`'s fields: a consistent read, or, if its writer stays
@@ -281,44 +290,75 @@ impl Index {
 
     /// Walks the probe sequence of `tag`, calling `check` on every live slot
     /// whose tag matches, until it returns `Some` or an empty slot ends the
-    /// sequence.
+    /// sequence. While a growth moves the previous table, a key it has not
+    /// moved yet is looked for there first (`grow.rs` says why that order).
     #[inline]
     pub(crate) fn probe<T>(
         &self,
         tag: u32,
         mut check: impl FnMut(usize, Snap) -> Option<T>,
     ) -> Probe<T> {
+        if let Some(m) = self.moving()
+            && m.unmoved(tag)
+            && let Probe::Found(t) = m.prev.probe_own(tag, self.cap, &mut check)
+        {
+            return Probe::Found(t);
+        }
+        self.probe_own(tag, 0, &mut check)
+    }
+
+    /// [`Index::probe`] in this table alone, its slots numbered from `base`.
+    #[inline]
+    fn probe_own<T>(
+        &self,
+        tag: u32,
+        base: usize,
+        check: &mut impl FnMut(usize, Snap) -> Option<T>,
+    ) -> Probe<T> {
         let mut free = None;
-        let start = tag as usize & self.mask;
-        for step in 0..=self.mask {
-            let i = (start + step) & self.mask;
+        let mut i = self.home(tag);
+        for _ in 0..self.cap {
             let snap = self.read(i);
             match snap.loc {
                 loc::EMPTY => {
                     return Probe::Absent {
-                        free: free.or(Some(i)),
+                        free: free.or(Some(base + i)),
                     };
                 }
                 loc::TOMBSTONE => {
-                    free.get_or_insert(i);
+                    free.get_or_insert(base + i);
                 }
                 _ if snap.tag == tag => {
-                    if let Some(t) = check(i, snap) {
+                    if let Some(t) = check(base + i, snap) {
                         return Probe::Found(t);
                     }
                 }
                 _ => {}
             }
+            i = self.next(i);
         }
         Probe::Absent { free }
+    }
+
+    /// Every slot that may hold an entry: this table's, then those of the
+    /// previous table a growth has not moved yet.
+    pub(crate) fn slot_ids(&self) -> impl Iterator<Item = usize> + '_ {
+        let unmoved = self.moving().map(|m| m.unmoved_slots(self.cap));
+        (0..self.cap).chain(unmoved.into_iter().flatten())
     }
 
     /// Every slot that names a record, with its fields: the pass that
     /// copying, scans, eviction and recounts all start from.
     pub(crate) fn live(&self) -> impl Iterator<Item = (usize, Snap)> + '_ {
-        (0..self.capacity())
+        self.slot_ids()
             .map(|i| (i, self.read(i)))
             .filter(|(_, s)| loc::decode(s.loc).is_some())
+    }
+
+    /// Whether slot `i` is where its entry lives now: this table's, or the
+    /// previous table's before the growth moved it.
+    pub(crate) fn is_current(&self, i: usize) -> bool {
+        i < self.cap || self.moving().is_some_and(|m| m.holds(i - self.cap))
     }
 
     /// Copies every live slot of `self` into the empty table `new`, with
@@ -327,38 +367,53 @@ impl Index {
         let mut entries = 0;
         for (i, snap) in self.live() {
             if let Some(j) = new.insert_fresh(snap) {
-                let s = self.slot(i);
-                new.reset_stats(
-                    j,
-                    s.atime.load(Ordering::Relaxed),
-                    s.hits.load(Ordering::Relaxed),
-                    s.cost.load(Ordering::Relaxed),
-                );
+                self.copy_stats(i, new, j);
                 entries += 1;
             }
         }
         new.set(hdr::ENTRIES, entries);
     }
 
-    /// Places `snap` in the first empty slot of its probe sequence, in a
-    /// table no other process sees yet.
-    pub(crate) fn insert_fresh(&self, snap: Snap) -> Option<usize> {
-        let start = snap.tag as usize & self.mask;
-        (0..=self.mask).map(|s| (start + s) & self.mask).find(|&j| {
-            let free = self.slot(j).loc.load(Ordering::Relaxed) == loc::EMPTY;
-            if free {
-                self.write(j, snap);
-            }
-            free
-        })
+    /// Gives slot `j` of `to` the statistics of slot `i` of `self`.
+    fn copy_stats(&self, i: usize, to: &Index, j: usize) {
+        let s = self.slot(i);
+        to.reset_stats(
+            j,
+            s.atime.load(Ordering::Relaxed),
+            s.hits.load(Ordering::Relaxed),
+            s.cost.load(Ordering::Relaxed),
+        );
     }
 
-    /// Slots a dead writer left mid-publish (odd sequence number).
+    /// Places `snap` in the first empty slot of its probe sequence in this
+    /// table (not a tombstone: its count stays right); writers only.
+    pub(crate) fn insert_fresh(&self, snap: Snap) -> Option<usize> {
+        let mut j = self.home(snap.tag);
+        for _ in 0..self.cap {
+            if self.slot(j).loc.load(Ordering::Relaxed) == loc::EMPTY {
+                self.write(j, snap);
+                return Some(j);
+            }
+            j = self.next(j);
+        }
+        None
+    }
+
+    /// Slots a dead writer left mid-publish (odd sequence number), in this
+    /// table and the previous one.
     pub(crate) fn torn_slots(&self) -> Vec<usize> {
-        let slots = self.map.slots();
-        (0..slots.len())
-            .filter(|&i| slots[i].seq.load(Ordering::Acquire) & 1 == 1)
-            .collect()
+        let odd = |t: &Index, base: usize| {
+            let slots = t.map.slots();
+            (0..slots.len())
+                .filter(|&i| slots[i].seq.load(Ordering::Acquire) & 1 == 1)
+                .map(|i| base + i)
+                .collect::<Vec<_>>()
+        };
+        let mut torn = odd(self, 0);
+        if let Some(prev) = &self.prev {
+            torn.extend(odd(prev, self.cap));
+        }
+        torn
     }
 
     /// Ends a dead writer's publish of slot `i`: its fields stay if `keep`
@@ -373,33 +428,83 @@ impl Index {
         s.seq.store((seq | 1).wrapping_add(1), Ordering::Release);
     }
 
-    /// Counts live and tombstone slots.
+    /// Counts live slots (where entries live now, in either table) and
+    /// this table's tombstones.
     pub(crate) fn count_slots(&self) -> (u64, u64) {
         let (mut live, mut dead) = (0, 0);
-        for s in self.map.slots() {
-            match s.loc.load(Ordering::Acquire) {
+        for i in self.slot_ids() {
+            match self.slot(i).loc.load(Ordering::Acquire) {
                 loc::EMPTY => {}
-                loc::TOMBSTONE => dead += 1,
+                loc::TOMBSTONE => dead += u64::from(i < self.cap),
                 _ => live += 1,
             }
         }
         (live, dead)
     }
 
-    /// Makes the whole table durable (`Durability::Sync`, after compaction
-    /// moved many slots).
+    /// Makes the table durable (`Durability::Sync`), with the previous
+    /// table while a growth moves it.
     pub(crate) fn flush_all(&self) -> Result<()> {
+        if let Some(m) = self.moving() {
+            m.prev.flush_all()?;
+        }
         self.map.flush(&self.path)
     }
 
     /// Makes slot `i` and the header durable (`Durability::Sync`).
     pub(crate) fn flush_slot(&self, i: usize) -> Result<()> {
+        if i >= self.cap
+            && let Some(prev) = &self.prev
+        {
+            prev.flush_slot(i - self.cap)?;
+        }
         self.map.flush_range(0, INDEX_HEADER_LEN, &self.path)?;
-        self.map.flush_range(
-            INDEX_HEADER_LEN + (i & self.mask) * SLOT_LEN,
-            SLOT_LEN,
-            &self.path,
-        )
+        if i < self.cap {
+            self.map
+                .flush_range(INDEX_HEADER_LEN + i * SLOT_LEN, SLOT_LEN, &self.path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Lets go of a table this process no longer uses. Unmapping a large
+/// table, and freeing the file of one a growth has moved out of (the last
+/// mapping of an unlinked file frees it), takes milliseconds per hundred
+/// megabytes: a thread of its own does it, not the put or lookup that
+/// noticed the change.
+pub(crate) fn release(idx: Arc<Index>) {
+    use std::sync::Mutex;
+    use std::sync::mpsc::{Sender, channel};
+    // Small tables are cheap to drop where they are.
+    if idx.prev.is_none() && idx.file_len() < 4 << 20 {
+        return;
+    }
+    static REAPER: std::sync::OnceLock<Option<Mutex<Sender<Arc<Index>>>>> =
+        std::sync::OnceLock::new();
+    let reaper = REAPER.get_or_init(|| {
+        let (tx, rx) = channel::<Arc<Index>>();
+        std::thread::Builder::new()
+            .name("memo-index-release".into())
+            .spawn(move || {
+                for idx in rx {
+                    // Only a table nobody else here still uses.
+                    if let Some(idx) = Arc::into_inner(idx) {
+                        idx.map.drop_pages();
+                        if let Some(prev) = idx.prev.and_then(Arc::into_inner) {
+                            prev.map.drop_pages();
+                        }
+                    }
+                }
+            })
+            .ok()
+            .map(|_| Mutex::new(tx))
+    });
+    if let Some(tx) = reaper {
+        // On failure the table comes back in the error and drops here.
+        let _ = tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(idx);
     }
 }
 
@@ -434,61 +539,166 @@ mod tests {
         (t, d)
     }
 
+    /// Tags whose home in `idx` is `home`.
+    fn tags_at(idx: &Index, home: usize, n: usize) -> Vec<u32> {
+        (0..u32::MAX)
+            .step_by(997)
+            .filter(|&t| idx.home(t) == home)
+            .take(n)
+            .collect()
+    }
+
+    fn find(idx: &Index, s: Snap) -> Option<usize> {
+        match idx.probe(s.tag, |i, got| (got.loc == s.loc).then_some(i)) {
+            Probe::Found(i) => Some(i),
+            Probe::Absent { .. } => None,
+        }
+    }
+
     #[test]
-    fn probe_insert_and_grow() {
+    fn probe_insert_and_copy() {
         let (_t, dir) = tmp();
         let idx = Index::create(&dir, "a", MIN_CAPACITY, None).unwrap();
         // Colliding tags land in consecutive slots and are found in order.
-        let a = idx.insert_fresh(snap(5, 64)).unwrap();
-        let b = idx
-            .insert_fresh(snap(5 + MIN_CAPACITY as u32, 128))
-            .unwrap();
+        let t = tags_at(&idx, 5, 2);
+        let a = idx.insert_fresh(snap(t[0], 64)).unwrap();
+        let b = idx.insert_fresh(snap(t[1], 128)).unwrap();
         assert_eq!((a, b), (5, 6));
-        let found = idx.probe(5 + MIN_CAPACITY as u32, |i, s| Some((i, s)));
+        let found = idx.probe(t[1], |i, s| Some((i, s)));
         assert!(matches!(found, Probe::Found((6, s)) if s.loc == loc::encode(1, 128)));
         // A tombstone does not end the probe, and is offered as the free slot.
-        idx.write(
-            5,
-            Snap {
-                tag: 0,
-                loc: loc::TOMBSTONE,
-                len: 0,
-            },
-        );
-        let found = idx.probe(5 + MIN_CAPACITY as u32, |i, _| Some(i));
-        assert!(matches!(found, Probe::Found(6)));
-        assert!(matches!(
-            idx.probe(77, |_, _| Some(())),
-            Probe::Absent { free: Some(77) }
-        ));
-        let p = idx.probe(5, |_, _| None::<()>);
+        idx.write(5, Snap::TOMBSTONE);
+        assert!(matches!(idx.probe(t[1], |i, _| Some(i)), Probe::Found(6)));
+        let p = idx.probe(t[0], |_, _| None::<()>);
         assert!(matches!(p, Probe::Absent { free: Some(5) }));
+        // The last slot wraps to the first.
+        let end = tags_at(&idx, MIN_CAPACITY as usize - 1, 2);
+        idx.insert_fresh(snap(end[0], 8)).unwrap();
+        assert_eq!(idx.insert_fresh(snap(end[1], 16)), Some(0));
+        assert_eq!(find(&idx, snap(end[1], 16)), Some(0));
 
         idx.set(hdr::NEXT_SEG, 9);
         let big =
             Index::create(&dir, "b", MIN_CAPACITY * 2, Some((&idx, &[hdr::NEXT_SEG]))).unwrap();
         idx.copy_into(&big);
-        assert_eq!(big.word(hdr::ENTRIES), 1);
+        assert_eq!(big.word(hdr::ENTRIES), 3);
         assert_eq!(big.word(hdr::NEXT_SEG), 9);
-        let found = big.probe(5 + MIN_CAPACITY as u32, |_, s| Some(s));
-        assert!(matches!(found, Probe::Found(s) if s.loc == loc::encode(1, 128)));
+        assert!(find(&big, snap(t[1], 128)).is_some());
+        assert!(find(&big, snap(end[1], 16)).is_some());
+    }
+
+    #[test]
+    fn capacities_keep_the_build_load() {
+        assert_eq!(Index::capacity_for(0), MIN_CAPACITY);
+        for entries in [100_000, 5_000_000, 10_000_000, 123_457] {
+            let cap = Index::capacity_for(entries);
+            assert_eq!(cap % CAPACITY_STEP, 0);
+            let load = entries as f64 / cap as f64;
+            assert!((0.69..=0.7).contains(&load), "{entries}: {load}");
+        }
+        assert_eq!(Index::capacity_for(u64::MAX), MAX_CAPACITY);
+    }
+
+    /// A growth moving `n` entries from a full table; every entry is found
+    /// before, during and after, whichever step it is at.
+    #[test]
+    fn a_growth_moves_runs_and_lookups_see_every_entry() {
+        let (_t, dir) = tmp();
+        let old = Index::create(&dir, "old", MIN_CAPACITY, None).unwrap();
+        let n = (MIN_CAPACITY * 4 / 5) as u32;
+        let entries: Vec<Snap> = (0..n)
+            .map(|i| snap(i.wrapping_mul(2_654_435_761), u64::from(i + 1) * 64))
+            .collect();
+        for &e in &entries {
+            old.insert_fresh(e).unwrap();
+        }
+        old.set(hdr::ENTRIES, u64::from(n));
+        let old = Arc::new(old);
+        let mut new = Index::create(&dir, "new", Index::capacity_for(u64::from(n)), None).unwrap();
+        new.carry(&old, &[hdr::ENTRIES]);
+        assert!(new.begin_move(old.clone()));
+        assert!(new.moving().is_some());
+        // A key put during the move goes to the new table.
+        let late = snap(77, 1 << 30);
+        let Probe::Absent { free: Some(slot) } = new.probe(late.tag, |_, _| None::<()>) else {
+            panic!("no free slot");
+        };
+        assert!(slot < new.capacity());
+        new.write(slot, late);
+        let mut steps = 0;
+        loop {
+            for &e in &entries {
+                assert!(find(&new, e).is_some(), "step {steps}: {e:?} lost");
+            }
+            assert!(find(&new, late).is_some());
+            let live = new.live().count();
+            assert_eq!(live, entries.len() + 1, "step {steps}");
+            steps += 1;
+            if new.move_step(64) {
+                break;
+            }
+        }
+        assert!(steps > 5, "moved in {steps} steps");
+        assert!(new.moving().is_none() && new.stale());
+        for &e in &entries {
+            assert!(find(&new, e).unwrap() < new.capacity());
+        }
+        assert_eq!(new.count_slots(), (u64::from(n) + 1, 0));
+    }
+
+    #[test]
+    fn an_interrupted_step_is_undone() {
+        let (_t, dir) = tmp();
+        let old = Index::create(&dir, "old", MIN_CAPACITY, None).unwrap();
+        let entries: Vec<Snap> = (0..600u32)
+            .map(|i| snap(i.wrapping_mul(2_654_435_761), u64::from(i + 1) * 64))
+            .collect();
+        for &e in &entries {
+            old.insert_fresh(e).unwrap();
+        }
+        let mut new = Index::create(&dir, "new", MIN_CAPACITY, None).unwrap();
+        assert!(new.begin_move(Arc::new(old)));
+        assert!(!new.move_step(100));
+        let moved = new.word(hdr::MIGRATED);
+        // A writer copies the next run and dies before recording it.
+        let m = new.moving().unwrap();
+        let span = Index::step_span(&m, 100);
+        for d in span.clone() {
+            let i = (m.start + d) % m.prev.cap;
+            let s = m.prev.read(i);
+            if loc::decode(s.loc).is_some() {
+                new.insert_fresh(s);
+            }
+        }
+        new.set(hdr::MIGRATE_TARGET, span.end as u64);
+        let copies = new.undo_step();
+        assert!(copies > 0);
+        assert_eq!(new.word(hdr::MIGRATED), moved);
+        // Each entry is in one place again, and found.
+        assert_eq!(new.live().count(), entries.len());
+        while !new.move_step(100) {}
+        let (live, _) = new.count_slots();
+        assert_eq!(live, entries.len() as u64);
+        for &e in &entries {
+            assert!(find(&new, e).is_some());
+        }
     }
 
     #[test]
     fn torn_slots_are_read_and_settled() {
         let (_t, dir) = tmp();
         let idx = Index::create(&dir, "a", MIN_CAPACITY, None).unwrap();
-        idx.insert_fresh(snap(9, 64)).unwrap();
-        idx.slot(9).seq.fetch_add(1, Ordering::Relaxed); // a writer died mid-publish
-        assert!(idx.read_stable(9).is_none());
+        let i = idx.insert_fresh(snap(9, 64)).unwrap();
+        idx.slot(i).seq.fetch_add(1, Ordering::Relaxed); // a writer died mid-publish
+        assert!(idx.read_stable(i).is_none());
         // Readers still see the fields as they stand.
-        assert_eq!(idx.read(9).loc, loc::encode(1, 64));
-        assert_eq!(idx.torn_slots(), vec![9]);
-        idx.settle(9, true);
-        assert_eq!(idx.read_stable(9).map(|s| s.loc), Some(loc::encode(1, 64)));
-        idx.slot(9).seq.fetch_add(1, Ordering::Relaxed);
-        idx.settle(9, false);
-        assert_eq!(idx.read_stable(9).map(|s| s.loc), Some(loc::TOMBSTONE));
+        assert_eq!(idx.read(i).loc, loc::encode(1, 64));
+        assert_eq!(idx.torn_slots(), vec![i]);
+        idx.settle(i, true);
+        assert_eq!(idx.read_stable(i).map(|s| s.loc), Some(loc::encode(1, 64)));
+        idx.slot(i).seq.fetch_add(1, Ordering::Relaxed);
+        idx.settle(i, false);
+        assert_eq!(idx.read_stable(i).map(|s| s.loc), Some(loc::TOMBSTONE));
         assert!(idx.torn_slots().is_empty());
     }
 
@@ -507,10 +717,17 @@ mod tests {
         drop(idx);
         assert!(Index::open(&dir, "index").unwrap().is_some());
         let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
-        f.write_all_at(&2u32.to_le_bytes(), 8).unwrap();
+        // A capacity that is not a whole number of pages of slots.
+        f.write_all_at(&(MIN_CAPACITY + 1).to_le_bytes(), 16).unwrap();
         assert!(matches!(
             Index::open(&dir, "index"),
-            Err(Error::IncompatibleFormat { found: 2, .. })
+            Err(Error::Corrupt { .. })
+        ));
+        f.write_all_at(&MIN_CAPACITY.to_le_bytes(), 16).unwrap();
+        f.write_all_at(&3u32.to_le_bytes(), 8).unwrap();
+        assert!(matches!(
+            Index::open(&dir, "index"),
+            Err(Error::IncompatibleFormat { found: 3, .. })
         ));
     }
 }

@@ -316,4 +316,27 @@ impl SharedMap {
     pub(crate) fn flush(&self, path: &Path) -> Result<()> {
         self.map.flush().at(path)
     }
+
+    /// Drops this process's page-table entries for the mapping, a chunk at
+    /// a time, before it is unmapped: `munmap` of a large populated mapping
+    /// holds the address-space lock for writing throughout, stalling every
+    /// page fault of the process's other threads, while `MADV_DONTNEED`
+    /// holds it for reading.
+    pub(crate) fn drop_pages(&self) {
+        const CHUNK: usize = 4 << 20;
+        let mut off = 0;
+        while off < self.map.len() {
+            let len = CHUNK.min(self.map.len() - off);
+            // SAFETY: a shared file mapping: MADV_DONTNEED only drops page
+            // table entries, and the next access maps the same page-cache
+            // pages again, so no thread (of this process or another) sees
+            // its contents change; (4) all access is through atomics.
+            let _ = unsafe {
+                self.map
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, len)
+            };
+            off += len;
+            std::thread::yield_now();
+        }
+    }
 }

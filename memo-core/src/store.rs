@@ -12,6 +12,7 @@ mod compact;
 mod compute;
 mod durable;
 mod engine;
+mod grow;
 mod options;
 mod read;
 mod recover;

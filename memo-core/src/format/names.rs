@@ -76,6 +76,12 @@ pub(crate) fn tmp_index_name(pid: u32, n: u64) -> String {
     format!("{INDEX_FILE}.{pid}.{n}")
 }
 
+/// `tmp/index.next.<table id hex>`: the table prepared for the next growth
+/// of the table with that id.
+pub(crate) fn next_index_name(table_id: u64) -> String {
+    format!("{INDEX_FILE}.next.{table_id:016x}")
+}
+
 /// `tmp/index.rebuild.<pid>`: an index being rebuilt from the segments.
 pub(crate) fn tmp_rebuild_name(pid: u32) -> String {
     format!("{INDEX_FILE}.rebuild.{pid}")
@@ -96,6 +102,9 @@ pub(crate) fn is_tmp_name(name: &str) -> bool {
     if let Some(rest) = name.strip_prefix("index.") {
         if let Some(pid) = rest.strip_prefix("rebuild.") {
             return digits(pid);
+        }
+        if let Some(id) = rest.strip_prefix("next.") {
+            return id.len() == 16 && id.bytes().all(is_lower_hex);
         }
         return rest
             .split_once('.')

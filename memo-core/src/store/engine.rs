@@ -9,7 +9,9 @@ use crate::blob::Blobs;
 use crate::dir::Dir;
 use crate::error::{Error, Result};
 use crate::evict::Budget;
-use crate::format::{self, BLOB_DIR, INDEX_FILE, LOCK_FILE, LOCKS_DIR, SEG_DIR, TMP_DIR};
+use crate::format::{
+    self, BLOB_DIR, INDEX_FILE, LOCK_FILE, LOCKS_DIR, SEG_DIR, TMP_DIR,
+};
 use crate::index::Index;
 use crate::lock::{self, Inflight, WriterLock};
 use crate::segment::{Appender, Segments};
@@ -35,6 +37,8 @@ pub(crate) struct Engine {
     pub(super) damaged: Mutex<Vec<read::Damage>>,
     /// Durable appends waiting for their sync (`durable.rs`).
     pub(super) group: GroupSync,
+    /// The table being built for the next growth (`grow.rs`).
+    pub(super) prep: super::grow::Prepare,
 }
 
 impl Engine {
@@ -59,14 +63,14 @@ impl Engine {
             Appender::new(segment_limit(&opts)),
         );
         let segs = Segments::new(seg);
-        let index = match Index::open(&root, INDEX_FILE) {
+        let index = match Index::open_current(&root) {
             Ok(Some(i)) => i,
             // First open, a deleted index, or a damaged one: build it from
             // the segments under the writer lock, so concurrent openers
             // build it once.
             Ok(None) | Err(Error::Corrupt { .. }) => {
                 let _w = writer.lock()?;
-                match Index::open(&root, INDEX_FILE) {
+                match Index::open_current(&root) {
                     Ok(Some(i)) => i,
                     Ok(None) => recover::rebuild(&segs, &tmp, &root, sync)?,
                     // Only a memo index (by its magic) is set aside: a foreign
@@ -101,6 +105,7 @@ impl Engine {
             inflight: Inflight::default(),
             damaged: Mutex::new(Vec::new()),
             group: GroupSync::default(),
+            prep: super::grow::Prepare::default(),
         };
         let idx = engine.index()?;
         if !durable::same_boot(&idx) {

@@ -26,7 +26,7 @@ impl Engine {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        if !cur.replaced() {
+        if !cur.stale() {
             return Ok(cur);
         }
         self.reload_index()
@@ -34,13 +34,15 @@ impl Engine {
 
     pub(super) fn reload_index(&self) -> Result<Arc<Index>> {
         let mut slot = self.index.write().unwrap_or_else(PoisonError::into_inner);
-        if slot.replaced() {
-            let fresh = Index::open(&self.root, INDEX_FILE)?.ok_or_else(|| {
+        if slot.stale() {
+            let fresh = Index::open_current(&self.root)?.ok_or_else(|| {
                 Error::corrupt(&self.root.child(INDEX_FILE), 0, "index file vanished")
             })?;
-            *slot = Arc::new(fresh);
+            let old = std::mem::replace(&mut *slot, Arc::new(fresh));
+            drop(slot);
+            crate::index::release(old);
         }
-        Ok(slot.clone())
+        Ok(self.index.read().unwrap_or_else(PoisonError::into_inner).clone())
     }
 
     /// Finds `key`'s value: its bytes and the id of the codec that wrote
@@ -50,7 +52,7 @@ impl Engine {
             // The guard, not a clone of the Arc: one uncontended read lock
             // instead of two reference-count updates on a shared line.
             let idx = self.index.read().unwrap_or_else(PoisonError::into_inner);
-            if idx.replaced() {
+            if idx.stale() {
                 drop(idx);
                 self.reload_index()?;
                 continue;

@@ -35,7 +35,7 @@ impl Engine {
             std::mem::take(&mut *self.damaged.lock().unwrap_or_else(PoisonError::into_inner));
         for d in found {
             let current = d.index.upgrade().is_some_and(|i| Arc::ptr_eq(&i, idx));
-            if !current || idx.read(d.slot).loc != d.loc {
+            if !current || !idx.is_current(d.slot) || idx.read(d.slot).loc != d.loc {
                 continue;
             }
             drop_slot(idx, d.slot);
@@ -64,6 +64,9 @@ fn recover(segs: &Segments, idx: &Index, tmp: &Dir) {
     // The repair is itself a publish: if this writer dies too, the next
     // one starts over.
     let p = Publish::begin(idx);
+    // First, before any key can change: copies a step of a growth made
+    // past its recorded end.
+    let undone = idx.undo_step();
     let torn = idx.torn_slots();
     for &i in &torn {
         let snap = idx.read(i);
@@ -83,6 +86,7 @@ fn recover(segs: &Segments, idx: &Index, tmp: &Dir) {
     tracing::warn!(
         path = %idx.path().display(),
         torn = torn.len(),
+        undone,
         swept,
         "memo: repaired the index after a writer died mid-publish"
     );
@@ -188,7 +192,10 @@ pub(super) fn rebuild(segs: &Segments, tmp: &Dir, root: &Dir, sync: bool) -> Res
     if !live.is_empty() {
         tracing::info!(entries = live.len(), path = %root.child(format::INDEX_FILE).display(), "memo: rebuilt the index from the segments");
     }
-    idx.install(tmp, root, format::INDEX_FILE, None, sync)
+    let idx = idx.install(tmp, root, format::INDEX_FILE, None, sync)?;
+    // The rebuilt table holds every entry: a growth's old table is moot.
+    root.remove(format::PREV_INDEX_FILE)?;
+    Ok(idx)
 }
 
 /// A record the replay after a restart applies.
@@ -210,6 +217,24 @@ impl Engine {
         let _w = self.writer.lock()?;
         let mut idx = self.writer_index()?;
         if durable::same_boot(&idx) {
+            return Ok(());
+        }
+        if idx.header_says_moving() || self.root.kind(format::PREV_INDEX_FILE)?.is_some() {
+            // Pages of both tables of an unfinished growth (or of a new
+            // table not yet synced) may be lost: neither can be trusted to
+            // agree with the other, and the segments are.
+            let new = rebuild(&self.segs, &self.tmp, &self.root, self.sync())?;
+            idx.set(hdr::REPLACED, 1);
+            durable::stamp_boot(&new);
+            let new = Arc::new(new);
+            *self.index.write().unwrap_or_else(PoisonError::into_inner) = new.clone();
+            tracing::info!(
+                path = %new.path().display(),
+                "memo: the system restarted during a growth of the index; rebuilt it from the segments"
+            );
+            if self.sync() {
+                durable::checkpoint(&new, new.append_pos().word())?;
+            }
             return Ok(());
         }
         let ids = self.segs.ids()?;

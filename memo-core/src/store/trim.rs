@@ -39,10 +39,13 @@ impl Engine {
     pub(super) fn trim(&self) -> Result<()> {
         let mut w = self.writer.lock()?;
         let idx = self.writer_index()?;
+        // Maintenance finishes a growth in progress too: its old table
+        // goes now, not after the next puts.
+        let finished = self.move_all(&idx)?;
         let unlinks = self.enforce(&mut w, &idx, true, None)?;
         drop(w);
         self.unlink_all(unlinks);
-        Ok(())
+        self.settle_growth(finished)
     }
 
     /// Keeps the store within its limits after a put to `slot`: the

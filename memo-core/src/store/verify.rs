@@ -16,7 +16,7 @@ impl Engine {
         let mut r = VerifyReport::default();
         let mut live = 0;
         let mut live_locs = std::collections::HashSet::new();
-        for i in 0..idx.capacity() {
+        for i in idx.slot_ids() {
             let Some(snap) = idx.read_stable(i) else {
                 r.problems.push(format!(
                     "{}: slot {i} is being written by a dead writer",

@@ -19,7 +19,9 @@ use crate::index::{Index, Probe, Snap};
 use crate::segment::{self, Append, Appender, Read, Record, RecordParts, Segments};
 
 /// Header words a grown table carries over from the one it replaces.
-const CARRY_ALL: [usize; 19] = [
+pub(super) const CARRY_ALL: [usize; 21] = [
+    hdr::ENTRIES,
+    hdr::CHECKPOINT,
     hdr::DURABLE,
     hdr::TICK,
     hdr::LFU_AGED,
@@ -132,16 +134,26 @@ impl Engine {
                 limit,
             });
         }
+        if let Ok(idx) = self.index() {
+            self.prepare_growth(&idx);
+        }
         let mut w = self.writer.lock()?;
         let mut idx = self.writer_index()?;
+        let finished = self.move_some(&idx)?;
         if !idx.has_room() {
-            // Recount before growing: the counters come from disk, and a
-            // damaged one must not make every put double the table.
-            let (live, tombstones) = idx.count_slots();
-            idx.set(hdr::ENTRIES, live);
-            idx.set(hdr::TOMBSTONES, tombstones);
-            if !idx.has_room() {
-                idx = self.grow(&idx)?;
+            // The counters come from disk: ones claiming more than the
+            // table holds are recounted before they size a new table.
+            if idx.word(hdr::ENTRIES).saturating_add(idx.word(hdr::TOMBSTONES))
+                > idx.capacity() as u64
+            {
+                let (live, tombstones) = idx.count_slots();
+                idx.set(hdr::ENTRIES, live);
+                idx.set(hdr::TOMBSTONES, tombstones);
+            }
+            if !idx.has_room()
+                && let Some(new) = self.grow(&idx)?
+            {
+                idx = new;
             }
         }
         if let Some(b) = &mut blob {
@@ -200,6 +212,7 @@ impl Engine {
             self.blobs.unlink(key, id);
         }
         self.unlink_all(unlinks);
+        self.settle_growth(finished)?;
         self.settle(owed)
     }
 
@@ -291,18 +304,9 @@ impl Engine {
         Ok(old_blob)
     }
 
-    /// Replaces the table with one sized for the live entries (half full),
-    /// dropping tombstones: twice as large when the table filled with
-    /// entries, the same size or smaller when it filled with tombstones
-    /// (eviction makes many; doubling for them grew the index past a small
-    /// `max_bytes` on its own).
-    pub(super) fn grow(&self, old: &Arc<Index>) -> Result<Arc<Index>> {
-        // ENTRIES was just recounted, so it is at most the old capacity.
-        self.grow_for(old, old.word(hdr::ENTRIES).saturating_add(1))
-    }
-
-    /// Replaces the table with one sized for `entries` (half full),
-    /// dropping tombstones.
+    /// Replaces the table at once with one sized for `entries`, dropping
+    /// tombstones: the restart path, where nobody waits (puts grow the
+    /// table without stopping, `grow.rs`).
     pub(super) fn grow_for(&self, old: &Arc<Index>, entries: u64) -> Result<Arc<Index>> {
         let cap = Index::capacity_for(entries);
         let new = Index::create(&self.tmp, &tmp_index_name(), cap, Some((old, &CARRY_ALL)))?;
@@ -313,7 +317,7 @@ impl Engine {
 
     /// Renames a table built in `tmp/` over `index`; every process moves to
     /// it when it next looks.
-    fn install(&self, new: Index, old: &Index) -> Result<Arc<Index>> {
+    pub(super) fn install(&self, new: Index, old: &Index) -> Result<Arc<Index>> {
         let tmp_path = new.path().to_path_buf();
         let installed = new.install(
             &self.tmp,
@@ -331,6 +335,8 @@ impl Engine {
                 return Err(e);
             }
         };
+        // A growth this replaces is over: its old table is not needed.
+        self.root.remove(format::PREV_INDEX_FILE)?;
         if self.sync() {
             self.root.sync()?;
         }
@@ -358,7 +364,7 @@ impl Engine {
 }
 
 /// A fresh name in `tmp/` for an index being built.
-fn tmp_index_name() -> String {
+pub(super) fn tmp_index_name() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format::tmp_index_name(std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
