@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use memo_core::{Key, Store};
 
 const LEN: usize = 100;
+/// Lookups timed together in the hit measurement.
+const BATCH: u64 = 256;
 /// Where disk use is measured (the point of comparison).
 const DISK_AT: u64 = 5_000_000;
 
@@ -82,7 +84,7 @@ fn puts() {
         }
         lat.push(ns);
     }
-    let secs = (start.elapsed() - paused).as_secs_f64();
+    let secs = start.elapsed().saturating_sub(paused).as_secs_f64();
     let mut sorted = lat.clone();
     sorted.sort_unstable();
     let over = |us: u32| lat.iter().filter(|&&l| l > us * 1000).count();
@@ -126,12 +128,11 @@ fn puts() {
 /// the new table both exist), as `Stats::index_bytes` shows it.
 fn hits_during_growth() {
     let base = env("MEMO_BENCH_GROWTH_HIT_ENTRIES", 800_000);
-    let d = tempfile::tempdir().expect("dir");
-    let store = Arc::new(Store::open(d.path()).expect("store"));
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Arc::new(Store::open(dir.path()).expect("store"));
     for i in 0..base {
         store.put_bytes(&Key::of(&i), &value(i)).expect("put");
     }
-    const BATCH: u64 = 256;
     // Per-hit nanoseconds of one batch of lookups, stamped with its end.
     let batch = |s: &Store, seed: &mut u64| -> f64 {
         let t = Instant::now();
@@ -163,7 +164,7 @@ fn hits_during_growth() {
             while !stop.load(Ordering::Relaxed) {
                 store.put_bytes(&Key::of(&i), &value(i)).expect("put");
                 i += 1;
-                if i % 64 == 0 {
+                if i.is_multiple_of(64) {
                     let now = epoch.elapsed().as_secs_f64();
                     let b = store.stats().index_bytes;
                     if b != changes[changes.len() - 1].2 {
@@ -188,16 +189,16 @@ fn hits_during_growth() {
     // saw it settle, the old table gone (for a table replaced in one step,
     // the same change).
     let mut windows = Vec::new();
-    let mut k = 1;
-    while k < changes.len() {
-        let from = changes[k].0;
-        let mut j = k;
+    let mut at = 1;
+    while at < changes.len() {
+        let from = changes[at].0;
+        let mut end = at;
         // Sizes rise while both tables exist and fall when the old one goes.
-        if j + 1 < changes.len() && changes[j + 1].2 < changes[j].2 {
-            j += 1;
+        if end + 1 < changes.len() && changes[end + 1].2 < changes[end].2 {
+            end += 1;
         }
-        windows.push((from, changes[j].1));
-        k = j + 1;
+        windows.push((from, changes[end].1));
+        at = end + 1;
     }
     // A batch counts as during a growth if it overlaps one.
     let in_growth = |a: f64, b: f64| windows.iter().any(|&(s, e)| a <= e && b >= s);

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use crate::error::Result;
-use crate::format::{CAPACITY_STEP, INDEX_HEADER_LEN, MAX_CAPACITY, MIN_CAPACITY, SLOT_LEN, hdr, loc};
+use crate::format::{
+    CAPACITY_STEP, INDEX_HEADER_LEN, MAX_CAPACITY, MIN_CAPACITY, SLOT_LEN, hdr, loc,
+};
 use crate::mmap::{SharedMap, Slot};
 
 mod append;
@@ -475,12 +477,12 @@ impl Index {
 pub(crate) fn release(idx: Arc<Index>) {
     use std::sync::Mutex;
     use std::sync::mpsc::{Sender, channel};
+    static REAPER: std::sync::OnceLock<Option<Mutex<Sender<Arc<Index>>>>> =
+        std::sync::OnceLock::new();
     // Small tables are cheap to drop where they are.
     if idx.prev.is_none() && idx.file_len() < 4 << 20 {
         return;
     }
-    static REAPER: std::sync::OnceLock<Option<Mutex<Sender<Arc<Index>>>>> =
-        std::sync::OnceLock::new();
     let reaper = REAPER.get_or_init(|| {
         let (tx, rx) = channel::<Arc<Index>>();
         std::thread::Builder::new()
@@ -718,7 +720,8 @@ mod tests {
         assert!(Index::open(&dir, "index").unwrap().is_some());
         let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
         // A capacity that is not a whole number of pages of slots.
-        f.write_all_at(&(MIN_CAPACITY + 1).to_le_bytes(), 16).unwrap();
+        f.write_all_at(&(MIN_CAPACITY + 1).to_le_bytes(), 16)
+            .unwrap();
         assert!(matches!(
             Index::open(&dir, "index"),
             Err(Error::Corrupt { .. })

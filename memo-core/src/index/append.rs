@@ -59,4 +59,3 @@ impl AppendPos<'_> {
         self.0.path()
     }
 }
-

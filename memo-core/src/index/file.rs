@@ -109,7 +109,6 @@ impl Index {
         ))
     }
 
-
     /// Whether `name` in `dir` is a regular file that starts with the index
     /// magic.
     pub(crate) fn has_magic(dir: &Dir, name: &str) -> bool {

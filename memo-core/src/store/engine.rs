@@ -9,9 +9,7 @@ use crate::blob::Blobs;
 use crate::dir::Dir;
 use crate::error::{Error, Result};
 use crate::evict::Budget;
-use crate::format::{
-    self, BLOB_DIR, INDEX_FILE, LOCK_FILE, LOCKS_DIR, SEG_DIR, TMP_DIR,
-};
+use crate::format::{self, BLOB_DIR, INDEX_FILE, LOCK_FILE, LOCKS_DIR, SEG_DIR, TMP_DIR};
 use crate::index::Index;
 use crate::lock::{self, Inflight, WriterLock};
 use crate::segment::{Appender, Segments};

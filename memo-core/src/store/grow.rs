@@ -110,10 +110,9 @@ impl Engine {
             return None;
         }
         let name = format::next_index_name(id);
-        let t = match Index::open(&self.tmp, &name) {
-            Ok(Some(t)) => t,
-            // Not there, or still being written by another process.
-            Ok(None) | Err(_) => return None,
+        // Not there, or still being written by another process: none.
+        let Ok(Some(t)) = Index::open(&self.tmp, &name) else {
+            return None;
         };
         // At most 0.75 full once every entry is in, and not oversized.
         let cap = t.capacity() as u64;
@@ -202,7 +201,11 @@ impl Engine {
         let p = Publish::begin(idx);
         let done = idx.move_step(budget);
         p.unchanged();
-        if done { self.finish_move(idx) } else { Ok(None) }
+        if done {
+            self.finish_move(idx)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Moves every slot still to move; `Store::trim` and repairs use it.

@@ -42,7 +42,11 @@ impl Engine {
             drop(slot);
             crate::index::release(old);
         }
-        Ok(self.index.read().unwrap_or_else(PoisonError::into_inner).clone())
+        Ok(self
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone())
     }
 
     /// Finds `key`'s value: its bytes and the id of the codec that wrote

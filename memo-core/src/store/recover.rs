@@ -220,22 +220,7 @@ impl Engine {
             return Ok(());
         }
         if idx.header_says_moving() || self.root.kind(format::PREV_INDEX_FILE)?.is_some() {
-            // Pages of both tables of an unfinished growth (or of a new
-            // table not yet synced) may be lost: neither can be trusted to
-            // agree with the other, and the segments are.
-            let new = rebuild(&self.segs, &self.tmp, &self.root, self.sync())?;
-            idx.set(hdr::REPLACED, 1);
-            durable::stamp_boot(&new);
-            let new = Arc::new(new);
-            *self.index.write().unwrap_or_else(PoisonError::into_inner) = new.clone();
-            tracing::info!(
-                path = %new.path().display(),
-                "memo: the system restarted during a growth of the index; rebuilt it from the segments"
-            );
-            if self.sync() {
-                durable::checkpoint(&new, new.append_pos().word())?;
-            }
-            return Ok(());
+            return self.rebuild_after_restart(&idx);
         }
         let ids = self.segs.ids()?;
         // A store only flushing writers used promised nothing across a power
@@ -323,6 +308,25 @@ impl Engine {
         );
         if self.sync() {
             durable::checkpoint(&idx, idx.append_pos().word())?;
+        }
+        Ok(())
+    }
+
+    /// After a restart during a growth: pages of both tables (or of a new
+    /// table not yet synced) may be lost, and neither can be trusted to
+    /// agree with the other; the segments can. Caller holds the writer lock.
+    fn rebuild_after_restart(&self, old: &Index) -> Result<()> {
+        let new = rebuild(&self.segs, &self.tmp, &self.root, self.sync())?;
+        old.set(hdr::REPLACED, 1);
+        durable::stamp_boot(&new);
+        let new = Arc::new(new);
+        *self.index.write().unwrap_or_else(PoisonError::into_inner) = new.clone();
+        tracing::info!(
+            path = %new.path().display(),
+            "memo: the system restarted during a growth of the index; rebuilt it from the segments"
+        );
+        if self.sync() {
+            durable::checkpoint(&new, new.append_pos().word())?;
         }
         Ok(())
     }

@@ -143,7 +143,9 @@ impl Engine {
         if !idx.has_room() {
             // The counters come from disk: ones claiming more than the
             // table holds are recounted before they size a new table.
-            if idx.word(hdr::ENTRIES).saturating_add(idx.word(hdr::TOMBSTONES))
+            if idx
+                .word(hdr::ENTRIES)
+                .saturating_add(idx.word(hdr::TOMBSTONES))
                 > idx.capacity() as u64
             {
                 let (live, tombstones) = idx.count_slots();
