@@ -65,13 +65,20 @@ fn puts() {
     let mut lat = Vec::with_capacity(n as usize);
     let mut slow = Vec::new();
     let mut disk = None;
+    // Disk use over key + value bytes every 250k entries past 1M, and
+    // whether a growth was moving its old table then.
+    let mut samples = Vec::new();
     let start = Instant::now();
     let mut paused = Duration::ZERO;
     for i in 0..n {
-        if i == DISK_AT {
+        if i >= 1_000_000 && i.is_multiple_of(250_000) {
             let t = Instant::now();
-            let s = store.stats();
-            disk = Some((du(d.path()), s.index_bytes));
+            let bytes = du(d.path());
+            let ratio = bytes as f64 / (i as f64 * (LEN + 32) as f64);
+            samples.push((ratio, d.path().join("index.prev").exists()));
+            if i == DISK_AT {
+                disk = Some((bytes, store.stats().index_bytes));
+            }
             paused += t.elapsed();
         }
         let key = Key::of(&i);
@@ -108,6 +115,22 @@ fn puts() {
             .map(|&(i, ns)| format!("#{i} {:.1} ms", f64::from(ns) / 1e6))
             .collect::<Vec<_>>()
     );
+    if !samples.is_empty() {
+        let quiet: Vec<f64> = samples.iter().filter(|s| !s.1).map(|s| s.0).collect();
+        let moving: Vec<f64> = samples.iter().filter(|s| s.1).map(|s| s.0).collect();
+        let range = |v: &[f64]| {
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(0.0, f64::max);
+            format!("{lo:.3}x-{hi:.3}x")
+        };
+        println!(
+            "  disk use every 250k entries from 1M: {} between growths ({} samples), {} while a growth moved its old table ({} samples)",
+            range(&quiet),
+            quiet.len(),
+            range(&moving),
+            moving.len()
+        );
+    }
     if let Some((bytes, index)) = disk {
         let payload = DISK_AT as f64 * (LEN + 32) as f64;
         println!(

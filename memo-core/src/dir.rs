@@ -203,6 +203,19 @@ impl Dir {
             .map_err(|e| self.io(to, e))
     }
 
+    /// Swaps the files named `from` in this directory and `to` in `dest`,
+    /// atomically (`RENAME_EXCHANGE`); both must exist.
+    pub(crate) fn exchange(&self, from: &str, dest: &Dir, to: &str) -> Result<()> {
+        rustix::fs::renameat_with(
+            &self.0.fd,
+            from,
+            &dest.0.fd,
+            to,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| dest.io(to, e))
+    }
+
     /// Renames `from` in this directory to `to` in `dest` (replacing it).
     pub(crate) fn rename(&self, from: &str, dest: &Dir, to: &str) -> Result<()> {
         rustix::fs::renameat(&self.0.fd, from, &dest.0.fd, to).map_err(|e| dest.io(to, e))

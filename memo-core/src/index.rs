@@ -444,6 +444,12 @@ impl Index {
         (live, dead)
     }
 
+    /// Makes every page of the table writable in this process now, before
+    /// it is used (see `SharedMap::populate`).
+    pub(crate) fn populate(&self) {
+        self.map.populate();
+    }
+
     /// Makes the table durable (`Durability::Sync`), with the previous
     /// table while a growth moves it.
     pub(crate) fn flush_all(&self) -> Result<()> {
@@ -489,7 +495,14 @@ pub(crate) fn release(idx: Arc<Index>) {
             .name("memo-index-release".into())
             .spawn(move || {
                 for idx in rx {
-                    // Only a table nobody else here still uses.
+                    // Only a table nobody else here still uses: a moment
+                    // for the last other holder to let go.
+                    for _ in 0..1000 {
+                        if Arc::strong_count(&idx) == 1 {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
                     if let Some(idx) = Arc::into_inner(idx) {
                         idx.map.drop_pages();
                         if let Some(prev) = idx.prev.and_then(Arc::into_inner) {

@@ -317,6 +317,13 @@ impl SharedMap {
         self.map.flush().at(path)
     }
 
+    /// Maps every page of the mapping writable now (`MADV_POPULATE_WRITE`,
+    /// Linux 5.14), so that later writes take no page fault; where it is not
+    /// supported, pages fault in as they are written.
+    pub(crate) fn populate(&self) {
+        let _ = self.map.advise(memmap2::Advice::PopulateWrite);
+    }
+
     /// Drops this process's page-table entries for the mapping, a chunk at
     /// a time, before it is unmapped: `munmap` of a large populated mapping
     /// holds the address-space lock for writing throughout, stalling every

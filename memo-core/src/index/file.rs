@@ -131,10 +131,13 @@ impl Index {
 
     /// Makes `name` in `tmp` an empty version 2 table of `cap` slots, its
     /// magic written last, so that a table read back with its magic is
-    /// whole. Used to build a table ahead of a growth, off the writer lock.
+    /// whole; the file comes back locked. Used to build a table ahead of a
+    /// growth, off the writer lock.
     pub(crate) fn prepare(tmp: &Dir, name: &str, cap: u64) -> Result<File> {
         let file = tmp.create_new(name)?;
         let path = &tmp.child(name);
+        // Locked while its maker holds it: a sweep of `tmp/` leaves it.
+        let _ = file.try_lock();
         let total = INDEX_HEADER_LEN as u64 + cap * SLOT_LEN as u64;
         allocate(&file, path, total)?;
         let mut h = vec![0u8; INDEX_HEADER_LEN];
@@ -196,6 +199,20 @@ impl Index {
     /// The table's file name in its directory.
     pub(crate) fn file_name(&self) -> &str {
         &self.name
+    }
+
+    /// Puts the table's file in `tmp` in the place of `dest` in `dir` by
+    /// swapping the two names, and removes the other file's name from
+    /// `tmp`: the caller gave it another first. Not a rename over `dest`:
+    /// ext4 then writes the renamed file's new blocks out in the call
+    /// (`auto_da_alloc`), 4-20 ms under the writer lock for a table of
+    /// 100 MB whose zeros were still in the page cache (measured).
+    pub(crate) fn swap_into(&mut self, tmp: &Dir, dir: &Dir, dest: &str) -> Result<()> {
+        tmp.exchange(&self.name, dir, dest)?;
+        tmp.remove(&self.name)?;
+        dest.clone_into(&mut self.name);
+        self.path = dir.child(dest);
+        Ok(())
     }
 
     /// Renames the table's file from `tmp` to `dest` in `dir`.

@@ -167,9 +167,4 @@ impl Index {
         self.set(hdr::MIGRATE_TARGET, m.moved as u64);
         undone
     }
-
-    /// The previous table, mapped, while this handle keeps it.
-    pub(crate) fn prev(&self) -> Option<&Arc<Index>> {
-        self.prev.as_ref()
-    }
 }

@@ -7,9 +7,9 @@
 //!    last. One process builds it (the name is created exclusively).
 //! 2. When the table reaches its load limit, the put that finds it full
 //!    takes that file (if it is not ready yet, the table may fill a little
-//!    more while it waits), links `index` as `index.prev` and renames the
-//!    new table over `index`: a few syscalls under the lock, whatever the
-//!    size, and `index` names a whole table at every moment.
+//!    more while it waits), links `index` as `index.prev` and swaps the new
+//!    table's name with `index`: a few syscalls under the lock, whatever
+//!    the size, and `index` names a whole table at every moment.
 //! 3. Every put then moves at least `STEP` slots of `index.prev` into the
 //!    new table before adding its own entry, more if the new table would
 //!    otherwise fill before the move ends.
@@ -18,8 +18,9 @@
 //!    until then the old table stays, and a restart rebuilds the index
 //!    from the segments.
 
+use std::fs::File;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::Engine;
 use super::account::Publish;
@@ -44,6 +45,10 @@ pub(super) struct Prepare {
     /// The table it is for (its `TABLE_ID`).
     for_table: AtomicU64,
     state: Arc<AtomicU8>,
+    /// The prepared table, mapped with its pages already writable, and
+    /// its file, held locked until a growth takes it, so that a sweep of
+    /// `tmp/` by another process leaves it alone.
+    held: Arc<Mutex<Option<(File, Index)>>>,
 }
 
 // `Prepare::state`; 0 before the first preparation.
@@ -63,7 +68,7 @@ impl Engine {
     /// load limit. Before the writer lock, or under it; cheap when there is
     /// nothing to do (two header loads).
     pub(super) fn prepare_growth(&self, idx: &Index) {
-        if idx.prev().is_some() || idx.fits(1, PREPARE_AT.0, PREPARE_AT.1) {
+        if idx.moving().is_some() || idx.fits(1, PREPARE_AT.0, PREPARE_AT.1) {
             return;
         }
         let id = idx.word(hdr::TABLE_ID);
@@ -75,13 +80,24 @@ impl Engine {
         let at_limit = (idx.capacity() as u64 * 4 / 5).saturating_sub(idx.word(hdr::TOMBSTONES));
         let cap = Index::capacity_for(at_limit.saturating_add(1));
         let (tmp, name) = (self.tmp.clone(), format::next_index_name(id));
-        let state = self.prep.state.clone();
+        let (state, held) = (self.prep.state.clone(), self.prep.held.clone());
         state.store(RUNNING, Ordering::Release);
         let spawned = std::thread::Builder::new()
             .name("memo-index-grow".into())
             .spawn(move || {
-                let done = match Index::prepare(&tmp, &name, cap) {
-                    Ok(_) => READY,
+                let made = Index::prepare(&tmp, &name, cap)
+                    .and_then(|file| Ok((Index::open(&tmp, &name)?, file)));
+                let done = match made {
+                    Ok((Some(t), file)) => {
+                        // The first write to each page of a mapping goes
+                        // through the file system (`page_mkwrite`): a
+                        // quarter of a growing store's put time, done here
+                        // instead of in the puts that fill the table.
+                        t.populate();
+                        *held.lock().unwrap_or_else(PoisonError::into_inner) = Some((file, t));
+                        READY
+                    }
+                    Ok((None, _)) => FAILED,
                     Err(Error::Io { source, .. })
                         if source.kind() == std::io::ErrorKind::AlreadyExists =>
                     {
@@ -110,9 +126,17 @@ impl Engine {
             return None;
         }
         let name = format::next_index_name(id);
-        // Not there, or still being written by another process: none.
-        let Ok(Some(t)) = Index::open(&self.tmp, &name) else {
-            return None;
+        let mine = self
+            .prep
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let t = match mine {
+            // Ours, mapped and populated, if its name still names it.
+            Some((file, t)) if ours && self.tmp.names(&name, &file) => t,
+            // Not there, or still being written by another process: none.
+            _ => Index::open(&self.tmp, &name).ok()??,
         };
         // At most 0.75 full once every entry is in, and not oversized.
         let cap = t.capacity() as u64;
@@ -173,7 +197,7 @@ impl Engine {
         self.root.remove(PREV_INDEX_FILE)?;
         self.root.link(INDEX_FILE, PREV_INDEX_FILE)?;
         let tmp_name = new.file_name().to_owned();
-        if let Err(e) = new.rename_into(&self.tmp, &self.root, INDEX_FILE) {
+        if let Err(e) = new.swap_into(&self.tmp, &self.root, INDEX_FILE) {
             let _ = self.root.remove(PREV_INDEX_FILE);
             let _ = self.tmp.remove(&tmp_name);
             return Err(e);

@@ -29,6 +29,9 @@ impl Engine {
         if !cur.stale() {
             return Ok(cur);
         }
+        // Not kept across the reload: the old table must go to the thread
+        // that lets go of it with no reference left here (`release`).
+        drop(cur);
         self.reload_index()
     }
 
