@@ -149,7 +149,7 @@ impl Engine {
         None
     }
 
-    /// Starts a growth of the full table `old`: a table of 0.7 load takes
+    /// Starts a growth of the full table `old`: a table of 0.6 load takes
     /// its place and the move begins. `None` when the table prepared for it
     /// is still being built and `old` may fill some more meanwhile. Caller
     /// holds the writer lock.
