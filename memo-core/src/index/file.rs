@@ -208,8 +208,23 @@ impl Index {
     /// (`auto_da_alloc`), 4-20 ms under the writer lock for a table of
     /// 100 MB whose zeros were still in the page cache (measured).
     pub(crate) fn swap_into(&mut self, tmp: &Dir, dir: &Dir, dest: &str) -> Result<()> {
-        tmp.exchange(&self.name, dir, dest)?;
-        tmp.remove(&self.name)?;
+        match tmp.exchange(&self.name, dir, dest) {
+            Ok(()) => {
+                tmp.remove(&self.name)?;
+            }
+            // A file system without `RENAME_EXCHANGE`: a plain rename, which
+            // may flush the file in the call but is as atomic.
+            Err(Error::Io { source, .. })
+                if source.raw_os_error().is_some_and(|raw| {
+                    use rustix::io::Errno;
+                    [Errno::INVAL, Errno::NOSYS, Errno::OPNOTSUPP]
+                        .contains(&Errno::from_raw_os_error(raw))
+                }) =>
+            {
+                tmp.rename(&self.name, dir, dest)?;
+            }
+            Err(e) => return Err(e),
+        }
         dest.clone_into(&mut self.name);
         self.path = dir.child(dest);
         Ok(())
