@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use memo_core::{Key, Store, memoize};
+use memo_tests::copy_tree;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -253,17 +254,4 @@ fn a_store_of_format_v1_opens_and_reads_exactly() {
     let rebuilt = Store::open(&again).unwrap();
     assert_eq!(rebuilt.len(), 13 + 8 + 1 + 1);
     assert_eq!(rebuilt.get::<u64>(&Key::of("removed")).unwrap(), None);
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }

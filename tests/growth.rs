@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use memo_core::{Key, Store};
-use memo_tests::{XorShift, tempdir};
+use memo_tests::{XorShift, copy_tree, tempdir};
 
 fn key(round: u32, i: u32) -> Key {
     Key::of(&("grow", round, i))
@@ -360,19 +360,6 @@ fn growths_agree_with_a_model() {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 /// A store stopped mid-growth, then damaged in either table: it opens, and
 /// every entry is exact or (where its slot was damaged) a miss; a lost or
 /// foreign old table means a rebuild that keeps every entry.
@@ -416,7 +403,7 @@ fn damage_to_a_half_grown_index() {
     };
     let case = |name: &str, damage: &dyn Fn(&Path)| {
         let d = tempdir();
-        copy_dir(base.path(), d.path());
+        copy_tree(base.path(), d.path());
         damage(d.path());
         (d, name.to_owned())
     };

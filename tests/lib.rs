@@ -13,6 +13,25 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("temp dir")
 }
 
+/// Copies the directory tree `from` to `to` (a store, to damage or reopen
+/// a copy).
+///
+/// # Panics
+///
+/// If a file cannot be read or written.
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("dir entry");
+        let dest = to.join(e.file_name());
+        if e.file_type().expect("file type").is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).expect("copy");
+        }
+    }
+}
+
 /// A small deterministic random generator (xorshift64), so a failing
 /// damage or kill sequence replays the same way.
 pub struct XorShift(u64);

@@ -65,8 +65,8 @@ pub(super) struct Finished {
 
 impl Engine {
     /// Starts building the table for the next growth when `idx` nears its
-    /// load limit. Before the writer lock, or under it; cheap when there is
-    /// nothing to do (two header loads).
+    /// load limit: a thread does the work, so under the writer lock this
+    /// costs two header loads, and a thread spawn once per growth.
     pub(super) fn prepare_growth(&self, idx: &Index) {
         if idx.moving().is_some() || idx.fits(1, PREPARE_AT.0, PREPARE_AT.1) {
             return;

@@ -134,11 +134,9 @@ impl Engine {
                 limit,
             });
         }
-        if let Ok(idx) = self.index() {
-            self.prepare_growth(&idx);
-        }
         let mut w = self.writer.lock()?;
         let mut idx = self.writer_index()?;
+        self.prepare_growth(&idx);
         let finished = self.move_some(&idx)?;
         if !idx.has_room() {
             // The counters come from disk: ones claiming more than the
