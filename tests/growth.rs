@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use memo_core::{Key, Store};
-use memo_tests::{XorShift, copy_tree, tempdir};
+use memo_tests::{KillLog, XorShift, copy_tree, tempdir};
 
 fn key(round: u32, i: u32) -> Key {
     Key::of(&("grow", round, i))
@@ -123,33 +123,6 @@ fn child(role: &str, dir: &Path) -> Command {
     c
 }
 
-/// Committed puts, removes that returned or may have been under way, and
-/// whether the writer had seen a growth begin.
-fn read_log(log: &Path) -> (Vec<u32>, HashSet<u32>, bool) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let (mut put, mut removed) = (Vec::new(), HashSet::new());
-    let mut last = None;
-    let mut grew = false;
-    // The last line may be torn by the kill: only whole lines count.
-    for line in text.lines().take(text.matches('\n').count()) {
-        if let Some(i) = line.strip_prefix('+') {
-            let i: u32 = i.parse().unwrap();
-            put.push(i);
-            last = Some(i);
-        } else if let Some(i) = line.strip_prefix('-') {
-            removed.insert(i.parse().unwrap());
-            last = None;
-        } else if line == "growing" {
-            grew = true;
-        }
-    }
-    if let Some(i) = last.filter(|i| i % 5 == 4) {
-        removed.insert(i - 2);
-        put.retain(|&p| p != i - 2);
-    }
-    (put, removed, grew)
-}
-
 fn check(store: &Store, round: u32, i: u32, removed: bool, what: &str) {
     let got = store.get_bytes(&key(round, i)).unwrap();
     if removed {
@@ -207,8 +180,13 @@ fn writer_killed_during_growth() {
 
         let store = Store::open(dir.path())
             .unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
-        let (put, removed, grew) = read_log(&log);
-        assert!(grew);
+        // After put i % 5 == 4 the writer removes i - 2.
+        let KillLog {
+            put,
+            removed,
+            other,
+        } = KillLog::read(&log, |i| (i % 5 == 4).then(|| i - 2));
+        assert!(other.iter().any(|l| l == "growing"));
         for &i in &put {
             check(
                 &store,

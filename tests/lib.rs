@@ -32,6 +32,56 @@ pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// What a writer killed at a random moment logged, one line after each call
+/// returned: `+i` for a put of entry `i`, `-i` for a remove.
+pub struct KillLog {
+    /// Entries whose put returned (and that no logged remove took back).
+    pub put: Vec<u32>,
+    /// Entries whose remove returned, or may have been under way at the
+    /// kill (either outcome is correct for those: the call never returned).
+    pub removed: std::collections::HashSet<u32>,
+    /// The log's other lines.
+    pub other: Vec<String>,
+}
+
+impl KillLog {
+    /// Reads `log`; `removes_after(i)` is the entry the writer removes right
+    /// after putting `i`, if any.
+    ///
+    /// # Panics
+    ///
+    /// If a `+`/`-` line does not hold a number.
+    pub fn read(log: &std::path::Path, removes_after: impl Fn(u32) -> Option<u32>) -> KillLog {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let mut k = KillLog {
+            put: Vec::new(),
+            removed: std::collections::HashSet::new(),
+            other: Vec::new(),
+        };
+        let mut last = None;
+        // The last line may be torn by the kill: only whole lines count.
+        for line in text.lines().take(text.matches('\n').count()) {
+            if let Some(i) = line.strip_prefix('+') {
+                let i: u32 = i.parse().expect("entry number");
+                k.put.push(i);
+                last = Some(i);
+            } else if let Some(i) = line.strip_prefix('-') {
+                k.removed.insert(i.parse().expect("entry number"));
+                last = None;
+            } else {
+                k.other.push(line.to_owned());
+            }
+        }
+        // The put after which a remove follows was the last thing logged:
+        // that remove may have been under way.
+        if let Some(r) = last.and_then(removes_after) {
+            k.removed.insert(r);
+            k.put.retain(|&p| p != r);
+        }
+        k
+    }
+}
+
 /// A small deterministic random generator (xorshift64), so a failing
 /// damage or kill sequence replays the same way.
 pub struct XorShift(u64);

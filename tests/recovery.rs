@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use memo_core::{Key, Store};
-use memo_tests::{XorShift, tempdir};
+use memo_tests::{KillLog, XorShift, tempdir};
 
 /// Entries a killed writer attempts per round: enough to be mid-write when
 /// the kill lands, few enough that 200 rounds stay small on disk.
@@ -82,33 +82,6 @@ fn spawn(dir: &Path, round: u32, log: &Path) -> std::process::Child {
         .unwrap()
 }
 
-/// What the writer of one round reported: committed puts, and removes that
-/// returned or may have been in flight at the kill (either outcome is
-/// correct for those: the call never returned).
-fn read_log(log: &Path) -> (Vec<u32>, HashSet<u32>) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let (mut put, mut removed) = (Vec::new(), HashSet::new());
-    let mut last = None;
-    // The last line may be torn by the kill: only whole lines count.
-    for line in text.lines().take(text.matches('\n').count()) {
-        if let Some(i) = line.strip_prefix('+') {
-            let i: u32 = i.parse().unwrap();
-            put.push(i);
-            last = Some(i);
-        } else if let Some(i) = line.strip_prefix('-') {
-            removed.insert(i.parse().unwrap());
-            last = None;
-        }
-    }
-    // The put after which a remove follows was the last thing logged: that
-    // remove may have been under way.
-    if let Some(i) = last.filter(|i| i % 7 == 6) {
-        removed.insert(i - 3);
-        put.retain(|&p| p != i - 3);
-    }
-    (put, removed)
-}
-
 /// `removed` entries must be absent, others present; both exact if there.
 fn check(store: &Store, round: u32, i: u32, removed: bool, what: &str) {
     let got = store.get_bytes(&key(round, i)).unwrap();
@@ -159,7 +132,8 @@ fn writer_killed_at_random_moments() {
 
         let store = Store::open(dir.path())
             .unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
-        let (put, removed) = read_log(&log);
+        // After put i % 7 == 6 the writer removes i - 3.
+        let KillLog { put, removed, .. } = KillLog::read(&log, |i| (i % 7 == 6).then(|| i - 3));
         // Mid-run: after some puts returned, before the last one did.
         if !put.is_empty() && !put.contains(&(PER_ROUND - 1)) {
             cut_short += 1;
