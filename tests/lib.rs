@@ -1,5 +1,7 @@
 //! Helpers shared by memo's integration tests.
 
+pub mod servers;
+
 /// A fresh store directory for one test.
 ///
 /// # Panics

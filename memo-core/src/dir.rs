@@ -285,6 +285,26 @@ impl Dir {
     pub(crate) fn world_writable(&self) -> bool {
         rustix::fs::fstat(&self.0.fd).is_ok_and(|st| st.st_mode & 0o002 != 0)
     }
+
+    /// The name of the network or cluster filesystem the directory is on,
+    /// if it is one (by `statfs`'s magic number).
+    pub(crate) fn network_fs(&self) -> Option<&'static str> {
+        let st = rustix::fs::fstatfs(&self.0.fd).ok()?;
+        // From statfs(2) and the filesystems' sources.
+        Some(match st.f_type as u64 {
+            0x6969 => "NFS",
+            0xFF53_4D42 => "CIFS/SMB",
+            0xFE53_4D42 => "SMB2",
+            0x517B => "SMB",
+            0x0BD0_0BD0 => "Lustre",
+            0x4750_4653 => "GPFS",
+            0x00C3_6400 => "CephFS",
+            0x0102_1997 => "9p",
+            0x6573_5546 => "FUSE",
+            0xA501_FCF5 => "BeeGFS",
+            _ => return None,
+        })
+    }
 }
 
 #[cfg(test)]

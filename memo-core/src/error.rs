@@ -72,6 +72,15 @@ pub enum Error {
         /// The largest length accepted.
         limit: u64,
     },
+    /// The remote tier at `url` cannot be used as configured (a bad URL, an
+    /// engine this build lacks), or one of its operations failed.
+    #[error("remote {url}: {message}")]
+    Remote {
+        /// The remote's URL as given (without credentials).
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
 }
 
 /// `std::result::Result` with memo's [`Error`].

@@ -97,6 +97,7 @@ pub mod __private {
     pub use crate::private::*;
 }
 mod private;
+mod remote;
 mod segment;
 mod stats;
 mod store;
@@ -106,5 +107,6 @@ pub use evict::Policy;
 pub use key::{Key, ParseKeyError};
 pub use memo_macros::memoize;
 pub use mmap::Bytes;
+pub use remote::RemoteMode;
 pub use stats::{FunctionStats, Stats, VerifyReport};
 pub use store::{Durability, Store, StoreBuilder};

@@ -147,8 +147,9 @@ impl Function {
             return;
         };
         let cost = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
-        if let Err(e) = engine.put_value(key, v, cost) {
-            self.report(key, &e);
+        match engine.put_value(key, v, cost) {
+            Ok(()) => engine.write_through(key, cost),
+            Err(e) => self.report(key, &e),
         }
     }
 
@@ -229,6 +230,7 @@ fn cause(e: &Error) -> String {
         Error::Codec { .. } => "codec".to_owned(),
         Error::TooLarge { .. } => "too large".to_owned(),
         Error::Refused { path, .. } => format!("refused {}", path.display()),
+        Error::Remote { url, .. } => format!("remote {url}"),
     }
 }
 
@@ -319,7 +321,18 @@ fn open_shared(dir: &str) -> &'static Store {
     if let Some(s) = open.get(&path) {
         return s;
     }
-    let store = Store::open(&path).unwrap_or_else(|e| {
+    let store = Store::builder(&path)
+        .remote_from_env()
+        .open()
+        .or_else(|e| match e {
+            // A bad remote setting costs the remote, not the cache.
+            crate::Error::Remote { .. } => {
+                tracing::error!(error = %e, "memo: the remote tier is off for this store");
+                Store::open(&path)
+            }
+            e => Err(e),
+        })
+        .unwrap_or_else(|e| {
         tracing::error!(dir = %path.display(), error = %e, "memo: the store cannot be opened; caching is off for its functions");
         Store::disabled()
     });

@@ -38,6 +38,17 @@ pub struct Stats {
     pub index_bytes: u64,
     /// Bytes given back to the file system by eviction and compaction.
     pub bytes_reclaimed: u64,
+    /// Local misses the remote tier answered with a verified value (this
+    /// process's, unlike the counters above).
+    pub remote_hits: u64,
+    /// Local misses the remote tier did not have, or had only damaged,
+    /// foreign or unsigned (this process's).
+    pub remote_misses: u64,
+    /// Remote operations that failed or timed out, and objects refused
+    /// (this process's).
+    pub remote_errors: u64,
+    /// Values this process wrote through to the remote tier.
+    pub uploads: u64,
 }
 
 /// The entries of one memoized function, from the helpers that

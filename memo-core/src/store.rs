@@ -17,6 +17,7 @@ mod options;
 mod read;
 mod recover;
 mod scan;
+mod tier;
 mod trim;
 mod verify;
 mod write;
@@ -33,7 +34,7 @@ pub(crate) use engine::Engine;
 pub(crate) use options::Options;
 pub use options::{Durability, StoreBuilder};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::{Bytes, Key, Stats, VerifyReport};
 
 /// A store directory, opened by one process: a persistent key-value cache
@@ -89,7 +90,14 @@ impl Store {
         static GLOBAL: OnceLock<Store> = OnceLock::new();
         GLOBAL.get_or_init(|| {
             let dir = std::env::var_os("MEMO_DIR").map_or_else(|| PathBuf::from(".memo"), PathBuf::from);
-            Store::open(&dir).unwrap_or_else(|e| {
+            Store::builder(&dir).remote_from_env().open().or_else(|e| match e {
+                // A bad remote setting costs the remote, not the cache.
+                Error::Remote { .. } => {
+                    tracing::error!(error = %e, "memo: the remote tier is off for the global store");
+                    Store::open(&dir)
+                }
+                e => Err(e),
+            }).unwrap_or_else(|e| {
                 tracing::error!(dir = %dir.display(), error = %e, "memo: the global store cannot be opened; caching is off");
                 Store::disabled()
             })
@@ -162,7 +170,11 @@ impl Store {
     /// [`Error::Io`](crate::Error::Io) (a full disk among others: nothing committed is lost).
     pub fn put<V: Serialize + ?Sized>(&self, key: &Key, value: &V) -> Result<()> {
         match &self.engine {
-            Some(e) => e.put_value(key, value, 0),
+            Some(e) => {
+                e.put_value(key, value, 0)?;
+                e.write_through(key, 0);
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -195,11 +207,12 @@ impl Store {
         cost: Duration,
     ) -> Result<()> {
         match &self.engine {
-            Some(e) => e.put_value(
-                key,
-                value,
-                u32::try_from(cost.as_micros()).unwrap_or(u32::MAX),
-            ),
+            Some(e) => {
+                let cost = u32::try_from(cost.as_micros()).unwrap_or(u32::MAX);
+                e.put_value(key, value, cost)?;
+                e.write_through(key, cost);
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -215,7 +228,7 @@ impl Store {
     /// [`Error::Io`](crate::Error::Io) if a file cannot be read.
     pub fn get_bytes(&self, key: &Key) -> Result<Option<Bytes>> {
         match &self.engine {
-            Some(e) => Ok(e.lookup(key, true)?.map(|(b, _)| b)),
+            Some(e) => Ok(e.find(key, true)?.map(|(b, _)| b)),
             None => Ok(None),
         }
     }
@@ -227,7 +240,11 @@ impl Store {
     /// As [`Store::put`].
     pub fn put_bytes(&self, key: &Key, value: &[u8]) -> Result<()> {
         match &self.engine {
-            Some(e) => e.put_raw(key, value, 0),
+            Some(e) => {
+                e.put_raw(key, value, 0)?;
+                e.write_through(key, 0);
+                Ok(())
+            }
             None => Ok(()),
         }
     }

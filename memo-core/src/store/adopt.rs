@@ -134,3 +134,25 @@ pub(super) fn warn_if_world_writable(root: &Dir) {
         );
     }
 }
+
+/// Says once per directory, when the store is on a network or cluster
+/// filesystem, what is and is not safe there.
+pub(super) fn warn_if_network_fs(root: &Dir) {
+    static WARNED: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(Mutex::default);
+    if let Some(fs) = root.network_fs()
+        && WARNED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(root.path().to_path_buf())
+    {
+        tracing::warn!(
+            dir = %root.path().display(),
+            filesystem = fs,
+            "memo: the store is on a network filesystem. Processes on this machine share it \
+             safely, but processes on other machines must not open it: memory maps and locks \
+             are not coherent across clients there. To share results across machines, keep \
+             the store on a local disk and give it a remote tier on the shared directory: \
+             MEMO_REMOTE=file:///path/on/the/shared/fs (see `StoreBuilder::remote`)"
+        );
+    }
+}

@@ -10,6 +10,7 @@ use super::engine::Engine;
 use crate::Key;
 use crate::error::Error;
 use crate::lock::KeyLock;
+use crate::remote::Waited;
 
 impl Engine {
     /// `get_or_compute`, generalised for the macro: `kept` says what of a
@@ -30,7 +31,7 @@ impl Engine {
     where
         V: Serialize + DeserializeOwned,
     {
-        let found = |count: bool| match self.get::<V>(key, count) {
+        let found = |count: bool| match self.get_local::<V>(key, count) {
             Ok(v) => Ok(v),
             Err(e) => lookup_failed(e).map(|()| None),
         };
@@ -55,14 +56,37 @@ impl Engine {
                 self.count_hit();
                 return Ok(Ok(v));
             }
+            // Then the remote tier: one round trip for the value, then a
+            // lease, so other machines wait for this one's result (or this
+            // one for theirs).
+            let mut lease = None;
+            if let Some(r) = self.remote() {
+                let mut fetched = r.fetch(key);
+                if fetched.is_none() {
+                    match r.lease(key) {
+                        Waited::Lease(l) => lease = Some(l),
+                        Waited::Found(f) => fetched = Some(f),
+                        Waited::Neither => {}
+                    }
+                }
+                if let Some(f) = fetched
+                    && self.install_fetched(key, f).is_some()
+                    && let Some(v) = found(false)?
+                {
+                    return Ok(Ok(v));
+                }
+            }
             let t = Instant::now();
             let r = compute();
             let cost = u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX);
-            if let Some(v) = kept(&r)
-                && let Err(err) = self.put_value(key, v, cost)
-            {
-                store_failed(&err);
+            if let Some(v) = kept(&r) {
+                match self.put_value(key, v, cost) {
+                    Ok(()) => self.write_through(key, cost),
+                    Err(err) => store_failed(&err),
+                }
             }
+            // Released once the value is on the remote (or failed to be).
+            drop(lease);
             Ok(Err(r))
         })?;
         Ok(match out {

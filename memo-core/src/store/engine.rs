@@ -12,6 +12,7 @@ use crate::evict::Budget;
 use crate::format::{self, BLOB_DIR, INDEX_FILE, LOCK_FILE, LOCKS_DIR, SEG_DIR, TMP_DIR};
 use crate::index::Index;
 use crate::lock::{self, Inflight, WriterLock};
+use crate::remote::Remote;
 use crate::segment::{Appender, Segments};
 
 /// The opened store behind a `Store`: its directory handles, the mapped
@@ -37,14 +38,23 @@ pub(crate) struct Engine {
     pub(super) group: GroupSync,
     /// The table being built for the next growth (`grow.rs`).
     pub(super) prep: super::grow::Prepare,
+    /// The shared tier behind this store, if any (`tier.rs`).
+    pub(super) remote: Option<Arc<Remote>>,
 }
 
 impl Engine {
     pub(super) fn open(dir: &Path, opts: Options) -> Result<Engine> {
+        // A bad URL is refused before anything is created.
+        let remote = if opts.remote.url.is_empty() {
+            None
+        } else {
+            Some(Arc::new(Remote::open(opts.remote.clone())?))
+        };
         let root = Dir::open_root(dir)?;
         let sync = opts.durability == Durability::Sync;
         let lock_file = adopt::adopt(&root, sync)?;
         adopt::warn_if_world_writable(&root);
+        adopt::warn_if_network_fs(&root);
         let sub = |name: &str| {
             root.open_dir(name, true)?
                 .ok_or_else(|| Error::io(root.child(name), std::io::ErrorKind::NotFound.into()))
@@ -104,6 +114,7 @@ impl Engine {
             damaged: Mutex::new(Vec::new()),
             group: GroupSync::default(),
             prep: super::grow::Prepare::default(),
+            remote,
         };
         let idx = engine.index()?;
         if !durable::same_boot(&idx) {

@@ -8,6 +8,8 @@ use std::time::Duration;
 use super::{Engine, Store};
 use crate::error::Result;
 use crate::evict::Policy;
+use crate::remote::object::MacKey;
+use crate::remote::{RemoteConfig, RemoteMode};
 
 /// What a successful `put` promises to survive.
 #[non_exhaustive]
@@ -32,6 +34,10 @@ pub(crate) struct Options {
     pub max_age: Option<Duration>,
     pub policy: Policy,
     pub durability: Durability,
+    /// The remote tier; an empty URL for none.
+    pub remote: RemoteConfig,
+    /// A bad `MEMO_REMOTE_*` variable, reported by `open`.
+    pub env_error: Option<String>,
 }
 
 /// Options for opening a [`Store`]; made by [`Store::builder`].
@@ -105,6 +111,105 @@ impl StoreBuilder {
         self
     }
 
+    /// A shared tier behind the local store, so that other machines reuse
+    /// what this one computed (`README.md`, "Sharing across machines"):
+    ///
+    /// - `redis://host:port[/db]`: Redis or Valkey (feature `redis`);
+    /// - `s3://bucket[/prefix]`: S3-compatible storage (feature `s3`), with
+    ///   endpoint, region and credentials from the `AWS_*` variables
+    ///   (`AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, `AWS_REGION`,
+    ///   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`);
+    /// - `file:///path`: a directory on a shared filesystem (NFS, Lustre).
+    ///
+    /// A local miss asks the remote once and installs what it verified; a
+    /// computed value is committed locally, then written through; while
+    /// one machine computes a key, others asking for it wait for its result
+    /// (a lease that expires if that machine dies). A local hit never
+    /// touches the network. The remote is never required: every operation
+    /// has a timeout ([`StoreBuilder::remote_timeout`]), a failed remote is
+    /// left alone for a while ([`StoreBuilder::remote_backoff`]), and no
+    /// remote problem fails a call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let (a, b, shared) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    /// use memo_core::{Key, Store};
+    ///
+    /// let url = format!("file://{}", shared.path().display());
+    /// let machine_a = Store::builder(a.path()).remote(&url).open()?;
+    /// let machine_b = Store::builder(b.path()).remote(&url).open()?;
+    /// let key = Key::of(&("simulate", 7));
+    /// let v: u64 = machine_a.get_or_compute(&key, || 42)?;
+    /// // B finds it on the remote: not computed again.
+    /// let w: u64 = machine_b.get_or_compute(&key, || unreachable!())?;
+    /// assert_eq!(v, w);
+    /// # Ok::<(), memo_core::Error>(())
+    /// ```
+    pub fn remote(mut self, url: &str) -> Self {
+        self.opts.remote.url = url.to_string();
+        self
+    }
+
+    /// Whether this process writes to the remote (default
+    /// [`RemoteMode::ReadWrite`]); [`RemoteMode::ReadOnly`] only reads.
+    pub fn remote_mode(mut self, mode: RemoteMode) -> Self {
+        self.opts.remote.mode = mode;
+        self
+    }
+
+    /// Signs every object this process uploads with a keyed MAC (blake3's
+    /// keyed mode over the object's header and value) and rejects, as a
+    /// miss, every object without a valid one: whoever can write to the
+    /// remote but lacks the secret cannot plant results.
+    pub fn remote_secret(mut self, secret: &[u8]) -> Self {
+        self.opts.remote.secret = Some(MacKey::new(secret));
+        self
+    }
+
+    /// The longest one remote operation may take (default 5 s; transfers
+    /// of large values get a second more per 16 MiB).
+    pub fn remote_timeout(mut self, timeout: Duration) -> Self {
+        self.opts.remote.timeout = timeout;
+        self
+    }
+
+    /// How long a remote that failed is left alone before it is tried again
+    /// (default 30 s): a dead remote costs one timeout per period, not one
+    /// per call.
+    pub fn remote_backoff(mut self, backoff: Duration) -> Self {
+        self.opts.remote.backoff = backoff;
+        self
+    }
+
+    /// How long a compute lease lasts unless renewed (default 30 s; the
+    /// holder renews it every third of that): the longest a machine that
+    /// died mid-computation holds up the others.
+    pub fn remote_lease(mut self, lease: Duration) -> Self {
+        self.opts.remote.lease = lease;
+        self
+    }
+
+    /// Takes the remote tier from the environment, where set:
+    /// `MEMO_REMOTE` (the URL), `MEMO_REMOTE_MODE` (`read-write` or
+    /// `read-only`) and `MEMO_REMOTE_SECRET`. [`Store::global`] and
+    /// `#[memoize(dir = ...)]` stores do this.
+    pub fn remote_from_env(mut self) -> Self {
+        if let Some(url) = std::env::var("MEMO_REMOTE").ok().filter(|u| !u.is_empty()) {
+            self.opts.remote.url = url;
+        }
+        if let Ok(mode) = std::env::var("MEMO_REMOTE_MODE") {
+            match mode.parse() {
+                Ok(m) => self.opts.remote.mode = m,
+                Err(e) => self.opts.env_error = Some(format!("MEMO_REMOTE_MODE: {e}")),
+            }
+        }
+        if let Some(secret) = std::env::var_os("MEMO_REMOTE_SECRET").filter(|s| !s.is_empty()) {
+            self.opts.remote.secret = Some(MacKey::new(secret.as_encoded_bytes()));
+        }
+        self
+    }
+
     /// Opens the store, creating the directory if it is missing.
     ///
     /// memo adopts only an empty directory or an existing store (whose
@@ -121,8 +226,15 @@ impl StoreBuilder {
     /// store, or a store with a link or a file of the wrong type under one
     /// of memo's names, [`Error::Corrupt`](crate::Error::Corrupt) if its index is damaged,
     /// [`Error::IncompatibleFormat`](crate::Error::IncompatibleFormat) if it was written by another format
-    /// version.
+    /// version, [`Error::Remote`](crate::Error::Remote) for a remote URL that
+    /// cannot be used (an unreachable remote is not an error here).
     pub fn open(self) -> Result<Store> {
+        if let Some(message) = self.opts.env_error {
+            return Err(crate::Error::Remote {
+                url: self.opts.remote.url,
+                message,
+            });
+        }
         Ok(Store {
             engine: Some(Arc::new(Engine::open(&self.dir, self.opts)?)),
         })

@@ -148,21 +148,25 @@ impl Engine {
         })
     }
 
+    /// `key`'s value decoded as `V`: from the local store, else from the
+    /// remote tier (installed locally on the way).
     pub(crate) fn get<V: DeserializeOwned>(&self, key: &Key, count: bool) -> Result<Option<V>> {
+        let Some((bytes, codec)) = self.find(key, count)? else {
+            return Ok(None);
+        };
+        decode(key, &bytes, codec)
+    }
+
+    /// As `get`, from the local store only.
+    pub(crate) fn get_local<V: DeserializeOwned>(
+        &self,
+        key: &Key,
+        count: bool,
+    ) -> Result<Option<V>> {
         let Some((bytes, codec)) = self.lookup(key, count)? else {
             return Ok(None);
         };
-        match codec {
-            Bincode::ID => Bincode::decode(key, &bytes).map(Some),
-            RAW_ID => Err(Error::Codec {
-                key: *key,
-                message: "the entry holds raw bytes stored by put_bytes; read it with get_bytes"
-                    .into(),
-            }),
-            // Written by a codec this build does not have: never decoded by
-            // another, so it is a miss.
-            _ => Ok(None),
-        }
+        decode(key, &bytes, codec)
     }
 
     /// Counts a hit found by an uncounted lookup.
@@ -188,7 +192,22 @@ impl Engine {
             dead_bytes: dead,
             index_bytes,
             bytes_reclaimed: idx.word(hdr::RECLAIMED),
+            ..self.remote_stats()
         }
+    }
+}
+
+/// Decodes a stored value written by codec `codec`.
+fn decode<V: DeserializeOwned>(key: &Key, bytes: &[u8], codec: u8) -> Result<Option<V>> {
+    match codec {
+        Bincode::ID => Bincode::decode(key, bytes).map(Some),
+        RAW_ID => Err(Error::Codec {
+            key: *key,
+            message: "the entry holds raw bytes stored by put_bytes; read it with get_bytes".into(),
+        }),
+        // Written by a codec this build does not have: never decoded by
+        // another, so it is a miss.
+        _ => Ok(None),
     }
 }
 

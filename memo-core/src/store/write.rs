@@ -76,6 +76,12 @@ impl Engine {
     }
 
     pub(super) fn put_raw(&self, key: &Key, value: &[u8], cost: u32) -> Result<()> {
+        self.put_encoded(key, RAW_ID, value, cost)
+    }
+
+    /// Stores bytes a codec (`codec`, its id) already encoded: raw values,
+    /// and values installed from the remote tier.
+    pub(super) fn put_encoded(&self, key: &Key, codec: u8, value: &[u8], cost: u32) -> Result<()> {
         if value.len() as u64 > VALUE_MAX {
             return Err(Error::TooLarge {
                 key: *key,
@@ -84,10 +90,10 @@ impl Engine {
             });
         }
         if value.len() < INLINE_MAX {
-            return self.publish(key, RAW_ID, Payload::Inline(value), cost);
+            return self.publish(key, codec, Payload::Inline(value), cost);
         }
-        let blob = blob::write_tmp(&self.tmp, key, RAW_ID, value, self.sync())?;
-        self.publish(key, RAW_ID, Payload::Blob(blob), cost)
+        let blob = blob::write_tmp(&self.tmp, key, codec, value, self.sync())?;
+        self.publish(key, codec, Payload::Blob(blob), cost)
     }
 
     /// Appends `bytes` (whole records, none of them aligned) to the

@@ -1,0 +1,88 @@
+//! The remote tier seen from the engine (`remote.rs` has the tier itself):
+//! a local miss fetches from the remote and installs what it verified, a
+//! committed value is written through, and a computation is announced with
+//! a lease so other machines wait for it. The hit path never comes here.
+
+use std::sync::atomic::Ordering;
+
+use super::Engine;
+use crate::error::Result;
+use crate::remote::{self, Remote};
+use crate::{Bytes, Key};
+
+impl Engine {
+    /// `key`'s bytes and codec: local, else fetched from the remote tier
+    /// and installed in the local store, so the next hit is local.
+    pub(crate) fn find(&self, key: &Key, count: bool) -> Result<Option<(Bytes, u8)>> {
+        if let Some(found) = self.lookup(key, count)? {
+            return Ok(Some(found));
+        }
+        match &self.remote {
+            Some(r) => Ok(r
+                .fetch(key)
+                .and_then(|fetched| self.install_fetched(key, fetched))),
+            None => Ok(None),
+        }
+    }
+
+    /// Installs a verified remote object as `key`'s local entry; its bytes
+    /// as now stored. A value the local store cannot take (too large for
+    /// its limit, a full disk) is a miss, reported.
+    pub(super) fn install_fetched(
+        &self,
+        key: &Key,
+        (checked, value): (remote::object::Checked, Vec<u8>),
+    ) -> Option<(Bytes, u8)> {
+        let cost = u32::try_from(checked.cost_us).unwrap_or(u32::MAX);
+        if let Err(e) = self.put_encoded(key, checked.codec, &value, cost) {
+            tracing::warn!(%key, error = %e, "memo: a value found on the remote cannot be stored locally");
+            return None;
+        }
+        drop(value);
+        match self.lookup(key, false) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "memo: a value installed from the remote cannot be read back");
+                None
+            }
+        }
+    }
+
+    /// Writes `key`'s committed entry through to the remote tier (in
+    /// read-write mode); a failure is counted and reported, never returned.
+    pub(crate) fn write_through(&self, key: &Key, cost: u32) {
+        let Some(r) = &self.remote else { return };
+        if !r.writes() {
+            return;
+        }
+        match self.lookup(key, false) {
+            Ok(Some((bytes, codec))) => r.upload(key, codec, u64::from(cost), &bytes),
+            // Evicted or replaced already: nothing of ours to share.
+            Ok(None) => {}
+            Err(e) => {
+                r.counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%key, error = %e, "memo: a committed value cannot be read to upload it");
+            }
+        }
+    }
+
+    /// This process's remote counters, in a `Stats`.
+    pub(super) fn remote_stats(&self) -> crate::Stats {
+        let Some(r) = &self.remote else {
+            return crate::Stats::default();
+        };
+        let c = &r.counters;
+        crate::Stats {
+            remote_hits: c.hits.load(Ordering::Relaxed),
+            remote_misses: c.misses.load(Ordering::Relaxed),
+            remote_errors: c.errors.load(Ordering::Relaxed),
+            uploads: c.uploads.load(Ordering::Relaxed),
+            ..crate::Stats::default()
+        }
+    }
+
+    /// The remote tier, if one is configured.
+    pub(super) fn remote(&self) -> Option<&std::sync::Arc<Remote>> {
+        self.remote.as_ref()
+    }
+}

@@ -1,0 +1,531 @@
+//! The remote tier against real engines: a shared directory (`file://`), a
+//! real `redis-server` and an S3 emulator (`moto_server`), each started on
+//! a free loopback port by the test. Every "machine" is a separate process
+//! (`tests/machine.rs`) with its own local store.
+//!
+//! Per engine: A computes and B loads without computing, then hits
+//! locally; A and B ask for the same slow computation at once and it runs
+//! once; a lease holder killed with `kill -9` is replaced by a waiter within
+//! the lease; objects overwritten with garbage, truncated, or written
+//! without the secret are recomputed, never returned; read-only writes
+//! nothing; a large value round trip (`MEMO_REMOTE_BIG_MIB`, default 256);
+//! a `#[memoize]` function inside a tokio task. Redis and S3 also: the
+//! server down at start, killed mid-run and restarted, and a server that
+//! accepts connections and never answers.
+//!
+//! Without `redis-server` or `moto_server`, those tests skip loudly outside
+//! CI and fail with `CI=true`.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected error"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use memo_core::Key;
+use memo_tests::servers::{Kind, Server, free_port};
+use memo_tests::tempdir;
+
+/// Where a test's remote lives: a shared directory or a server.
+struct Remote {
+    server: Option<Server>,
+    dir: Option<tempfile::TempDir>,
+    /// S3 prefix: each test its own.
+    prefix: String,
+}
+
+impl Remote {
+    fn new(kind: Option<Kind>, prefix: &str) -> Option<Remote> {
+        Some(match kind {
+            None => Remote {
+                server: None,
+                dir: Some(tempdir()),
+                prefix: String::new(),
+            },
+            Some(k) => Remote {
+                server: Some(Server::start(k)?),
+                dir: None,
+                prefix: prefix.to_string(),
+            },
+        })
+    }
+
+    fn url(&self) -> String {
+        match (&self.server, &self.dir) {
+            (Some(s), _) => s.url(&self.prefix),
+            (None, Some(d)) => format!("file://{}", d.path().display()),
+            (None, None) => unreachable!(),
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        self.server.as_ref().map_or_else(Vec::new, Server::env)
+    }
+
+    fn read(&self, name: &str) -> Option<Vec<u8>> {
+        match (&self.server, &self.dir) {
+            (Some(s), _) => s.read_object(&self.prefix, name),
+            (None, Some(d)) => std::fs::read(d.path().join(name)).ok(),
+            (None, None) => unreachable!(),
+        }
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) {
+        match (&self.server, &self.dir) {
+            (Some(s), _) => s.write_object(&self.prefix, name, bytes),
+            (None, Some(d)) => {
+                // Replaced as a hostile writer would: a new file, renamed in.
+                let path = d.path().join(name);
+                let tmp = path.with_extension("evil");
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&tmp, bytes).unwrap();
+                std::fs::rename(tmp, path).unwrap();
+            }
+            (None, None) => unreachable!(),
+        }
+    }
+}
+
+/// What one machine run printed.
+#[derive(Debug, Default)]
+struct Run {
+    computed: Vec<u64>,
+    loaded: Vec<u64>,
+    stats: String,
+}
+
+impl Run {
+    fn stat(&self, name: &str) -> u64 {
+        self.stats
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {:?}", self.stats))
+    }
+}
+
+fn machine(remote: &Remote, dir: &Path, args: &[&str], opts: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_machine"));
+    c.arg("compute")
+        .arg(dir)
+        .arg(remote.url())
+        .args(args)
+        .args(opts)
+        .envs(remote.env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    c
+}
+
+fn parse(out: &str) -> Run {
+    let mut r = Run::default();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            [i, "computed"] => r.computed.push(i.parse().unwrap()),
+            [i, "loaded"] => r.loaded.push(i.parse().unwrap()),
+            ["stats", ..] => r.stats = line.to_string(),
+            _ => {}
+        }
+    }
+    r
+}
+
+/// Runs a machine to the end; what it printed.
+fn run(remote: &Remote, dir: &Path, args: &[&str], opts: &[&str]) -> Run {
+    let out = machine(remote, dir, args, opts).output().unwrap();
+    assert!(out.status.success(), "machine failed: {:?}", out.status);
+    parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// A machine started in the background.
+fn spawn(remote: &Remote, dir: &Path, args: &[&str], opts: &[&str]) -> Child {
+    machine(remote, dir, args, opts).spawn().unwrap()
+}
+
+fn finish(child: Child) -> Run {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "machine failed: {:?}", out.status);
+    parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn object_name(i: u64, len: usize) -> String {
+    format!("memo/v1/{}", Key::of(&("remote-test", i, len)))
+}
+
+// --- Scenarios, each run per engine -------------------------------------
+
+fn shares(kind: Option<Kind>) {
+    let Some(remote) = Remote::new(kind, "shares") else {
+        return;
+    };
+    let (a, b) = (tempdir(), tempdir());
+    let ra = run(&remote, a.path(), &["0", "20", "0", "1000"], &[]);
+    assert_eq!(ra.computed.len(), 20, "{ra:?}");
+    assert_eq!(ra.stat("uploads"), 20);
+    assert!(remote.read(&object_name(3, 1000)).is_some());
+    let rb = run(&remote, b.path(), &["0", "20", "0", "1000"], &[]);
+    assert!(rb.computed.is_empty(), "B computed {:?}", rb.computed);
+    assert_eq!(rb.stat("remote_hits"), 20);
+    assert_eq!(rb.stat("uploads"), 0);
+    // B's second run: every hit local, the remote not asked.
+    let rb2 = run(&remote, b.path(), &["0", "20", "0", "1000"], &[]);
+    assert_eq!(rb2.loaded.len(), 20);
+    assert_eq!(rb2.stat("remote_hits") + rb2.stat("remote_misses"), 0);
+    assert!(rb2.stats.contains("remote_errors=0"), "{}", rb2.stats);
+}
+
+fn computes_once_across_machines(kind: Option<Kind>) {
+    let Some(remote) = Remote::new(kind, "once") else {
+        return;
+    };
+    let (a, b) = (tempdir(), tempdir());
+    let args = ["100", "1", "1000", "5000"];
+    let ca = spawn(&remote, a.path(), &args, &[]);
+    let cb = spawn(&remote, b.path(), &args, &[]);
+    let (ra, rb) = (finish(ca), finish(cb));
+    assert_eq!(
+        ra.computed.len() + rb.computed.len(),
+        1,
+        "computed twice: {ra:?} {rb:?}"
+    );
+    assert_eq!(ra.loaded.len() + rb.loaded.len(), 1);
+}
+
+fn dead_lease_holder_is_replaced(kind: Option<Kind>) {
+    let Some(remote) = Remote::new(kind, "lease") else {
+        return;
+    };
+    let (a, b) = (tempdir(), tempdir());
+    let lease = ["lease_ms=1500"];
+    let mut ca = spawn(&remote, a.path(), &["200", "1", "600000", "100"], &lease);
+    // Wait until A has the lease and computes, then kill it.
+    let mut lines = BufReader::new(ca.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert_eq!(first, "computing 200");
+    ca.kill().unwrap();
+    ca.wait().unwrap();
+    let t = Instant::now();
+    let rb = run(&remote, b.path(), &["200", "1", "0", "100"], &lease);
+    let took = t.elapsed();
+    assert_eq!(rb.computed, vec![200], "{rb:?}");
+    assert!(
+        took < Duration::from_millis(1500 + 3000),
+        "the waiter took {took:?} to replace a dead holder (lease 1.5 s)"
+    );
+}
+
+fn damage_is_a_miss(kind: Option<Kind>) {
+    let Some(remote) = Remote::new(kind, "damage") else {
+        return;
+    };
+    let a = tempdir();
+    run(&remote, a.path(), &["0", "4", "0", "3000"], &[]);
+    let good = remote.read(&object_name(0, 3000)).unwrap();
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x40;
+    remote.write(&object_name(0, 3000), &flipped);
+    remote.write(&object_name(1, 3000), &good[..good.len() - 7]);
+    remote.write(&object_name(2, 3000), b"garbage, not an object");
+    // 3 gets 0's valid object: written for another key.
+    remote.write(&object_name(3, 3000), &good);
+    let b = tempdir();
+    let rb = run(&remote, b.path(), &["0", "4", "0", "3000"], &[]);
+    // Every value came out right (the machine checks), damaged ones computed.
+    assert_eq!(rb.computed, vec![0, 1, 2, 3], "{rb:?}");
+    assert!(rb.stat("remote_errors") >= 4, "{}", rb.stats);
+}
+
+fn secret_rejects_unsigned(kind: Option<Kind>) {
+    let Some(remote) = Remote::new(kind, "secret") else {
+        return;
+    };
+    let (a, b, c) = (tempdir(), tempdir(), tempdir());
+    // Written without the secret: refused by readers that have it.
+    run(&remote, a.path(), &["0", "3", "0", "100"], &[]);
+    let rb = run(
+        &remote,
+        b.path(),
+        &["0", "3", "0", "100"],
+        &["secret=s3cret"],
+    );
+    assert_eq!(rb.computed.len(), 3, "{rb:?}");
+    // Signed by B (create-only: 0..3 stay A's), read by C with the secret.
+    let rb = run(
+        &remote,
+        b.path(),
+        &["10", "3", "0", "100"],
+        &["secret=s3cret"],
+    );
+    assert_eq!(rb.computed.len(), 3);
+    let rc = run(
+        &remote,
+        c.path(),
+        &["10", "3", "0", "100"],
+        &["secret=s3cret"],
+    );
+    assert_eq!(rc.loaded.len(), 3, "{rc:?}");
+    let d = tempdir();
+    let rd = run(
+        &remote,
+        d.path(),
+        &["10", "3", "0", "100"],
+        &["secret=guess"],
+    );
+    assert_eq!(rd.computed.len(), 3, "{rd:?}");
+}
+
+fn read_only_writes_nothing(kind: Option<Kind>) {
+    let Some(remote) = Remote::new(kind, "ro") else {
+        return;
+    };
+    let (a, b) = (tempdir(), tempdir());
+    let ra = run(&remote, a.path(), &["0", "5", "0", "100"], &["mode=ro"]);
+    assert_eq!(ra.computed.len(), 5);
+    assert_eq!(ra.stat("uploads"), 0);
+    assert!(remote.read(&object_name(0, 100)).is_none());
+    let rb = run(&remote, b.path(), &["0", "5", "0", "100"], &[]);
+    assert_eq!(rb.computed.len(), 5, "{rb:?}");
+    // And it reads what others wrote.
+    let c = tempdir();
+    let rc = run(&remote, c.path(), &["0", "5", "0", "100"], &["mode=ro"]);
+    assert_eq!(rc.loaded.len(), 5);
+}
+
+fn big_value_round_trip(kind: Option<Kind>) {
+    let Some(remote) = Remote::new(kind, "big") else {
+        return;
+    };
+    let mib: usize = std::env::var("MEMO_REMOTE_BIG_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let len = (mib << 20).to_string();
+    let (a, b) = (tempdir(), tempdir());
+    let opts = ["timeout_ms=20000"];
+    let ra = run(&remote, a.path(), &["0", "1", "0", &len], &opts);
+    assert_eq!(ra.stat("uploads"), 1, "{}", ra.stats);
+    let rb = run(&remote, b.path(), &["0", "1", "0", &len], &opts);
+    assert_eq!(rb.loaded, vec![0], "{rb:?}");
+}
+
+fn memoize_inside_tokio(kind: Option<Kind>) {
+    let Some(remote) = Remote::new(kind, "tokio") else {
+        return;
+    };
+    let call = |dir: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_machine"))
+            .arg("tokio")
+            .env("MEMO_DIR", dir)
+            .env("MEMO_REMOTE", remote.url())
+            .envs(remote.env())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let (a, b) = (tempdir(), tempdir());
+    let out = call(a.path());
+    assert!(
+        out.contains("computing square 12") && out.contains("square 144"),
+        "{out}"
+    );
+    let out = call(b.path());
+    assert!(
+        !out.contains("computing") && out.contains("square 144"),
+        "{out}"
+    );
+}
+
+/// The server down at start, killed mid-run, restarted: every value right,
+/// a dead remote costs bounded time, and the remote is used again once back.
+fn server_outages(kind: Kind) {
+    let port = free_port();
+    let down = match kind {
+        Kind::Redis => format!("redis://127.0.0.1:{port}/0"),
+        Kind::Moto => format!("s3://{}/outage", memo_tests::servers::BUCKET),
+    };
+    let env: Vec<(String, String)> = match kind {
+        Kind::Redis => Vec::new(),
+        Kind::Moto => vec![
+            (
+                "AWS_ENDPOINT_URL".into(),
+                format!("http://127.0.0.1:{port}"),
+            ),
+            ("AWS_ALLOW_HTTP".into(), "true".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+        ],
+    };
+    let machine = |dir: &Path, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_machine"))
+            .arg("compute")
+            .arg(dir)
+            .arg(&down)
+            .args(args)
+            .args(["timeout_ms=1000", "backoff_ms=2000"])
+            .envs(env.clone())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        parse(&String::from_utf8_lossy(&out.stdout))
+    };
+    // Down at start: 1000 calls, every value right, at most two timeouts
+    // (of 1 s) added, and a second for the calls themselves.
+    let first = tempdir();
+    let started = Instant::now();
+    let run1 = machine(first.path(), &["0", "1000", "0", "100"]);
+    let took = started.elapsed();
+    assert_eq!(run1.computed.len(), 1000);
+    assert!(run1.stat("remote_errors") >= 1, "{}", run1.stats);
+    assert!(
+        took < Duration::from_secs(2 + 1 + 2),
+        "1000 calls with the remote down took {took:?}"
+    );
+    // Up: the values go there.
+    let Some(mut server) = Server::start_on(kind, port) else {
+        panic!("could not start {kind:?} on port {port}");
+    };
+    let second = tempdir();
+    let run2 = machine(second.path(), &["0", "10", "0", "100"]);
+    assert_eq!(run2.stat("uploads"), 10, "{}", run2.stats);
+    // Killed: local hits still work, new calls compute, time stays bounded.
+    server.kill();
+    let started = Instant::now();
+    let run3 = machine(second.path(), &["0", "20", "0", "100"]);
+    assert_eq!(
+        (run3.loaded.len(), run3.computed.len()),
+        (10, 10),
+        "{run3:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    // Restarted (empty): used again.
+    let _server = Server::start_on(kind, port).expect("restart");
+    let third = tempdir();
+    let run4 = machine(third.path(), &["0", "3", "0", "100"]);
+    assert_eq!(run4.stat("uploads"), 3, "{}", run4.stats);
+}
+
+/// A server that accepts connections and never answers: every call still
+/// returns the right value, and the whole run pays about one timeout.
+fn hanging_server(kind: Kind) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepted and held open, never read or answered.
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for c in listener.incoming().map_while(Result::ok) {
+            keep.lock().unwrap().push(c);
+        }
+    });
+    let (url, env) = match kind {
+        Kind::Redis => (format!("redis://127.0.0.1:{port}/0"), Vec::new()),
+        Kind::Moto => (
+            format!("s3://{}/hang", memo_tests::servers::BUCKET),
+            vec![
+                (
+                    "AWS_ENDPOINT_URL".to_string(),
+                    format!("http://127.0.0.1:{port}"),
+                ),
+                ("AWS_ALLOW_HTTP".into(), "true".into()),
+                ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+                ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+                ("AWS_REGION".into(), "us-east-1".into()),
+            ],
+        ),
+    };
+    let dir = tempdir();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_machine"))
+        .arg("compute")
+        .arg(dir.path())
+        .arg(&url)
+        .args([
+            "0",
+            "1000",
+            "0",
+            "100",
+            "timeout_ms=500",
+            "backoff_ms=60000",
+        ])
+        .envs(env)
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(out.status.success(), "{out:?}");
+    let r = parse(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(r.computed.len(), 1000);
+    assert!(r.stat("remote_errors") >= 1, "{}", r.stats);
+    // Two timeouts of 0.5 s, and a second for the calls themselves.
+    assert!(
+        took < Duration::from_secs(2),
+        "1000 calls with a hanging remote took {took:?}"
+    );
+    drop(held);
+}
+
+macro_rules! per_engine {
+    ($($name:ident),* $(,)?) => {
+        mod file {
+            $(#[test] fn $name() { super::$name(None) })*
+        }
+        mod redis {
+            use memo_tests::servers::Kind;
+            $(#[test] fn $name() { super::$name(Some(Kind::Redis)) })*
+            #[test] fn server_outages() { super::server_outages(Kind::Redis) }
+            #[test] fn hanging_server() { super::hanging_server(Kind::Redis) }
+        }
+        mod s3 {
+            use memo_tests::servers::Kind;
+            $(#[test] fn $name() { super::$name(Some(Kind::Moto)) })*
+            #[test] fn server_outages() { super::server_outages(Kind::Moto) }
+            #[test] fn hanging_server() { super::hanging_server(Kind::Moto) }
+        }
+    };
+}
+
+per_engine!(
+    shares,
+    computes_once_across_machines,
+    dead_lease_holder_is_replaced,
+    damage_is_a_miss,
+    secret_rejects_unsigned,
+    read_only_writes_nothing,
+    big_value_round_trip,
+    memoize_inside_tokio,
+);
+
+#[test]
+fn a_bad_url_is_a_clear_error_at_open() {
+    let dir = tempdir();
+    for (url, says) in [
+        ("nonsense", "not a URL"),
+        ("ftp://host/x", "unknown scheme"),
+        ("file://relative/path", "absolute path"),
+        ("redis://", "Redis URL"),
+    ] {
+        let err = memo_core::Store::builder(dir.path())
+            .remote(url)
+            .open()
+            .err()
+            .unwrap_or_else(|| panic!("{url} opened"));
+        let msg = err.to_string();
+        assert!(msg.contains(url) && msg.contains(says), "{url}: {msg}");
+    }
+    // Unreachable is not an error at open.
+    let port = free_port();
+    memo_core::Store::builder(dir.path())
+        .remote(&format!("redis://127.0.0.1:{port}"))
+        .open()
+        .unwrap();
+}
