@@ -267,7 +267,9 @@ impl Remote {
         }
     }
 
-    /// `key`'s entry on the remote, checked: its codec, cost and value.
+    /// `key`'s entry on the remote, checked: its codec and cost, and the
+    /// whole object (the value follows the header: not moved, as it may be
+    /// gigabytes).
     /// Damaged, foreign, unsigned or oversized objects are misses, counted
     /// as errors (the remote answered, so no back-off).
     pub(crate) fn fetch(&self, key: &Key) -> Option<(object::Checked, Vec<u8>)> {
@@ -280,8 +282,6 @@ impl Remote {
         match object::check(key, &obj, self.cfg.secret.as_ref()) {
             Ok(c) => {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
-                let mut obj = obj;
-                obj.drain(..object::HEADER_LEN);
                 Some((c, obj))
             }
             Err(why) => {

@@ -1,8 +1,9 @@
 //! `file:///path`: a directory on a shared filesystem (NFS, Lustre, GPFS).
 //! Plain reads and writes only: no mmap (not coherent across NFS clients)
-//! and no flock (not everywhere). An object is written to `tmp/`, synced,
-//! and hard-linked to its name, which fails if the name exists: a
-//! create-only write on every POSIX filesystem, NFS included. A lease is a
+//! and no flock (not everywhere). An object is written to `tmp/` and
+//! hard-linked to its name, which fails if the name exists: a
+//! create-only write on every POSIX filesystem, NFS included. Objects are
+//! not fsynced: every reader checks them, so a torn one is a miss. A lease is a
 //! file created exclusively, holding its holder and deadline.
 
 use std::fs::{self, File, OpenOptions};
@@ -62,13 +63,9 @@ impl FileBackend {
             fs::create_dir_all(parent)?;
         }
         let (tmp, mut f) = self.tmp_file()?;
-        let written = (|| {
-            for p in parts {
-                f.write_all(p)?;
-            }
-            // On the server before anyone can see the name.
-            f.sync_data()
-        })();
+        // Not synced: a reader checks every object, so one torn by a crash
+        // is a miss, and NFS writes the data back at close (close-to-open).
+        let written = parts.iter().try_for_each(|p| f.write_all(p));
         drop(f);
         let placed = written.and_then(|()| {
             if replace {

@@ -1,8 +1,9 @@
 //! `redis://host:port[/db]`: Redis or Valkey, through the `redis` crate's
-//! sync API (no runtime). Objects are strings under their names. A small
-//! value is one `SET NX`. A large one is sent in chunks to a temporary key
-//! (`SET`, then `APPEND`s: never a second copy of the value in memory) and
-//! renamed in with `RENAMENX`, which is create-only. Redis strings stop at
+//! sync API (no runtime). Objects are strings under their names. A value up
+//! to 64 MiB is one `SET NX` (copied once, into the command, as the raw
+//! client does). A larger one is streamed in 64 MiB chunks into a temporary
+//! key allocated whole on the server (`SETRANGE`), and renamed in with
+//! `RENAMENX`, which is create-only. Redis strings stop at
 //! 512 MB (`proto-max-bulk-len`): larger values are not uploaded, with a
 //! reason. Leases are `SET NX PX`, renewed and released by scripts that act
 //! only for their holder.
@@ -11,12 +12,12 @@ use std::io;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::{Client, Connection, Script};
+use redis::{Client, Connection, IntoConnectionInfo, Script};
 
 use super::{Backend, LeaseState};
 
-/// Bytes sent per command when a value is uploaded in chunks.
-const CHUNK: usize = 8 << 20;
+/// Values up to this size go in one `SET`; larger ones in chunks of it.
+const CHUNK: usize = 64 << 20;
 /// Redis's string limit (512 MB), less the object header.
 const MAX_OBJECT: u64 = 512 << 20;
 /// How long a half-sent upload may linger if its writer dies.
@@ -46,7 +47,15 @@ fn err(e: &redis::RedisError) -> io::Error {
 
 impl RedisBackend {
     pub(crate) fn open(url: &str, timeout: Duration) -> Result<RedisBackend, String> {
-        let client = Client::open(url).map_err(|e| format!("not a Redis URL: {e}"))?;
+        let info = url
+            .into_connection_info()
+            .map_err(|e| format!("not a Redis URL: {e}"))?;
+        // Without `CLIENT SETINFO` on connect: its reply is waited for (and
+        // its failure ignored), so a server that hangs would cost two
+        // timeouts per try instead of one.
+        let settings = info.redis_settings().clone().set_skip_set_lib_name();
+        let client = Client::open(info.set_redis_settings(settings))
+            .map_err(|e| format!("not a Redis URL: {e}"))?;
         Ok(RedisBackend {
             client,
             timeout,
@@ -106,9 +115,7 @@ impl Backend for RedisBackend {
 
     fn create(&self, name: &str, header: &[u8], value: &[u8]) -> io::Result<bool> {
         if value.len() <= CHUNK {
-            let mut obj = Vec::with_capacity(header.len() + value.len());
-            obj.extend_from_slice(header);
-            obj.extend_from_slice(value);
+            let obj = Object { header, value };
             let set: Option<String> =
                 self.with(|c| redis::cmd("SET").arg(name).arg(obj).arg("NX").query(c))?;
             return Ok(set.is_some());
@@ -118,15 +125,30 @@ impl Backend for RedisBackend {
             return Ok(false);
         }
         let tmp = format!("{name}.tmp.{}", super::holder_id());
+        let total = header.len() + value.len();
         let sent = self.with(|c| {
-            redis::cmd("SET")
+            // One allocation of the whole string on the server (zeros up
+            // to its last byte), then every chunk written in place: APPEND
+            // would reallocate and copy the growing string per chunk.
+            redis::cmd("SETRANGE")
                 .arg(&tmp)
-                .arg(header)
-                .arg("PX")
-                .arg(TMP_TTL_MS)
+                .arg(total - 1)
+                .arg(&[0u8][..])
                 .exec(c)?;
+            redis::cmd("PEXPIRE").arg(&tmp).arg(TMP_TTL_MS).exec(c)?;
+            redis::cmd("SETRANGE")
+                .arg(&tmp)
+                .arg(0)
+                .arg(header)
+                .exec(c)?;
+            let mut at = header.len();
             for chunk in value.chunks(CHUNK) {
-                redis::cmd("APPEND").arg(&tmp).arg(chunk).exec(c)?;
+                redis::cmd("SETRANGE")
+                    .arg(&tmp)
+                    .arg(at)
+                    .arg(chunk)
+                    .exec(c)?;
+                at += chunk.len();
             }
             // Renamed in (create-only) and made permanent in one step.
             let (renamed, _): (i64, i64) = redis::pipe()
@@ -182,3 +204,22 @@ impl Backend for RedisBackend {
         Some(MAX_OBJECT - super::object::HEADER_LEN as u64)
     }
 }
+
+/// An object as one command argument, written from its two parts: the
+/// value is copied once, into the command, as the raw client copies it.
+struct Object<'a> {
+    header: &'a [u8],
+    value: &'a [u8],
+}
+
+impl redis::ToRedisArgs for Object<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let mut w = out.writer_for_next_arg();
+        // Writing to the command's buffer cannot fail.
+        let _ = w.write_all(self.header);
+        let _ = w.write_all(self.value);
+    }
+}
+
+impl redis::ToSingleRedisArg for Object<'_> {}

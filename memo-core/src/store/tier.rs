@@ -31,14 +31,15 @@ impl Engine {
     pub(super) fn install_fetched(
         &self,
         key: &Key,
-        (checked, value): (remote::object::Checked, Vec<u8>),
+        (checked, object): (remote::object::Checked, Vec<u8>),
     ) -> Option<(Bytes, u8)> {
         let cost = u32::try_from(checked.cost_us).unwrap_or(u32::MAX);
-        if let Err(e) = self.put_encoded(key, checked.codec, &value, cost) {
+        let value = object.get(remote::object::HEADER_LEN..).unwrap_or_default();
+        if let Err(e) = self.put_encoded(key, checked.codec, value, cost) {
             tracing::warn!(%key, error = %e, "memo: a value found on the remote cannot be stored locally");
             return None;
         }
-        drop(value);
+        drop(object);
         match self.lookup(key, false) {
             Ok(found) => found,
             Err(e) => {
