@@ -1,5 +1,5 @@
 //! The remote tier against the raw client of each engine, in one run:
-//! `file://` (std::fs), Redis (the `redis` crate on a real `redis-server`)
+//! `file://` (`std::fs`), Redis (the `redis` crate on a real `redis-server`)
 //! and S3 (`object_store` on `moto_server`, an emulator), each server
 //! started on loopback by the bench.
 //!
@@ -204,13 +204,13 @@ fn mbps(len: usize, d: Duration) -> f64 {
 fn bench_engine(e: &mut Engine) -> String {
     let small = env("MEMO_BENCH_REMOTE_SMALL", 2000);
     let big = env("MEMO_BENCH_REMOTE_BIG", 5);
-    let (a, b, plain) = (
+    let (dir_w, dir_r, plain) = (
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    let writer = Store::builder(a.path()).remote(&e.url).open().unwrap();
-    let reader = Store::builder(b.path()).remote(&e.url).open().unwrap();
+    let writer = Store::builder(dir_w.path()).remote(&e.url).open().unwrap();
+    let reader = Store::builder(dir_r.path()).remote(&e.url).open().unwrap();
     let local = Store::open(plain.path()).unwrap();
     let value = vec![7u8; 100];
     // A store in use, not a new one: its first segment made and its first
@@ -348,18 +348,18 @@ fn local_hit_with_remote() {
 fn remote_down() {
     let timeout = Duration::from_millis(500);
     let calls = |url: Option<&str>| {
-        let d = tempfile::tempdir().unwrap();
-        let mut b = Store::builder(d.path());
+        let dir = tempfile::tempdir().unwrap();
+        let mut builder = Store::builder(dir.path());
         if let Some(u) = url {
-            b = b.remote(u).remote_timeout(timeout);
+            builder = builder.remote(u).remote_timeout(timeout);
         }
-        let s = b.open().unwrap();
-        let t = Instant::now();
+        let store = builder.open().unwrap();
+        let started = Instant::now();
         for i in 0..1000_u64 {
-            let v: u64 = s.get_or_compute(&Key::of(&i), || i * 2).unwrap();
+            let v: u64 = store.get_or_compute(&Key::of(&i), || i * 2).unwrap();
             assert_eq!(v, i * 2);
         }
-        t.elapsed()
+        started.elapsed()
     };
     let base = calls(None);
     let refused = calls(Some(&format!("redis://127.0.0.1:{}", free_port())));
