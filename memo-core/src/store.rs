@@ -147,7 +147,8 @@ impl Store {
     /// The value stored under `key`, decoded as `V`.
     ///
     /// A damaged entry is a miss (and is reported through `tracing`), never
-    /// wrong bytes.
+    /// wrong bytes. With a remote tier, a local miss asks the remote and
+    /// installs what it verified.
     ///
     /// # Errors
     ///
@@ -162,7 +163,10 @@ impl Store {
 
     /// Stores `value` under `key`, replacing any previous value.
     ///
-    /// Once this returns `Ok`, every process that looks sees the value.
+    /// Once this returns `Ok`, every process that looks sees the value. With
+    /// a remote tier in read-write mode, the value is then written through
+    /// (create-only: a key already on the remote keeps its object); a
+    /// remote failure is counted, not returned.
     ///
     /// # Errors
     ///
@@ -249,8 +253,9 @@ impl Store {
         }
     }
 
-    /// Whether an entry for `key` exists (counts as neither hit nor miss; a
-    /// damaged entry does not exist).
+    /// Whether an entry for `key` exists in the local store (counts as
+    /// neither hit nor miss; a damaged entry does not exist; a remote tier
+    /// is not asked).
     #[must_use]
     pub fn contains(&self, key: &Key) -> bool {
         self.engine
@@ -258,7 +263,8 @@ impl Store {
             .is_some_and(|e| matches!(e.lookup(key, false), Ok(Some(_))))
     }
 
-    /// Removes `key`'s entry; `true` if there was one.
+    /// Removes `key`'s entry; `true` if there was one. A remote tier keeps
+    /// its object (remote objects are immutable; the remote bounds itself).
     ///
     /// # Errors
     ///
