@@ -27,7 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use memo_core::Key;
-use memo_tests::servers::{Kind, Server, free_port};
+use memo_tests::servers::{Kind, Server, free_port, s3_env};
 use memo_tests::tempdir;
 
 /// Where a test's remote lives: a shared directory or a server.
@@ -349,18 +349,9 @@ fn server_outages(kind: Kind) {
         Kind::Redis => format!("redis://127.0.0.1:{port}/0"),
         Kind::Moto => format!("s3://{}/outage", memo_tests::servers::BUCKET),
     };
-    let env: Vec<(String, String)> = match kind {
+    let env = match kind {
         Kind::Redis => Vec::new(),
-        Kind::Moto => vec![
-            (
-                "AWS_ENDPOINT_URL".into(),
-                format!("http://127.0.0.1:{port}"),
-            ),
-            ("AWS_ALLOW_HTTP".into(), "true".into()),
-            ("AWS_ACCESS_KEY_ID".into(), "test".into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
-            ("AWS_REGION".into(), "us-east-1".into()),
-        ],
+        Kind::Moto => s3_env(port),
     };
     let machine = |dir: &Path, args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_machine"))
@@ -432,16 +423,7 @@ fn hanging_server(kind: Kind) {
         Kind::Redis => (format!("redis://127.0.0.1:{port}/0"), Vec::new()),
         Kind::Moto => (
             format!("s3://{}/hang", memo_tests::servers::BUCKET),
-            vec![
-                (
-                    "AWS_ENDPOINT_URL".to_string(),
-                    format!("http://127.0.0.1:{port}"),
-                ),
-                ("AWS_ALLOW_HTTP".into(), "true".into()),
-                ("AWS_ACCESS_KEY_ID".into(), "test".into()),
-                ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
-                ("AWS_REGION".into(), "us-east-1".into()),
-            ],
+            s3_env(port),
         ),
     };
     let dir = tempdir();

@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -163,16 +162,7 @@ impl Server {
     pub fn env(&self) -> Vec<(String, String)> {
         match self.kind {
             Kind::Redis => Vec::new(),
-            Kind::Moto => vec![
-                (
-                    "AWS_ENDPOINT_URL".into(),
-                    format!("http://127.0.0.1:{}", self.port),
-                ),
-                ("AWS_ALLOW_HTTP".into(), "true".into()),
-                ("AWS_ACCESS_KEY_ID".into(), "test".into()),
-                ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
-                ("AWS_REGION".into(), "us-east-1".into()),
-            ],
+            Kind::Moto => s3_env(self.port),
         }
     }
 
@@ -307,8 +297,17 @@ fn bulk(r: &[u8]) -> Option<Vec<u8>> {
     r.get(eol + 2..eol + 2 + len).map(<[u8]>::to_vec)
 }
 
-/// The object name of `key` under a `file://` root.
+/// The `AWS_*` environment of an S3 endpoint on loopback `port`.
 #[must_use]
-pub fn file_object(root: &Path, name: &str) -> std::path::PathBuf {
-    root.join(name)
+pub fn s3_env(port: u16) -> Vec<(String, String)> {
+    vec![
+        (
+            "AWS_ENDPOINT_URL".into(),
+            format!("http://127.0.0.1:{port}"),
+        ),
+        ("AWS_ALLOW_HTTP".into(), "true".into()),
+        ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+    ]
 }

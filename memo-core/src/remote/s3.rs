@@ -47,6 +47,27 @@ fn os_err(e: &object_store::Error) -> io::Error {
     io::Error::new(kind, e.to_string())
 }
 
+/// A conditional put: `false` when the condition failed (the object exists,
+/// or changed since it was read).
+async fn put_if(
+    store: &dyn ObjectStore,
+    path: &Path,
+    payload: PutPayload,
+    mode: PutMode,
+) -> io::Result<bool> {
+    let opts = PutOptions {
+        mode,
+        ..PutOptions::default()
+    };
+    match store.put_opts(path, payload, opts).await {
+        Ok(_) => Ok(true),
+        Err(
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+        ) => Ok(false),
+        Err(e) => Err(os_err(&e)),
+    }
+}
+
 impl S3Backend {
     /// `rest` is the URL after `s3://`: `bucket[/prefix]`.
     pub(crate) fn open(rest: &str, timeout: Duration) -> Result<S3Backend, String> {
@@ -162,18 +183,7 @@ impl S3Backend {
         let path = path.clone();
         let body = format!("{holder} {}\n", unix_ms() + ttl.as_millis() as u64);
         self.run(self.timeout, async move {
-            let opts = PutOptions {
-                mode,
-                ..PutOptions::default()
-            };
-            match store.put_opts(&path, PutPayload::from(body), opts).await {
-                Ok(_) => Ok(true),
-                Err(
-                    object_store::Error::AlreadyExists { .. }
-                    | object_store::Error::Precondition { .. },
-                ) => Ok(false),
-                Err(e) => Err(os_err(&e)),
-            }
+            put_if(&*store, &path, PutPayload::from(body), mode).await
         })
     }
 }
@@ -279,18 +289,7 @@ impl S3Backend {
         if value.len() <= MULTIPART_AT {
             return self.run(limit, async move {
                 let payload = PutPayload::from_iter([header, value]);
-                let opts = PutOptions {
-                    mode: PutMode::Create,
-                    ..PutOptions::default()
-                };
-                match store.put_opts(&path, payload, opts).await {
-                    Ok(_) => Ok(true),
-                    Err(
-                        object_store::Error::AlreadyExists { .. }
-                        | object_store::Error::Precondition { .. },
-                    ) => Ok(false),
-                    Err(e) => Err(os_err(&e)),
-                }
+                put_if(&*store, &path, payload, PutMode::Create).await
             });
         }
         self.run(limit, async move {

@@ -116,17 +116,21 @@ fn foreign(root: &Dir, entries: &[(OsString, Kind)]) -> Error {
     )
 }
 
+/// Whether `warning` has not yet been given for `root` in this process
+/// (and is now).
+fn first_time(root: &Dir, warning: &'static str) -> bool {
+    static GIVEN: LazyLock<Mutex<HashSet<(PathBuf, &'static str)>>> = LazyLock::new(Mutex::default);
+    GIVEN
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert((root.path().to_path_buf(), warning))
+}
+
 /// Warns once per directory and process when other users may write into
 /// the store: they could plant values there (checksums stop accidents, not
 /// forgers).
 pub(super) fn warn_if_world_writable(root: &Dir) {
-    static WARNED: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(Mutex::default);
-    if root.world_writable()
-        && WARNED
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(root.path().to_path_buf())
-    {
+    if root.world_writable() && first_time(root, "world-writable") {
         tracing::warn!(
             dir = %root.path().display(),
             "memo: the store directory is writable by every user; anyone on this machine \
@@ -138,12 +142,8 @@ pub(super) fn warn_if_world_writable(root: &Dir) {
 /// Says once per directory, when the store is on a network or cluster
 /// filesystem, what is and is not safe there.
 pub(super) fn warn_if_network_fs(root: &Dir) {
-    static WARNED: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(Mutex::default);
     if let Some(fs) = root.network_fs()
-        && WARNED
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(root.path().to_path_buf())
+        && first_time(root, "network filesystem")
     {
         tracing::warn!(
             dir = %root.path().display(),
