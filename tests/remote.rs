@@ -11,7 +11,7 @@
 //! nothing; a large value round trip (`MEMO_REMOTE_BIG_MIB`, default 256);
 //! a `#[memoize]` function inside a tokio task. Redis and S3 also: the
 //! server down at start, killed mid-run and restarted, and a server that
-//! accepts connections and never answers.
+//! accepts connections and never answers; `file://` on a mount that hangs.
 //!
 //! Without `redis-server` or `moto_server`, those tests skip loudly outside
 //! CI and fail with `CI=true`.
@@ -454,6 +454,52 @@ fn hanging_server(kind: Kind) {
         "1000 calls with a hanging remote took {took:?}"
     );
     drop(held);
+}
+
+/// `file://` on a mount that hangs: every object a FIFO, whose `open`
+/// blocks until a writer comes (as a call on an NFS mount that lost its
+/// server blocks). 1000 calls return the right values in about one timeout.
+#[test]
+fn file_on_a_hanging_mount() {
+    let shared = tempdir();
+    let dir = shared.path().join("memo/v1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifos: Vec<String> = (0..1000)
+        .map(|i| dir.join(&object_name(i, 100)[8..]).display().to_string())
+        .collect();
+    assert!(
+        Command::new("mkfifo")
+            .args(&fifos)
+            .status()
+            .unwrap()
+            .success(),
+        "mkfifo"
+    );
+    let local = tempdir();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_machine"))
+        .arg("compute")
+        .arg(local.path())
+        .arg(format!("file://{}", shared.path().display()))
+        .args([
+            "0",
+            "1000",
+            "0",
+            "100",
+            "timeout_ms=500",
+            "backoff_ms=60000",
+        ])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(out.status.success(), "{out:?}");
+    let r = parse(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(r.computed.len(), 1000);
+    assert!(r.stat("remote_errors") >= 1, "{}", r.stats);
+    assert!(
+        took < Duration::from_secs(2),
+        "1000 calls on a hanging mount took {took:?}"
+    );
 }
 
 macro_rules! per_engine {

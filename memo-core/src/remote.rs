@@ -183,7 +183,7 @@ impl Remote {
             .split_once("://")
             .ok_or_else(|| bad("not a URL: expected redis://, s3:// or file://".into()))?;
         let backend: Box<dyn Backend> = match scheme {
-            "file" => Box::new(file::FileBackend::open(rest).map_err(bad)?),
+            "file" => Box::new(file::FileBackend::open(rest, cfg.timeout).map_err(bad)?),
             #[cfg(feature = "redis")]
             "redis" | "rediss" | "valkey" => {
                 Box::new(redis::RedisBackend::open(&cfg.url, cfg.timeout).map_err(bad)?)
