@@ -8,7 +8,7 @@
 //! starts), checks every value, then prints its remote counters.
 //! Values of 1 MiB and more are raw bytes (`put_bytes`, `get_bytes`).
 //! Options: `secret=S`, `mode=ro`, `lease_ms=N`, `timeout_ms=N`,
-//! `backoff_ms=N`.
+//! `backoff_ms=N`, `max_bytes=N`.
 //!
 //! `machine tokio` calls a `#[memoize]` function inside a tokio task (the
 //! store and remote from `MEMO_DIR` and `MEMO_REMOTE`).
@@ -97,6 +97,7 @@ fn main() {
             "lease_ms" => b.remote_lease(ms()),
             "timeout_ms" => b.remote_timeout(ms()),
             "backoff_ms" => b.remote_backoff(ms()),
+            "max_bytes" => b.max_bytes(v.parse().unwrap()),
             _ => panic!("unknown option {k}"),
         };
     }

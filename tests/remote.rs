@@ -7,7 +7,8 @@
 //! locally; A and B ask for the same slow computation at once and it runs
 //! once; a lease holder killed with `kill -9` is replaced by a waiter within
 //! the lease; objects overwritten with garbage, truncated, or written
-//! without the secret are recomputed, never returned; read-only writes
+//! without the secret are recomputed, never returned; objects larger than
+//! the local store can take are refused unread, and the remote stays on; read-only writes
 //! nothing; a large value round trip (`MEMO_REMOTE_BIG_MIB`, default 256);
 //! a `#[memoize]` function inside a tokio task. Redis and S3 also: the
 //! server down at start, killed mid-run and restarted, and a server that
@@ -238,6 +239,26 @@ fn damage_is_a_miss(kind: Option<Kind>) {
     // Every value came out right (the machine checks), damaged ones computed.
     assert_eq!(rb.computed, vec![0, 1, 2, 3], "{rb:?}");
     assert!(rb.stat("remote_errors") >= 4, "{}", rb.stats);
+}
+
+/// An object larger than the local store can take is refused before it
+/// is read, as a miss: it does not switch the remote off for the calls
+/// after it.
+fn oversized_is_a_miss(kind: Option<Kind>) {
+    let Some(remote) = Remote::new(kind, "oversized") else {
+        return;
+    };
+    let a = tempdir();
+    run(&remote, a.path(), &["0", "4", "0", "100"], &[]);
+    let mut big = remote.read(&object_name(0, 100)).unwrap();
+    big.resize(4 << 20, 0);
+    remote.write(&object_name(0, 100), &big);
+    let b = tempdir();
+    let limit = ["max_bytes=2000000"];
+    let rb = run(&remote, b.path(), &["0", "4", "0", "100"], &limit);
+    assert_eq!(rb.computed, vec![0], "{rb:?}");
+    assert_eq!(rb.loaded, vec![1, 2, 3], "{rb:?}");
+    assert!(rb.stat("remote_errors") >= 1, "{}", rb.stats);
 }
 
 fn secret_rejects_unsigned(kind: Option<Kind>) {
@@ -532,6 +553,7 @@ per_engine!(
     computes_once_across_machines,
     dead_lease_holder_is_replaced,
     damage_is_a_miss,
+    oversized_is_a_miss,
     secret_rejects_unsigned,
     read_only_writes_nothing,
     big_value_round_trip,

@@ -85,6 +85,9 @@ pub(crate) struct RemoteConfig {
     /// How long a lease lasts without renewal: the longest a dead machine
     /// holds up the others.
     pub lease: Duration,
+    /// The largest value the local store can take (its `max_bytes`, if
+    /// set): a larger object is refused before it is read.
+    pub max_value: u64,
 }
 
 impl Default for RemoteConfig {
@@ -107,6 +110,7 @@ impl RemoteConfig {
             timeout: Self::TIMEOUT,
             backoff: Self::BACKOFF,
             lease: Self::LEASE,
+            max_value: crate::format::VALUE_MAX,
         }
     }
 }
@@ -236,6 +240,17 @@ impl Remote {
         }
         match f(self.backend.as_ref()) {
             Ok(v) => Some(v),
+            // The remote answered, with an object no entry can be (larger
+            // than any): a miss, not a reason to leave the remote alone, or
+            // one planted object would switch the tier off for everyone.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                self.report(
+                    &format!("{op}: refused"),
+                    &format!("memo: remote {op}: {e}; read as a miss"),
+                );
+                None
+            }
             Err(e) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 *self
@@ -273,7 +288,7 @@ impl Remote {
     /// Damaged, foreign, unsigned or oversized objects are misses, counted
     /// as errors (the remote answered, so no back-off).
     pub(crate) fn fetch(&self, key: &Key) -> Option<(object::Checked, Vec<u8>)> {
-        let max = VALUE_MAX + object::HEADER_LEN as u64;
+        let max = self.cfg.max_value.min(VALUE_MAX) + object::HEADER_LEN as u64;
         let got = self.call("get", |b| b.get(&object::name(key), max))?;
         let Some(obj) = got else {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);

@@ -48,7 +48,11 @@ impl Engine {
         let remote = if opts.remote.url.is_empty() {
             None
         } else {
-            Some(Arc::new(Remote::open(opts.remote.clone())?))
+            let mut cfg = opts.remote.clone();
+            if let Some(m) = opts.max_bytes {
+                cfg.max_value = m;
+            }
+            Some(Arc::new(Remote::open(cfg)?))
         };
         let root = Dir::open_root(dir)?;
         let sync = opts.durability == Durability::Sync;
