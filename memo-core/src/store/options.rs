@@ -231,7 +231,7 @@ impl StoreBuilder {
     pub fn open(self) -> Result<Store> {
         if let Some(message) = self.opts.env_error {
             return Err(crate::Error::Remote {
-                url: self.opts.remote.url,
+                url: crate::remote::redact(&self.opts.remote.url),
                 message,
             });
         }
