@@ -163,8 +163,8 @@ static FIXTURE: OnceLock<Store> = OnceLock::new();
 static COMPUTED: AtomicU32 = AtomicU32::new(0);
 
 /// Part of the fixture: its key covers this module's path, the function's
-/// name and its tokens, so editing it (even its body) must come with a
-/// rewritten fixture — and a new `FORMAT_VERSION` if it was released.
+/// name and its tokens. The fixture holds its result under a call key of
+/// layout 1, which layout 2 does not reuse (the test says so).
 #[memoize(store = FIXTURE.get().unwrap())]
 fn fixture_call(x: u32, label: &str) -> (u32, String) {
     COMPUTED.fetch_add(1, Ordering::Relaxed);
@@ -240,12 +240,24 @@ fn a_store_of_format_v1_opens_and_reads_exactly() {
     assert_eq!(store.get::<u64>(&Key::of("replaced")).unwrap(), Some(2));
     assert_eq!(store.get::<u64>(&Key::of("removed")).unwrap(), None);
     assert!(store.verify().unwrap().problems.is_empty());
+    // The fixture's memoized call was stored under a call key of layout 1
+    // (24 bytes of hash; layout 2 gives 4 of them to the code mark, see
+    // docs/format.md): its entry still reads exactly by that key, and the
+    // call, whose key is now another, computes once, then hits.
+    let v1_key: Key = "ca49d44ee301b259225e57032bb967b8928d94c05c47815575403464cafee627"
+        .parse()
+        .unwrap();
+    assert_eq!(
+        store.get::<(u32, String)>(&v1_key).unwrap(),
+        Some((21, "seven-7".to_owned()))
+    );
     FIXTURE.set(store).unwrap();
+    assert_eq!(fixture_call(7, "seven"), (21, "seven-7".to_owned()));
     assert_eq!(fixture_call(7, "seven"), (21, "seven-7".to_owned()));
     assert_eq!(
         COMPUTED.load(Ordering::Relaxed),
-        0,
-        "the call was loaded, not computed"
+        1,
+        "a call key of layout 1 is not reused: computed once, then loaded"
     );
     // Lost index: rebuilt from the fixture's segments, every entry kept.
     let again = t.path().join("rebuilt");

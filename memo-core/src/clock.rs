@@ -94,6 +94,20 @@ pub(crate) fn tick_at(idx: &Index, secs: u64) -> Option<u64> {
         .map(|(tick, _)| tick)
 }
 
+/// The latest time (Unix seconds) the time ring knows the access clock
+/// had reached `tick` by: a lower bound of when it read `tick`, as precise
+/// as the ring's spacing. `None` if the ring is empty.
+pub(crate) fn time_at(idx: &Index, tick: u64) -> Option<u64> {
+    let ring = TIME.read(idx);
+    let first = ring.first().map(|&(_, t)| t)?;
+    Some(
+        ring.into_iter()
+            .take_while(|&(t, _)| t <= tick)
+            .last()
+            .map_or(first, |(_, secs)| secs),
+    )
+}
+
 /// Notes the cost-aware inflation clock's new value `l` from now on.
 pub(crate) fn record_inflation(idx: &Index, l: f64) {
     CLOCK.push(idx, (idx.word(hdr::TICK), l.to_bits()));

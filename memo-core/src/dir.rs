@@ -70,8 +70,8 @@ const DIR_MODE: u32 = 0o777;
 impl Dir {
     /// Opens the store directory at `path`, creating it (and its parents)
     /// if missing. `path` itself may be a link.
-    pub(crate) fn open_root(path: &Path) -> Result<Dir> {
-        if !path.exists() {
+    pub(crate) fn open_root(path: &Path, create: bool) -> Result<Dir> {
+        if create && !path.exists() {
             std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
         }
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
@@ -203,6 +203,13 @@ impl Dir {
             .map_err(|e| self.io(to, e))
     }
 
+    /// Makes `to` in `dest` a second name of file `from` in this directory;
+    /// fails with `AlreadyExists` if `to` exists.
+    pub(crate) fn link_into(&self, from: &str, dest: &Dir, to: &str) -> Result<()> {
+        rustix::fs::linkat(&self.0.fd, from, &dest.0.fd, to, AtFlags::empty())
+            .map_err(|e| dest.io(to, e))
+    }
+
     /// Swaps the files named `from` in this directory and `to` in `dest`,
     /// atomically (`RENAME_EXCHANGE`); both must exist.
     pub(crate) fn exchange(&self, from: &str, dest: &Dir, to: &str) -> Result<()> {
@@ -324,7 +331,7 @@ mod tests {
         std::os::unix::fs::symlink(&decoys, store.join("tmp")).unwrap();
         std::os::unix::fs::symlink(decoys.join("f"), store.join("LOCK")).unwrap();
         std::fs::write(store.join("seg"), b"a file").unwrap();
-        let d = Dir::open_root(&store).unwrap();
+        let d = Dir::open_root(&store, true).unwrap();
         for (name, e) in [
             ("tmp", d.open_dir("tmp", true).err().unwrap()),
             ("LOCK", d.open_or_create("LOCK").err().unwrap()),

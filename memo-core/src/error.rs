@@ -81,6 +81,18 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// A memoized function named by the user (`Selection::function`,
+    /// `memo clear --function`) is not one the store at `dir` knows, or
+    /// the name fits more than one.
+    #[error("store {}: function `{name}`: {message}", dir.display())]
+    Function {
+        /// The store directory.
+        dir: PathBuf,
+        /// The name as given.
+        name: String,
+        /// What was wrong, with the names that would do.
+        message: String,
+    },
 }
 
 /// `std::result::Result` with memo's [`Error`].

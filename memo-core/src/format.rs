@@ -17,6 +17,10 @@ pub(crate) const SEG_DIR: &str = "seg";
 pub(crate) const BLOB_DIR: &str = "blob";
 pub(crate) const LOCKS_DIR: &str = "locks";
 pub(crate) const TMP_DIR: &str = "tmp";
+/// The function registry (`registry.rs`).
+pub(crate) const FNS_DIR: &str = "fns";
+/// The per-function miss counters, in `fns/`.
+pub(crate) const FN_COUNTS_FILE: &str = "misses";
 
 mod names;
 pub(crate) use names::*;

@@ -529,7 +529,7 @@ pub(crate) fn release(idx: Arc<Index>) {
 #[cfg(test)]
 pub(crate) fn scratch() -> (tempfile::TempDir, Index) {
     let t = tempfile::tempdir().expect("temp dir");
-    let dir = crate::dir::Dir::open_root(t.path()).expect("temp dir handle");
+    let dir = crate::dir::Dir::open_root(t.path(), true).expect("temp dir handle");
     let idx = Index::create(&dir, "scratch", MIN_CAPACITY, None).expect("scratch index");
     (t, idx)
 }
@@ -552,7 +552,7 @@ mod tests {
 
     fn tmp() -> (tempfile::TempDir, Dir) {
         let t = tempfile::tempdir().unwrap();
-        let d = Dir::open_root(t.path()).unwrap();
+        let d = Dir::open_root(t.path(), true).unwrap();
         (t, d)
     }
 

@@ -97,6 +97,7 @@ pub mod __private {
     pub use crate::private::*;
 }
 mod private;
+mod registry;
 mod remote;
 mod segment;
 mod stats;
@@ -108,5 +109,5 @@ pub use key::{Key, ParseKeyError};
 pub use memo_macros::memoize;
 pub use mmap::Bytes;
 pub use remote::RemoteMode;
-pub use stats::{FunctionStats, Stats, VerifyReport};
+pub use stats::{FunctionInfo, FunctionStats, Selection, Stats, VerifyReport};
 pub use store::{Durability, Store, StoreBuilder};

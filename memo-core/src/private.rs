@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, OnceLock, PoisonError, RwLock};
 pub use std::time::Instant;
 
@@ -12,7 +13,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use crate::key::call::KeyBuilder;
-use crate::key::call::{Base, Identity, has_tag};
+use crate::key::call::{Base, Identity, has_tag, tag_of};
+use crate::store::Engine;
 use crate::{Error, FunctionStats, Key, Result, Store};
 
 /// One memoized function, as the macro saw it. `static` in the expansion.
@@ -28,6 +30,10 @@ pub struct Function {
     /// `Self` type below.
     free: OnceLock<Base>,
     methods: RwLock<Vec<(&'static str, Base)>>,
+    /// `Engine::serial` of the store this function (free) or its last
+    /// method type was registered with in this process: the hit path checks
+    /// it with one load (`register`).
+    registered: AtomicU64,
 }
 
 impl Function {
@@ -46,6 +52,7 @@ impl Function {
             version,
             free: OnceLock::new(),
             methods: RwLock::new(Vec::new()),
+            registered: AtomicU64::new(0),
         }
     }
 
@@ -77,6 +84,36 @@ impl Function {
         base
     }
 
+    /// Registers this function with `engine`'s registry, once per process
+    /// per store and `Self` type (the engine keeps the set; the atomic
+    /// keeps the common case to one load).
+    fn register(&self, engine: &Engine, key: &Key) {
+        let serial = engine.serial();
+        if self.registered.load(Ordering::Relaxed) == serial {
+            return;
+        }
+        let tag = tag_of(key);
+        let self_ty = if self.free.get().is_some_and(|b| b.tag() == tag) {
+            Some("")
+        } else {
+            let bases = self.methods.read().unwrap_or_else(PoisonError::into_inner);
+            bases.iter().find(|(_, b)| b.tag() == tag).map(|(t, _)| *t)
+        };
+        let Some(self_ty) = self_ty else {
+            return;
+        };
+        let id = self.identity(self_ty);
+        let name = if self_ty.is_empty() {
+            format!("{}::{}", self.module, self.name)
+        } else {
+            format!("{}::{}::{}", self.module, short_type(self_ty), self.name)
+        };
+        engine.register(tag, id.base().code(), &name, self.version);
+        // Methods of several `Self` types share the atomic: the engine's
+        // set answers for the others.
+        self.registered.store(serial, Ordering::Relaxed);
+    }
+
     /// The tag of this function's entries (see `key::call`).
     fn tag(&self, self_ty: &str) -> [u8; 8] {
         self.identity(self_ty).tag()
@@ -96,12 +133,20 @@ impl Function {
         let Some(engine) = store.engine() else {
             return compute();
         };
+        self.register(engine, key);
         let ran = std::cell::Cell::new(false);
         let out = engine.compute_once(
             key,
             || {
                 ran.set(true);
-                tracing::debug!(function = self.name, module = self.module, %key, "memo: miss");
+                engine.count_miss(key);
+                tracing::debug!(
+                    function = self.name,
+                    module = self.module,
+                    %key,
+                    reason = %engine.miss_reason(key),
+                    "memo: miss"
+                );
                 compute()
             },
             O::stored,
@@ -125,13 +170,21 @@ impl Function {
     /// hit or a miss).
     pub fn cached<O: Outcome>(&self, store: &Store, key: &Key) -> Option<O> {
         let engine = store.engine()?;
+        self.register(engine, key);
         match engine.get::<O::Stored>(key, true) {
             Ok(Some(v)) => {
                 tracing::debug!(function = self.name, module = self.module, %key, "memo: hit");
                 Some(O::from_stored(v))
             }
             Ok(None) => {
-                tracing::debug!(function = self.name, module = self.module, %key, "memo: miss");
+                engine.count_miss(key);
+                tracing::debug!(
+                    function = self.name,
+                    module = self.module,
+                    %key,
+                    reason = %engine.miss_reason(key),
+                    "memo: miss"
+                );
                 None
             }
             Err(e) => {
@@ -190,9 +243,9 @@ impl Function {
     /// Statistics of this function's stored results.
     #[must_use]
     pub fn stats(&self, store: &Store, self_ty: &'static str) -> FunctionStats {
-        let tag = self.tag(self_ty);
+        let base = self.base(self_ty);
         store.engine().map_or_else(FunctionStats::default, |e| {
-            e.stats_matching(|k| has_tag(k, tag))
+            e.function_stats(base.tag(), base.code())
         })
     }
 
@@ -220,6 +273,12 @@ impl Function {
     }
 }
 
+/// A type's name without its path: `Ridge<f64>` for `lab::model::Ridge<f64>`.
+fn short_type(t: &str) -> &str {
+    let head = t.find('<').map_or(t, |i| &t[..i]);
+    head.rfind("::").map_or(t, |i| &t[i + 2..])
+}
+
 /// What makes two store errors "the same problem" for reporting: the kind
 /// and the file, not the key.
 fn cause(e: &Error) -> String {
@@ -231,6 +290,7 @@ fn cause(e: &Error) -> String {
         Error::TooLarge { .. } => "too large".to_owned(),
         Error::Refused { path, .. } => format!("refused {}", path.display()),
         Error::Remote { url, .. } => format!("remote {url}"),
+        Error::Function { name, .. } => format!("function {name}"),
     }
 }
 

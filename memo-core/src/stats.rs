@@ -51,8 +51,9 @@ pub struct Stats {
     pub uploads: u64,
 }
 
-/// The entries of one memoized function, from the helpers that
-/// `#[memoize(helpers)]` generates (`<name>_stats()`).
+/// The entries of one memoized function: from the helpers that
+/// `#[memoize(helpers)]` generates (`<name>_stats()`), and in each
+/// [`FunctionInfo`] of [`Store::functions`](crate::Store::functions).
 ///
 /// Store-wide: every process's entries and hits count.
 #[non_exhaustive]
@@ -64,8 +65,103 @@ pub struct FunctionStats {
     pub bytes: u64,
     /// Hits on those entries since each was stored.
     pub hits: u64,
+    /// Calls that computed the function, store-wide, counted since the
+    /// function first ran with the store.
+    pub misses: u64,
     /// What computing them took, as timed when each was stored.
     pub compute_time: std::time::Duration,
+    /// Compute time the hits saved: each entry's hits times its cost.
+    pub compute_saved: std::time::Duration,
+    /// Entries stored by code (or a `version`) other than the one that
+    /// ran last: they are never hit again unless that code comes back.
+    pub stale_entries: u64,
+    /// Bytes the stale entries take.
+    pub stale_bytes: u64,
+    /// When an entry of the function was last used (hit or stored), to
+    /// the precision of the store's time ring (it errs early); `None`
+    /// without entries.
+    pub last_used: Option<std::time::SystemTime>,
+}
+
+/// A memoized function as the store knows it: what
+/// [`Store::functions`](crate::Store::functions) lists.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionInfo {
+    /// The function's path as written: `module::name`, or
+    /// `module::Type::name` for a method (module as `module_path!()` gives
+    /// it, `Type` as `type_name` gives it without its path).
+    pub name: String,
+    /// The `version` option of the code that ran last (empty without one).
+    pub version: String,
+    /// When it first ran with this store.
+    pub first_run: std::time::SystemTime,
+    /// When a process last started calling it (registered once per
+    /// process).
+    pub last_run: std::time::SystemTime,
+    /// Since when its current code has been running.
+    pub code_since: std::time::SystemTime,
+    /// Its entries.
+    pub stats: FunctionStats,
+}
+
+/// Which entries [`Store::select`](crate::Store::select) and
+/// [`Store::remove_selected`](crate::Store::remove_selected) take: all of
+/// them, narrowed by each condition set (they combine with "and").
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use memo_core::Selection;
+///
+/// // Entries of `model::fit` left by older code and unused for a week.
+/// let sel = Selection::all()
+///     .function("model::fit")
+///     .stale()
+///     .older_than(Duration::from_secs(7 * 86_400));
+/// # let _ = sel;
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub(crate) function: Option<String>,
+    pub(crate) stale: bool,
+    pub(crate) older_than: Option<std::time::Duration>,
+}
+
+impl Selection {
+    /// Every entry.
+    #[must_use]
+    pub fn all() -> Selection {
+        Selection::default()
+    }
+
+    /// Only the entries of the memoized function `name`: its full path
+    /// (`lab::model::fit`) or a `::`-suffix of it that fits one function
+    /// (`fit`, `model::fit`).
+    #[must_use]
+    pub fn function(mut self, name: impl Into<String>) -> Selection {
+        self.function = Some(name.into());
+        self
+    }
+
+    /// Only entries of memoized functions stored by code (or a `version`)
+    /// other than the one that ran last. Entries of functions the store
+    /// has no registry entry for are never taken as stale.
+    #[must_use]
+    pub fn stale(mut self) -> Selection {
+        self.stale = true;
+        self
+    }
+
+    /// Only entries last used (hit or stored) longer ago than `age`. The
+    /// store's time ring dates uses only so precisely; an entry it cannot
+    /// place before the cutoff for certain is not taken.
+    #[must_use]
+    pub fn older_than(mut self, age: std::time::Duration) -> Selection {
+        self.older_than = Some(age);
+        self
+    }
 }
 
 /// What [`Store::verify`](crate::Store::verify) found.

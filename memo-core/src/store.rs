@@ -4,7 +4,7 @@
 //! lock-free lookup), `compute` (single flight), `write` (publishing),
 //! `account` (the crash protocol and counters of every change), `trim`
 //! (limits and eviction), `compact`, `recover` (repair and rebuild),
-//! `verify`, `scan` (per-function statistics).
+//! `verify`, `functions` (the function registry, per-function statistics and selections).
 
 mod account;
 mod adopt;
@@ -12,11 +12,11 @@ mod compact;
 mod compute;
 mod durable;
 mod engine;
+mod functions;
 mod grow;
 mod options;
 mod read;
 mod recover;
-mod scan;
 mod tier;
 mod trim;
 mod verify;
@@ -35,7 +35,7 @@ pub(crate) use options::Options;
 pub use options::{Durability, StoreBuilder};
 
 use crate::error::{Error, Result};
-use crate::{Bytes, Key, Stats, VerifyReport};
+use crate::{Bytes, FunctionInfo, FunctionStats, Key, Selection, Stats, VerifyReport};
 
 /// A store directory, opened by one process: a persistent key-value cache
 /// shared by every thread and process that opens the same directory.
@@ -409,6 +409,99 @@ impl Store {
             Some(e) => e.trim(),
             None => Ok(()),
         }
+    }
+
+    /// The memoized functions that have run with this store (its function
+    /// registry), each with the figures of its entries: count, bytes, hits,
+    /// misses, compute time stored and saved, entries of code that no longer
+    /// runs (stale), last use. Sorted by name.
+    ///
+    /// One lock-free pass over the entries; what writers change meanwhile
+    /// may or may not be counted. Entries that belong to no registered
+    /// function (keys made with [`Key::of`], or functions that have not run
+    /// since the store began keeping a registry) are in [`Store::stats`]
+    /// only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use std::sync::LazyLock;
+    /// use memo_core::{memoize, Store};
+    ///
+    /// # static DIR: LazyLock<std::path::PathBuf> = LazyLock::new(|| tempfile::tempdir().unwrap().keep());
+    /// static STORE: LazyLock<Store> = LazyLock::new(|| Store::open(&*DIR).unwrap());
+    ///
+    /// #[memoize(store = STORE)]
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// square(3);
+    /// square(3);
+    /// let f = &STORE.functions()?[0];
+    /// assert!(f.name.ends_with("::square"));
+    /// assert_eq!((f.stats.entries, f.stats.hits, f.stats.misses), (1, 1, 1));
+    /// # Ok::<(), memo_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) if the registry cannot be listed.
+    pub fn functions(&self) -> Result<Vec<FunctionInfo>> {
+        match self.engine() {
+            Some(e) => e.functions().map(|(f, _)| f),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// What [`Store::remove_selected`] would remove now: the count, bytes,
+    /// hits and compute time of the entries `selection` takes (its
+    /// `last_used` is the latest of theirs). Reads only.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Function`](crate::Error::Function) if the selection names a
+    /// function the store does not know, or a suffix that fits several.
+    pub fn select(&self, selection: &Selection) -> Result<FunctionStats> {
+        match self.engine() {
+            Some(e) => e.selected(selection).map(|(_, s)| s),
+            None => Ok(FunctionStats::default()),
+        }
+    }
+
+    /// Removes the entries `selection` takes, as [`Store::remove`] removes
+    /// one; returns what they held. An entry stored again under the same
+    /// key while this runs may be removed too (it is then a miss, never a
+    /// wrong value).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use memo_core::{Selection, Store};
+    ///
+    /// let store = Store::open(dir.path())?;
+    /// // Entries of code that no longer runs: none yet.
+    /// assert_eq!(store.remove_selected(&Selection::all().stale())?.entries, 0);
+    /// # Ok::<(), memo_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::select`], and [`Error::Io`](crate::Error::Io) if an
+    /// entry cannot be removed.
+    pub fn remove_selected(&self, selection: &Selection) -> Result<FunctionStats> {
+        let Some(e) = self.engine() else {
+            return Ok(FunctionStats::default());
+        };
+        let (keys, mut stats) = e.selected(selection)?;
+        if keys.is_empty() {
+            return Ok(stats);
+        }
+        let keys: std::collections::HashSet<Key> = keys.into_iter().collect();
+        stats.entries = e.remove_matching(|k| keys.contains(k))?;
+        Ok(stats)
     }
 
     /// Checks every entry's checksum and every structure of the store.

@@ -87,6 +87,29 @@ pub(crate) fn tmp_rebuild_name(pid: u32) -> String {
     format!("{INDEX_FILE}.rebuild.{pid}")
 }
 
+/// `fns/<16 hex tag>`: the registry entry of a function.
+pub(crate) fn fn_entry_name(tag: [u8; 8]) -> String {
+    tag.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The tag a registry entry's name gives.
+pub(crate) fn parse_fn_entry_name(name: &str) -> Option<[u8; 8]> {
+    if name.len() != 16 || !name.bytes().all(is_lower_hex) {
+        return None;
+    }
+    let mut tag = [0; 8];
+    for (k, t) in tag.iter_mut().enumerate() {
+        *t = u8::from_str_radix(&name[2 * k..2 * k + 2], 16).ok()?;
+    }
+    Some(tag)
+}
+
+/// `tmp/fn-<16 hex tag>.<pid>`: a registry entry (or, with a zero tag, the
+/// miss counter table) being written.
+pub(crate) fn tmp_fn_name(tag: [u8; 8], pid: u32) -> String {
+    format!("fn-{}.{pid}", fn_entry_name(tag))
+}
+
 /// Whether `name` is one of the names memo gives files in `tmp/`.
 pub(crate) fn is_tmp_name(name: &str) -> bool {
     let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
@@ -98,6 +121,11 @@ pub(crate) fn is_tmp_name(name: &str) -> bool {
     }
     if let Some(rest) = name.strip_prefix("seg-") {
         return parse_segment_name(rest).is_some();
+    }
+    if let Some(rest) = name.strip_prefix("fn-") {
+        return rest
+            .split_once('.')
+            .is_some_and(|(t, pid)| parse_fn_entry_name(t).is_some() && digits(pid));
     }
     if let Some(rest) = name.strip_prefix("index.") {
         if let Some(pid) = rest.strip_prefix("rebuild.") {

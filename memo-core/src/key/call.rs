@@ -5,9 +5,10 @@
 //! A call's key is blake3 in keyed mode: its key is the function's *base*
 //! (a blake3 derivation over the format version and the function's
 //! identity and code), and its input the canonical encoding (`canon.rs`) of
-//! the type parameters' names and the arguments. The last 8 bytes are then
-//! replaced by the function's *tag*, its identity without the code, so every
-//! entry names its function across versions of its code.
+//! the type parameters' names and the arguments. The last 12 bytes are then
+//! replaced by the function's *code mark* (4 bytes of its base) and its *tag*
+//! (8 bytes: its identity without the code), so every entry names its
+//! function across versions of its code, and which version stored it.
 
 use serde::Serialize;
 
@@ -17,14 +18,21 @@ use crate::format::FORMAT_VERSION;
 
 /// blake3 key-derivation context of a function's base, apart from
 /// `Key::of`'s: a memoized call never collides with a key a user made.
-const CALL_CONTEXT: &str = "memo 2026-11 #[memoize] call v1";
+/// v2: keys carry the code mark (`CODE_AT`); v1 keys had 24 bytes of hash.
+const CALL_CONTEXT: &str = "memo 2026-12 #[memoize] call v2";
 /// Context of the function tag stored in the last bytes of each key.
 const TAG_CONTEXT: &str = "memo 2026-11 #[memoize] function tag v1";
-/// Where a call's key keeps its function's tag. The first 24 bytes are the
-/// call's blake3 hash: 192 bits, so a collision stays out of reach (2^96
-/// calls by the birthday bound) while every entry names its function, which
-/// is what per-function clearing and statistics read.
+/// Where a call's key keeps its function's tag. The first 20 bytes are the
+/// call's blake3 hash: 160 bits, so a collision stays out of reach (2^80
+/// calls by the birthday bound) while every entry names its function and
+/// its code version, which is what per-function statistics, clearing and
+/// staleness read.
 pub(crate) const TAG_AT: usize = 24;
+/// Where a call's key keeps its code mark: bytes 0..4 of the function's
+/// base, which covers its code and `version`. Two versions share a mark
+/// with odds of 2^-32, and then only `memo functions` miscounts stale
+/// entries: their keys still differ in the 160 bits of hash.
+pub(crate) const CODE_AT: usize = 20;
 
 /// What identifies a memoized function: where it is, what its code is.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +58,18 @@ pub(crate) struct Base {
     /// hit through the macro 647 ns with the state cloned per call).
     key: [u8; 32],
     tag: [u8; 8],
+}
+
+impl Base {
+    /// The code mark of this function's calls (`CODE_AT`).
+    pub(crate) fn code(&self) -> u32 {
+        u32::from_le_bytes([self.key[0], self.key[1], self.key[2], self.key[3]])
+    }
+
+    /// The tag of this function's calls.
+    pub(crate) fn tag(&self) -> [u8; 8] {
+        self.tag
+    }
 }
 
 fn feed(h: &mut blake3::Hasher, parts: &[&str]) {
@@ -96,10 +116,24 @@ pub(crate) fn has_tag(key: &Key, tag: [u8; 8]) -> bool {
     key.as_bytes()[TAG_AT..] == tag
 }
 
+/// The function tag a key carries (meaningful for keys of memoized calls).
+pub(crate) fn tag_of(key: &Key) -> [u8; 8] {
+    let mut t = [0; 8];
+    t.copy_from_slice(&key.as_bytes()[TAG_AT..]);
+    t
+}
+
+/// The code mark a key carries (meaningful for keys of memoized calls).
+pub(crate) fn code_of(key: &Key) -> u32 {
+    let b = key.as_bytes();
+    u32::from_le_bytes([b[CODE_AT], b[CODE_AT + 1], b[CODE_AT + 2], b[CODE_AT + 3]])
+}
+
 /// A call's key under construction: the function's identity is in, the
 /// type parameters and arguments follow.
 pub struct KeyBuilder {
     hasher: Hasher,
+    code: u32,
     tag: [u8; 8],
 }
 
@@ -108,6 +142,7 @@ impl KeyBuilder {
     pub(crate) fn new(base: Base) -> KeyBuilder {
         KeyBuilder {
             hasher: Hasher::keyed(base.key),
+            code: base.code(),
             tag: base.tag,
         }
     }
@@ -123,10 +158,12 @@ impl KeyBuilder {
         self.hasher.value(value);
     }
 
-    /// The key: 24 bytes of the call's hash, then the function's tag.
+    /// The key: 20 bytes of the call's hash, the code mark, then the
+    /// function's tag.
     #[must_use]
     pub fn finish(self) -> Key {
         let mut bytes = *self.hasher.finish().as_bytes();
+        bytes[CODE_AT..TAG_AT].copy_from_slice(&self.code.to_le_bytes());
         bytes[TAG_AT..].copy_from_slice(&self.tag);
         Key::from_bytes(bytes)
     }
@@ -161,7 +198,7 @@ mod tests {
         let golden = [
             (
                 key(&FIT, &[], &(1, "a")),
-                "52b37e3749d2d4b09a123bc42d8517cbbeff4e3c9335a8c170a5b6c47595f356",
+                "55bd9afc9e2a573e7809b910981ee5e033bc2978cd569fc670a5b6c47595f356",
             ),
             (
                 key(
@@ -172,7 +209,7 @@ mod tests {
                     &[],
                     &(1, "a"),
                 ),
-                "05ac1272a87202f833b2737840145643be40280de66adeee70a5b6c47595f356",
+                "ccb9f4947007a62474c18256fbc63df7b9cf0a8dff637b8570a5b6c47595f356",
             ),
             (
                 key(
@@ -183,7 +220,7 @@ mod tests {
                     &["f64"],
                     &(7, "b"),
                 ),
-                "bf46ce68a92ba534269df70ff7886607f4e8a99e5b0c8c15145a2d750570b37f",
+                "cc86b7a7983666a42d8c622e4e2780292e98ede849e1bf7b145a2d750570b37f",
             ),
         ];
         for (got, want) in golden {
@@ -201,6 +238,14 @@ mod tests {
         let b = key(&edited, &[], &(1, "a"));
         assert_ne!(a, b, "new code, new key");
         assert_eq!(a[2 * TAG_AT..], b[2 * TAG_AT..], "same function, same tag");
+        assert_ne!(
+            a[2 * CODE_AT..2 * TAG_AT],
+            b[2 * CODE_AT..2 * TAG_AT],
+            "new code, new code mark"
+        );
+        let ka: Key = a.parse().unwrap_or_else(|_| Key::from_bytes([0; 32]));
+        assert_eq!(code_of(&ka), FIT.base().code());
+        assert_eq!(tag_of(&ka), FIT.tag());
         let k: Key = a.parse().unwrap_or_else(|_| Key::from_bytes([0; 32]));
         assert!(has_tag(&k, FIT.tag()));
         let other = Identity {

@@ -1,7 +1,9 @@
 //! The opened store: the [`Engine`] behind a `Store`, and opening it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use super::durable::{self, GroupSync};
 use super::{Durability, Options, adopt, read, recover};
@@ -12,6 +14,7 @@ use crate::evict::Budget;
 use crate::format::{self, BLOB_DIR, INDEX_FILE, LOCK_FILE, LOCKS_DIR, SEG_DIR, TMP_DIR};
 use crate::index::Index;
 use crate::lock::{self, Inflight, WriterLock};
+use crate::registry::{Registered, Registry};
 use crate::remote::Remote;
 use crate::segment::{Appender, Segments};
 
@@ -40,7 +43,16 @@ pub(crate) struct Engine {
     pub(super) prep: super::grow::Prepare,
     /// The shared tier behind this store, if any (`tier.rs`).
     pub(super) remote: Option<Arc<Remote>>,
+    /// The function registry, opened on first use (`functions.rs`).
+    pub(super) fns: OnceLock<Option<Registry>>,
+    /// Functions this process registered, and what the registry said then.
+    pub(super) registered: Mutex<HashMap<[u8; 8], Registered>>,
+    /// Names this opened store among the process's (`Engine::serial`).
+    pub(super) serial: u64,
 }
+
+/// The next `Engine::serial`; 0 is never one.
+static SERIAL: AtomicU64 = AtomicU64::new(1);
 
 impl Engine {
     pub(super) fn open(dir: &Path, opts: Options) -> Result<Engine> {
@@ -54,8 +66,14 @@ impl Engine {
             }
             Some(Arc::new(Remote::open(cfg)?))
         };
-        let root = Dir::open_root(dir)?;
+        let root = Dir::open_root(dir, !opts.existing)?;
         let sync = opts.durability == Durability::Sync;
+        if opts.existing && root.kind(LOCK_FILE)?.is_none() {
+            return Err(Error::refused(
+                dir,
+                "not a memo store (it has no LOCK file); nothing was created there",
+            ));
+        }
         let lock_file = adopt::adopt(&root, sync)?;
         adopt::warn_if_world_writable(&root);
         adopt::warn_if_network_fs(&root);
@@ -119,6 +137,9 @@ impl Engine {
             group: GroupSync::default(),
             prep: super::grow::Prepare::default(),
             remote,
+            fns: OnceLock::new(),
+            registered: Mutex::new(HashMap::new()),
+            serial: SERIAL.fetch_add(1, Ordering::Relaxed),
         };
         let idx = engine.index()?;
         if !durable::same_boot(&idx) {

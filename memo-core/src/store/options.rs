@@ -38,6 +38,8 @@ pub(crate) struct Options {
     pub remote: RemoteConfig,
     /// A bad `MEMO_REMOTE_*` variable, reported by `open`.
     pub env_error: Option<String>,
+    /// Refuse a directory that is not yet a store instead of making one.
+    pub existing: bool,
 }
 
 /// Options for opening a [`Store`]; made by [`Store::builder`].
@@ -68,6 +70,16 @@ impl StoreBuilder {
             dir: dir.to_path_buf(),
             opts: Options::default(),
         }
+    }
+
+    /// Opens only a directory that already is a store: a missing
+    /// directory, an empty one or one without memo's `LOCK` marker is an
+    /// error, and nothing is created. What tools that read a store use
+    /// (the `memo` command), so a mistyped path does not leave a new,
+    /// empty store behind.
+    pub fn existing(mut self) -> Self {
+        self.opts.existing = true;
+        self
     }
 
     /// Limit on the bytes the store takes on disk: records, blob files and

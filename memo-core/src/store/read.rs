@@ -225,6 +225,8 @@ pub(super) struct Damage {
     pub loc: u64,
     /// The entry's key and blob id, if its value is a blob file.
     pub blob: Option<(Key, u64)>,
+    /// The damaged entry's key (for a miss to say why it missed).
+    pub key: Key,
 }
 
 /// Damage remembered at most; more is found again by later reads.
@@ -250,6 +252,7 @@ impl Engine {
                 slot,
                 loc,
                 blob: blob.map(|id| (*key, id)),
+                key: *key,
             });
         }
     }

@@ -1,0 +1,386 @@
+//! The function registry of a store (`fns/`): for each memoized function,
+//! by its tag, the name it has in the source, the code mark and `version`
+//! that last ran, and when it was first and last run; and a shared table of
+//! per-function miss counts. It is what lets `memo functions` name the
+//! functions behind the entries, count the entries of code that no longer
+//! runs, and lets a miss say why it missed.
+//!
+//! Everything here is statistics and names: a damaged or missing file costs
+//! a name or a count, never a value, so nothing here is on the read path,
+//! and a failure to write it is reported and ignored. Each entry is one
+//! small file replaced whole by rename (written at most once per process
+//! per function); `docs/format.md` ("Function registry") draws both files.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
+
+use crate::dir::{Dir, Kind};
+use crate::error::{Error, Result};
+use crate::format::{self, FNS_DIR};
+use crate::mmap::SharedMap;
+
+/// Magic of a registry entry file.
+const ENTRY_MAGIC: [u8; 8] = *b"memo-fn\0";
+/// Magic of the miss counter table.
+const COUNTS_MAGIC: u64 = u64::from_le_bytes(*b"memo-cnt");
+/// Version of both layouts.
+const VERSION: u32 = 1;
+/// Fixed part of an entry file before the names.
+const ENTRY_HEAD: usize = 56;
+/// Code marks remembered besides the current one.
+const EARLIER_MAX: usize = 16;
+/// Longest name or version kept (longer ones are cut, marked with `…`).
+const TEXT_MAX: usize = 4096;
+/// The counter table: one page, a header line, then (tag, count) pairs.
+const COUNTS_LEN: usize = 4096;
+const COUNTS_FIRST_PAIR: usize = 8;
+const COUNTS_WORDS: usize = COUNTS_LEN / 8;
+
+/// What the registry knows of one function (one `Self` type of a method).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub tag: [u8; 8],
+    /// `module::name`, or `module::Type::name` for a method.
+    pub name: String,
+    /// The `version` option that last ran (empty without one).
+    pub version: String,
+    /// The code mark that last ran (`key::call::CODE_AT`).
+    pub code: u32,
+    /// Unix seconds: first registered in this store.
+    pub first_run: u64,
+    /// Unix seconds: last registered (once per process that called it).
+    pub last_run: u64,
+    /// Unix seconds: since when `code` has been the code that runs.
+    pub code_since: u64,
+    /// Code marks that ran before, newest first, with when each last ran.
+    pub earlier: Vec<(u32, u64)>,
+}
+
+/// What registering a function found.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Registered {
+    /// The function had run with this store before this process.
+    pub known: bool,
+    /// The code mark that ran before this process's, if it differed.
+    pub changed_from: Option<u32>,
+}
+
+/// The `fns/` directory of a store.
+pub(crate) struct Registry {
+    dir: Dir,
+    tmp: Dir,
+    counts: OnceLock<Option<SharedMap>>,
+}
+
+impl Registry {
+    /// The registry of the store at `root`; with `create`, its directory is
+    /// made if missing, else a store without one has `None`.
+    pub(crate) fn open(root: &Dir, tmp: &Dir, create: bool) -> Result<Option<Registry>> {
+        Ok(root.open_dir(FNS_DIR, create)?.map(|dir| Registry {
+            dir,
+            tmp: tmp.clone(),
+            counts: OnceLock::new(),
+        }))
+    }
+
+    /// The entry of function `tag`; `None` if it has none, or only a
+    /// damaged one (reported).
+    pub(crate) fn read(&self, tag: [u8; 8]) -> Option<Entry> {
+        let name = format::fn_entry_name(tag);
+        let mut file = match self.dir.open_file(&name, false) {
+            Ok(Some(f)) => f,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!(error = %e, "memo: registry entry unreadable");
+                return None;
+            }
+        };
+        let mut bytes = Vec::new();
+        // Entries are small; a huge file is not one of ours.
+        let read = (&mut file)
+            .take(2 * TEXT_MAX as u64 + 1024)
+            .read_to_end(&mut bytes);
+        let path = self.dir.child(&name);
+        match read.map_err(|e| Error::io(&path, e)).and_then(|_| decode(&bytes, &path)) {
+            Ok(e) if e.tag == tag => Some(e),
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "memo: registry entry names another function; ignored");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "memo: damaged registry entry; it is rewritten on the function's next run");
+                None
+            }
+        }
+    }
+
+    /// Every readable entry, and the names of files that are damaged.
+    pub(crate) fn all(&self) -> Result<(Vec<Entry>, Vec<String>)> {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for (name, kind) in self.dir.entries()? {
+            let Some(tag) = name.to_str().and_then(format::parse_fn_entry_name) else {
+                continue;
+            };
+            if kind != Kind::File {
+                bad.push(format!("{}: not a regular file", self.dir.child(&format::fn_entry_name(tag)).display()));
+                continue;
+            }
+            match self.read(tag) {
+                Some(e) => out.push(e),
+                None => bad.push(format!("{}: damaged", self.dir.child(&format::fn_entry_name(tag)).display())),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((out, bad))
+    }
+
+    /// Records that function `tag` runs now with code mark `code`: written
+    /// whole to `tmp/` and renamed over the old entry, so a reader sees the
+    /// old entry or the new one. Two processes registering at once may
+    /// lose one's `earlier` mark: these are statistics.
+    pub(crate) fn record(
+        &self,
+        tag: [u8; 8],
+        name: &str,
+        version: &str,
+        code: u32,
+        now: u64,
+    ) -> Result<Registered> {
+        let old = self.read(tag);
+        let found = Registered {
+            known: old.is_some(),
+            changed_from: old.as_ref().filter(|o| o.code != code).map(|o| o.code),
+        };
+        let entry = match old {
+            Some(mut e) => {
+                if e.code != code {
+                    e.earlier.retain(|&(c, _)| c != code);
+                    e.earlier.insert(0, (e.code, e.last_run));
+                    e.earlier.truncate(EARLIER_MAX);
+                    e.code = code;
+                    e.code_since = now;
+                }
+                e.name = name.to_owned();
+                e.version = version.to_owned();
+                e.last_run = now;
+                e
+            }
+            None => Entry {
+                tag,
+                name: name.to_owned(),
+                version: version.to_owned(),
+                code,
+                first_run: now,
+                last_run: now,
+                code_since: now,
+                earlier: Vec::new(),
+            },
+        };
+        let tmp_name = format::tmp_fn_name(tag, std::process::id());
+        let mut file = self.tmp.create_new(&tmp_name).or_else(|_| {
+            // A leftover of a process with the same pid that died.
+            self.tmp.remove(&tmp_name)?;
+            self.tmp.create_new(&tmp_name)
+        })?;
+        // Held while written, so a sweep of `tmp/` leaves it alone.
+        let path = self.tmp.child(&tmp_name);
+        let written = file
+            .lock()
+            .and_then(|()| file.write_all(&encode(&entry)))
+            .map_err(|e| Error::io(&path, e))
+            .and_then(|()| self.tmp.rename(&tmp_name, &self.dir, &format::fn_entry_name(tag)));
+        if written.is_err() {
+            let _ = self.tmp.remove(&tmp_name);
+        }
+        written.map(|()| found)
+    }
+
+    /// The shared miss counters, made on first use; `None` if they cannot
+    /// be (reported once).
+    fn counts(&self, create: bool) -> Option<&SharedMap> {
+        if let Some(c) = self.counts.get() {
+            return c.as_ref();
+        }
+        match self.map_counts(create) {
+            Ok(Some(m)) => self.counts.get_or_init(|| Some(m)).as_ref(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "memo: per-function miss counts are off");
+                self.counts.get_or_init(|| None).as_ref()
+            }
+        }
+    }
+
+    fn map_counts(&self, create: bool) -> Result<Option<SharedMap>> {
+        let name = format::FN_COUNTS_FILE;
+        if create && self.dir.kind(name)?.is_none() {
+            // Made whole in `tmp/` and linked in: a reader never maps a
+            // short table, and a second maker's link fails harmlessly.
+            let tmp_name = format::tmp_fn_name([0; 8], std::process::id());
+            let _ = self.tmp.remove(&tmp_name);
+            let mut file = self.tmp.create_new(&tmp_name)?;
+            let mut page = vec![0_u8; COUNTS_LEN];
+            page[..8].copy_from_slice(&COUNTS_MAGIC.to_le_bytes());
+            page[8..12].copy_from_slice(&VERSION.to_le_bytes());
+            let path = self.tmp.child(&tmp_name);
+            let made = file
+                .lock()
+                .and_then(|()| file.write_all(&page))
+                .map_err(|e| Error::io(&path, e))
+                .and_then(|()| self.tmp.link_into(&tmp_name, &self.dir, name));
+            let _ = self.tmp.remove(&tmp_name);
+            match made {
+                Ok(()) => {}
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(file) = self.dir.open_file(name, true).or_else(|_| self.dir.open_file(name, false))? else {
+            return Ok(None);
+        };
+        let path = self.dir.child(name);
+        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        if len != COUNTS_LEN as u64 {
+            return Err(Error::corrupt(&path, len, "miss counter table is not one page"));
+        }
+        let map = SharedMap::map(&file, &path, 0)?;
+        let h = map.header();
+        if h[0].load(Ordering::Relaxed) != COUNTS_MAGIC {
+            return Err(Error::corrupt(&path, 0, "not a memo miss counter table (bad magic)"));
+        }
+        let version = h[1].load(Ordering::Relaxed) as u32;
+        if version != VERSION {
+            return Err(Error::IncompatibleFormat { path, found: version, supported: VERSION });
+        }
+        Ok(Some(map))
+    }
+
+    /// Counts a miss (a computation) of function `tag`. A tag claims a pair
+    /// of words by compare-and-swap on first use; when the page is full,
+    /// misses of further functions go uncounted.
+    pub(crate) fn count_miss(&self, tag: [u8; 8]) {
+        let t = u64::from_le_bytes(tag);
+        let Some(map) = self.counts(true) else {
+            return;
+        };
+        if t == 0 {
+            return;
+        }
+        let h = map.header();
+        let pairs = (COUNTS_WORDS - COUNTS_FIRST_PAIR) / 2;
+        let start = (t % pairs as u64) as usize;
+        for k in 0..pairs {
+            let at = COUNTS_FIRST_PAIR + 2 * ((start + k) % pairs);
+            match h[at].compare_exchange(0, t, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {}
+                Err(other) if other == t => {}
+                Err(_) => continue,
+            }
+            h[at + 1].fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    }
+
+    /// Every function's miss count.
+    pub(crate) fn misses(&self) -> HashMap<[u8; 8], u64> {
+        let mut out = HashMap::new();
+        if let Some(map) = self.counts(false) {
+            let h = map.header();
+            for at in (COUNTS_FIRST_PAIR..COUNTS_WORDS).step_by(2) {
+                let t = h[at].load(Ordering::Acquire);
+                if t != 0 {
+                    *out.entry(t.to_le_bytes()).or_default() += h[at + 1].load(Ordering::Relaxed);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn cut(s: &str) -> &str {
+    if s.len() <= TEXT_MAX {
+        return s;
+    }
+    let mut end = TEXT_MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn encode(e: &Entry) -> Vec<u8> {
+    let (name, version) = (cut(&e.name), cut(&e.version));
+    let earlier = &e.earlier[..e.earlier.len().min(EARLIER_MAX)];
+    let mut b = Vec::with_capacity(ENTRY_HEAD + name.len() + version.len() + 16 * earlier.len() + 8);
+    b.extend_from_slice(&ENTRY_MAGIC);
+    b.extend_from_slice(&VERSION.to_le_bytes());
+    b.extend_from_slice(&e.code.to_le_bytes());
+    b.extend_from_slice(&e.tag);
+    b.extend_from_slice(&e.first_run.to_le_bytes());
+    b.extend_from_slice(&e.last_run.to_le_bytes());
+    b.extend_from_slice(&e.code_since.to_le_bytes());
+    b.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    b.extend_from_slice(&(version.len() as u16).to_le_bytes());
+    b.extend_from_slice(&(earlier.len() as u16).to_le_bytes());
+    b.extend_from_slice(&0_u16.to_le_bytes());
+    debug_assert_eq!(b.len(), ENTRY_HEAD);
+    b.extend_from_slice(name.as_bytes());
+    b.extend_from_slice(version.as_bytes());
+    for &(code, at) in earlier {
+        b.extend_from_slice(&code.to_le_bytes());
+        b.extend_from_slice(&0_u32.to_le_bytes());
+        b.extend_from_slice(&at.to_le_bytes());
+    }
+    let sum = xxhash_rust::xxh3::xxh3_64(&b);
+    b.extend_from_slice(&sum.to_le_bytes());
+    b
+}
+
+fn decode(b: &[u8], path: &std::path::Path) -> Result<Entry> {
+    let bad = |off: usize, what: &str| Error::corrupt(path, off as u64, what);
+    if b.len() < ENTRY_HEAD + 8 || b[..8] != ENTRY_MAGIC {
+        return Err(bad(0, "not a memo registry entry (bad magic or short)"));
+    }
+    let u16_at = |o: usize| usize::from(u16::from_le_bytes([b[o], b[o + 1]]));
+    let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    let u64_at = |o: usize| {
+        let mut w = [0; 8];
+        w.copy_from_slice(&b[o..o + 8]);
+        u64::from_le_bytes(w)
+    };
+    let version = u32_at(8);
+    if version != VERSION {
+        return Err(Error::IncompatibleFormat { path: path.to_path_buf(), found: version, supported: VERSION });
+    }
+    let (name_len, version_len, earlier) = (u16_at(48), u16_at(50), u16_at(52));
+    let end = ENTRY_HEAD + name_len + version_len + 16 * earlier;
+    if b.len() != end + 8 || earlier > EARLIER_MAX {
+        return Err(bad(48, "lengths disagree with the file's size"));
+    }
+    if xxhash_rust::xxh3::xxh3_64(&b[..end]) != u64_at(end) {
+        return Err(bad(end, "checksum mismatch"));
+    }
+    let text = |from: usize, len: usize| {
+        std::str::from_utf8(&b[from..from + len])
+            .map(str::to_owned)
+            .map_err(|_| bad(from, "a name is not UTF-8"))
+    };
+    let mut tag = [0; 8];
+    tag.copy_from_slice(&b[16..24]);
+    let names_end = ENTRY_HEAD + name_len + version_len;
+    Ok(Entry {
+        tag,
+        name: text(ENTRY_HEAD, name_len)?,
+        version: text(ENTRY_HEAD + name_len, version_len)?,
+        code: u32_at(12),
+        first_run: u64_at(24),
+        last_run: u64_at(32),
+        code_since: u64_at(40),
+        earlier: (0..earlier)
+            .map(|k| (u32_at(names_end + 16 * k), u64_at(names_end + 16 * k + 8)))
+            .collect(),
+    })
+}
