@@ -109,5 +109,5 @@ pub use key::{Key, ParseKeyError};
 pub use memo_macros::memoize;
 pub use mmap::Bytes;
 pub use remote::RemoteMode;
-pub use stats::{FunctionInfo, FunctionStats, Selection, Stats, VerifyReport};
+pub use stats::{FunctionInfo, FunctionStats, Selection, Stats, Transfer, VerifyReport};
 pub use store::{Durability, Store, StoreBuilder};

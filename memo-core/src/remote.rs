@@ -149,6 +149,9 @@ pub(crate) trait Backend: Send + Sync {
     fn max_value(&self) -> Option<u64> {
         None
     }
+    /// The names of every object under `prefix` (`memo push` and `pull`);
+    /// may take longer than one call's timeout on a large remote.
+    fn list(&self, prefix: &str) -> io::Result<Vec<String>>;
 }
 
 /// Per-process counters of the remote tier.
@@ -316,9 +319,40 @@ impl Remote {
 
     /// Writes `key`'s entry through to the remote (read-write mode only).
     pub(crate) fn upload(&self, key: &Key, codec: u8, cost_us: u64, value: &crate::Bytes) {
-        if !self.writes() {
-            return;
+        if self.writes() {
+            self.create(key, codec, cost_us, value);
         }
+    }
+
+    /// The remote's URL, without credentials.
+    pub(crate) fn url(&self) -> String {
+        redact(&self.cfg.url)
+    }
+
+    /// The keys of every entry on the remote (`memo push` and `pull`).
+    pub(crate) fn keys(&self) -> Result<Vec<Key>> {
+        let prefix = object::prefix();
+        let names = self.backend.list(&prefix).map_err(|e| Error::Remote {
+            url: self.url(),
+            message: format!("cannot list {prefix}: {e}"),
+        })?;
+        // Leases and anything not named by a key are not entries.
+        Ok(names
+            .iter()
+            .filter_map(|n| n.strip_prefix(&prefix)?.parse().ok())
+            .collect())
+    }
+
+    /// Creates `key`'s object unless it exists: `Some(true)` if this call
+    /// made it, `Some(false)` if it was there, `None` if it failed (counted
+    /// and reported) or the engine cannot hold a value this large.
+    pub(crate) fn create(
+        &self,
+        key: &Key,
+        codec: u8,
+        cost_us: u64,
+        value: &crate::Bytes,
+    ) -> Option<bool> {
         if let Some(max) = self.backend.max_value()
             && value.len() as u64 > max
         {
@@ -330,17 +364,16 @@ impl Remote {
                     value.len()
                 ),
             );
-            return;
+            return None;
         }
         let header = object::header(key, codec, cost_us, value, self.cfg.secret.as_ref());
-        if self
-            .call("put", |b| {
-                b.create_bytes(&object::name(key), &header, value)
-            })
-            .is_some()
-        {
-            self.counters.uploads.fetch_add(1, Ordering::Relaxed);
-        }
+        let made = self.call("put", |b| {
+            b.create_bytes(&object::name(key), &header, value)
+        })?;
+        // Counted as the write-through counted it before `create` told
+        // "made" from "was there": one answered put, one upload.
+        self.counters.uploads.fetch_add(1, Ordering::Relaxed);
+        Some(made)
     }
 
     /// Takes `key`'s compute lease, waiting while another machine holds it.

@@ -189,3 +189,25 @@ impl VerifyReport {
         self.corrupt == 0 && self.problems.is_empty()
     }
 }
+
+/// What [`Store::push`](crate::Store::push) or
+/// [`Store::pull`](crate::Store::pull) did: reported after each entry to
+/// their progress callback, and returned at the end.
+#[non_exhaustive]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// Entries to consider: the local store's (push) or the remote's (pull).
+    pub total: u64,
+    /// Entries considered so far.
+    pub done: u64,
+    /// Entries copied to the other side.
+    pub copied: u64,
+    /// Entries the other side had already.
+    pub present: u64,
+    /// Entries that could not be copied (named in the `tracing` log):
+    /// a failed or refused remote call, or a local store that cannot take
+    /// the value.
+    pub failed: u64,
+    /// Value bytes copied.
+    pub bytes: u64,
+}

@@ -35,7 +35,7 @@ pub(crate) use options::Options;
 pub use options::{Durability, StoreBuilder};
 
 use crate::error::{Error, Result};
-use crate::{Bytes, FunctionInfo, FunctionStats, Key, Selection, Stats, VerifyReport};
+use crate::{Bytes, FunctionInfo, FunctionStats, Key, Selection, Stats, Transfer, VerifyReport};
 
 /// A store directory, opened by one process: a persistent key-value cache
 /// shared by every thread and process that opens the same directory.
@@ -502,6 +502,56 @@ impl Store {
         let keys: std::collections::HashSet<Key> = keys.into_iter().collect();
         stats.entries = e.remove_matching(|k| keys.contains(k))?;
         Ok(stats)
+    }
+
+    /// Copies to the remote tier every local entry it lacks (entries
+    /// there are never replaced: objects are immutable). `progress` is
+    /// called after each entry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let t = tempfile::tempdir().unwrap();
+    /// use memo_core::{Key, Store};
+    ///
+    /// let shared = format!("file://{}", t.path().join("shared").display());
+    /// let laptop = Store::builder(t.path().join("laptop")).remote(&shared).open()?;
+    /// laptop.put_bytes(&Key::of("a"), b"computed on the laptop")?;
+    /// // (a put writes through already; push copies what predates the remote)
+    /// let pushed = laptop.push(|_| {})?;
+    /// assert_eq!(pushed.copied + pushed.present, 1);
+    ///
+    /// let cluster = Store::builder(t.path().join("cluster")).remote(&shared).open()?;
+    /// assert_eq!(cluster.pull(|_| {})?.copied, 1);
+    /// assert!(cluster.contains(&Key::of("a")));
+    /// # Ok::<(), memo_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`](crate::Error::Remote) if no remote tier is
+    /// configured, it is read-only, or it cannot be listed; entries that
+    /// fail one by one are counted in [`Transfer::failed`].
+    pub fn push(&self, mut progress: impl FnMut(&Transfer)) -> Result<Transfer> {
+        match self.engine() {
+            Some(e) => e.push(&mut progress),
+            None => Ok(Transfer::default()),
+        }
+    }
+
+    /// Copies from the remote tier every entry the local store lacks,
+    /// checked as a remote hit is (a damaged, foreign or unsigned object
+    /// is counted in [`Transfer::failed`], never stored).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`](crate::Error::Remote) if no remote tier is
+    /// configured or it cannot be listed.
+    pub fn pull(&self, mut progress: impl FnMut(&Transfer)) -> Result<Transfer> {
+        match self.engine() {
+            Some(e) => e.pull(&mut progress),
+            None => Ok(Transfer::default()),
+        }
     }
 
     /// Checks every entry's checksum and every structure of the store.

@@ -131,6 +131,30 @@ impl FileBackend {
 }
 
 impl Backend for FileBackend {
+    fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+        // Objects are files of one directory: the prefix names it.
+        let dir = prefix.trim_end_matches('/').to_owned();
+        // A listing reads one directory entry per object: allow it a
+        // second per 100k on top of the timeout.
+        self.run(self.timeout * 4, move |files| {
+            let mut out = Vec::new();
+            let entries = match fs::read_dir(files.path(&dir)) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                if entry.file_type()?.is_file()
+                    && let Some(name) = entry.file_name().to_str()
+                {
+                    out.push(format!("{dir}/{name}"));
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn get(&self, name: &str, max: u64) -> io::Result<Option<Vec<u8>>> {
         let name = name.to_string();
         // Opened first (and read, if small), to learn the size a large

@@ -43,6 +43,11 @@ pub(crate) fn name(key: &Key) -> String {
     format!("memo/v{VERSION}/{key}")
 }
 
+/// The prefix of every entry's object name (leases are a level below).
+pub(crate) fn prefix() -> String {
+    format!("memo/v{VERSION}/")
+}
+
 /// The name of `key`'s compute lease.
 pub(crate) fn lease_name(key: &Key) -> String {
     format!("memo/v{VERSION}/lease/{key}")

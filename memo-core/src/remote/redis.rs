@@ -102,6 +102,30 @@ impl RedisBackend {
 }
 
 impl Backend for RedisBackend {
+    fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+        // SCAN in pages, each a call of its own under the timeout, so a
+        // large keyspace does not block the server or trip the timeout.
+        let pattern = format!("{prefix}*");
+        let mut out = Vec::new();
+        let mut cursor = 0_u64;
+        loop {
+            let (next, names): (u64, Vec<String>) = self.with(|c| {
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)
+            })?;
+            out.extend(names);
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
     fn get(&self, name: &str, max: u64) -> io::Result<Option<Vec<u8>>> {
         let got: Option<Vec<u8>> = self.with(|c| redis::cmd("GET").arg(name).query(c))?;
         match got {

@@ -198,6 +198,30 @@ impl Drop for S3Backend {
 }
 
 impl Backend for S3Backend {
+    fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+        let store = self.store.clone();
+        let path = self.path(prefix.trim_end_matches('/'));
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        // One level (leases sit a level below), paged by the client;
+        // allowed a minute on top of the timeout, as a bucket of millions
+        // of objects takes that.
+        self.run(self.timeout + Duration::from_secs(60), async move {
+            let listed = store
+                .list_with_delimiter(Some(&path))
+                .await
+                .map_err(|e| os_err(&e))?;
+            Ok(listed
+                .objects
+                .into_iter()
+                .filter_map(|m| m.location.as_ref().strip_prefix(&strip).map(str::to_owned))
+                .collect())
+        })
+    }
+
     fn get(&self, name: &str, max: u64) -> io::Result<Option<Vec<u8>>> {
         let store = self.store.clone();
         let path = self.path(name);

@@ -3,12 +3,13 @@
 //! committed value is written through, and a computation is announced with
 //! a lease so other machines wait for it. The hit path never comes here.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use super::Engine;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::remote::{self, Remote};
-use crate::{Bytes, Key};
+use crate::{Bytes, Key, Transfer};
 
 impl Engine {
     /// `key`'s bytes and codec: local, else fetched from the remote tier
@@ -80,6 +81,88 @@ impl Engine {
             uploads: c.uploads.load(Ordering::Relaxed),
             ..crate::Stats::default()
         }
+    }
+
+    /// The remote tier, or the error a push or pull without one gets.
+    fn remote_for(&self, op: &str) -> Result<&Remote> {
+        self.remote.as_deref().ok_or_else(|| Error::Remote {
+            url: String::new(),
+            message: format!(
+                "{op} needs a remote tier: none is configured for {} \
+                 (MEMO_REMOTE, StoreBuilder::remote, or `memo {op} --remote URL`)",
+                self.dir.display()
+            ),
+        })
+    }
+
+    /// Copies to the remote every local entry it lacks.
+    pub(crate) fn push(&self, progress: &mut dyn FnMut(&Transfer)) -> Result<Transfer> {
+        let r = self.remote_for("push")?;
+        if !r.writes() {
+            return Err(Error::Remote {
+                url: r.url(),
+                message: "the remote is read-only here (MEMO_REMOTE_MODE=read); push needs read-write".into(),
+            });
+        }
+        let there: HashSet<Key> = r.keys()?.into_iter().collect();
+        let local = self.scan()?;
+        let mut t = Transfer {
+            total: local.len() as u64,
+            ..Transfer::default()
+        };
+        for s in local {
+            t.done += 1;
+            if there.contains(&s.key) {
+                t.present += 1;
+            } else {
+                match self.lookup(&s.key, false) {
+                    // Removed since the scan: nothing to copy.
+                    Ok(None) => t.total -= 1,
+                    Ok(Some((bytes, codec))) => match r.create(&s.key, codec, s.cost_us, &bytes) {
+                        Some(true) => {
+                            t.copied += 1;
+                            t.bytes += bytes.len() as u64;
+                        }
+                        Some(false) => t.present += 1,
+                        None => t.failed += 1,
+                    },
+                    Err(e) => {
+                        tracing::warn!(key = %s.key, error = %e, "memo: an entry cannot be read to push it");
+                        t.failed += 1;
+                    }
+                }
+            }
+            progress(&t);
+        }
+        Ok(t)
+    }
+
+    /// Copies from the remote every entry the local store lacks, each
+    /// checked as a remote hit is.
+    pub(crate) fn pull(&self, progress: &mut dyn FnMut(&Transfer)) -> Result<Transfer> {
+        let r = self.remote_for("pull")?;
+        let there = r.keys()?;
+        let here: HashSet<Key> = self.scan()?.into_iter().map(|s| s.key).collect();
+        let mut t = Transfer {
+            total: there.len() as u64,
+            ..Transfer::default()
+        };
+        for key in there {
+            t.done += 1;
+            if here.contains(&key) {
+                t.present += 1;
+            } else {
+                match r.fetch(&key).and_then(|f| self.install_fetched(&key, f)) {
+                    Some((bytes, _)) => {
+                        t.copied += 1;
+                        t.bytes += bytes.len() as u64;
+                    }
+                    None => t.failed += 1,
+                }
+            }
+            progress(&t);
+        }
+        Ok(t)
     }
 
     /// The remote tier, if one is configured.
