@@ -103,7 +103,10 @@ impl Registry {
             .take(2 * TEXT_MAX as u64 + 1024)
             .read_to_end(&mut bytes);
         let path = self.dir.child(&name);
-        match read.map_err(|e| Error::io(&path, e)).and_then(|_| decode(&bytes, &path)) {
+        match read
+            .map_err(|e| Error::io(&path, e))
+            .and_then(|_| decode(&bytes, &path))
+        {
             Ok(e) if e.tag == tag => Some(e),
             Ok(_) => {
                 tracing::warn!(path = %path.display(), "memo: registry entry names another function; ignored");
@@ -125,12 +128,18 @@ impl Registry {
                 continue;
             };
             if kind != Kind::File {
-                bad.push(format!("{}: not a regular file", self.dir.child(&format::fn_entry_name(tag)).display()));
+                bad.push(format!(
+                    "{}: not a regular file",
+                    self.dir.child(&format::fn_entry_name(tag)).display()
+                ));
                 continue;
             }
             match self.read(tag) {
                 Some(e) => out.push(e),
-                None => bad.push(format!("{}: damaged", self.dir.child(&format::fn_entry_name(tag)).display())),
+                None => bad.push(format!(
+                    "{}: damaged",
+                    self.dir.child(&format::fn_entry_name(tag)).display()
+                )),
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -191,7 +200,10 @@ impl Registry {
             .lock()
             .and_then(|()| file.write_all(&encode(&entry)))
             .map_err(|e| Error::io(&path, e))
-            .and_then(|()| self.tmp.rename(&tmp_name, &self.dir, &format::fn_entry_name(tag)));
+            .and_then(|()| {
+                self.tmp
+                    .rename(&tmp_name, &self.dir, &format::fn_entry_name(tag))
+            });
         if written.is_err() {
             let _ = self.tmp.remove(&tmp_name);
         }
@@ -234,26 +246,43 @@ impl Registry {
             let _ = self.tmp.remove(&tmp_name);
             match made {
                 Ok(()) => {}
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
         }
-        let Some(file) = self.dir.open_file(name, true).or_else(|_| self.dir.open_file(name, false))? else {
+        let Some(file) = self
+            .dir
+            .open_file(name, true)
+            .or_else(|_| self.dir.open_file(name, false))?
+        else {
             return Ok(None);
         };
         let path = self.dir.child(name);
         let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         if len != COUNTS_LEN as u64 {
-            return Err(Error::corrupt(&path, len, "miss counter table is not one page"));
+            return Err(Error::corrupt(
+                &path,
+                len,
+                "miss counter table is not one page",
+            ));
         }
         let map = SharedMap::map(&file, &path, 0)?;
         let h = map.header();
         if h[0].load(Ordering::Relaxed) != COUNTS_MAGIC {
-            return Err(Error::corrupt(&path, 0, "not a memo miss counter table (bad magic)"));
+            return Err(Error::corrupt(
+                &path,
+                0,
+                "not a memo miss counter table (bad magic)",
+            ));
         }
         let version = h[1].load(Ordering::Relaxed) as u32;
         if version != VERSION {
-            return Err(Error::IncompatibleFormat { path, found: version, supported: VERSION });
+            return Err(Error::IncompatibleFormat {
+                path,
+                found: version,
+                supported: VERSION,
+            });
         }
         Ok(Some(map))
     }
@@ -314,7 +343,8 @@ fn cut(s: &str) -> &str {
 fn encode(e: &Entry) -> Vec<u8> {
     let (name, version) = (cut(&e.name), cut(&e.version));
     let earlier = &e.earlier[..e.earlier.len().min(EARLIER_MAX)];
-    let mut b = Vec::with_capacity(ENTRY_HEAD + name.len() + version.len() + 16 * earlier.len() + 8);
+    let mut b =
+        Vec::with_capacity(ENTRY_HEAD + name.len() + version.len() + 16 * earlier.len() + 8);
     b.extend_from_slice(&ENTRY_MAGIC);
     b.extend_from_slice(&VERSION.to_le_bytes());
     b.extend_from_slice(&e.code.to_le_bytes());
@@ -353,7 +383,11 @@ fn decode(b: &[u8], path: &std::path::Path) -> Result<Entry> {
     };
     let version = u32_at(8);
     if version != VERSION {
-        return Err(Error::IncompatibleFormat { path: path.to_path_buf(), found: version, supported: VERSION });
+        return Err(Error::IncompatibleFormat {
+            path: path.to_path_buf(),
+            found: version,
+            supported: VERSION,
+        });
     }
     let (name_len, version_len, earlier) = (u16_at(48), u16_at(50), u16_at(52));
     let end = ENTRY_HEAD + name_len + version_len + 16 * earlier;

@@ -242,6 +242,38 @@ impl Segments {
     }
 }
 
+impl Segments {
+    /// The record a slot's location word names, its header and bounds
+    /// checked but not its payload: for scans that read keys and sizes
+    /// only (statistics, selections), where summing every value would
+    /// read the whole store. `None` if there is no sound header there.
+    pub(crate) fn peek(&self, loc_word: u64) -> Option<Record> {
+        let (seg, off) = loc::decode(loc_word)?;
+        let region = self.region(seg).ok()??;
+        let at = usize::try_from(off).ok()?;
+        if at < SEG_HEADER_LEN || at % 8 != 0 {
+            return None;
+        }
+        let header = match region.get(at, REC_HEADER_LEN) {
+            Some(head) => format::decode_record_header(head)?,
+            // Appended since this process looked at the file's length.
+            None if region.refresh() => {
+                format::decode_record_header(region.get(at, REC_HEADER_LEN)?)?
+            }
+            None => return None,
+        };
+        let len = header.len as usize;
+        if len >= INLINE_MAX || region.get(at + REC_HEADER_LEN, len).is_none() {
+            return None;
+        }
+        Some(Record {
+            header,
+            region,
+            off: at,
+        })
+    }
+}
+
 /// Checks the record at `off` of `region`; `path` names the file in a
 /// report of damage.
 pub(crate) fn check_record(

@@ -556,7 +556,10 @@ impl Store {
 
     /// Checks every entry's checksum and every structure of the store.
     ///
-    /// Holds the writer lock while it runs, so writers wait.
+    /// Reads as readers do, without the writer lock, so writers go on
+    /// meanwhile; whatever looks wrong is checked again under the lock
+    /// (held as briefly as a put holds it), so a racing writer is never
+    /// reported as damage.
     ///
     /// # Errors
     ///

@@ -118,8 +118,13 @@ mod tests {
 
     fn index() -> (tempfile::TempDir, Index) {
         let t = tempfile::tempdir().unwrap();
-        let idx =
-            Index::create(&Dir::open_root(t.path(), true).unwrap(), "i", MIN_CAPACITY, None).unwrap();
+        let idx = Index::create(
+            &Dir::open_root(t.path(), true).unwrap(),
+            "i",
+            MIN_CAPACITY,
+            None,
+        )
+        .unwrap();
         (t, idx)
     }
 

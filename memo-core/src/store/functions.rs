@@ -14,7 +14,6 @@ use crate::format::hdr;
 use crate::index::Index;
 use crate::key::call::{code_of, tag_of};
 use crate::registry::{Entry, Registered, Registry};
-use crate::segment::Read;
 use crate::{FunctionInfo, FunctionStats, Key, Selection};
 
 /// One live entry as a scan sees it.
@@ -51,7 +50,10 @@ impl Engine {
     /// Records that function `tag` (named `name`) runs with code mark
     /// `code`; the macro's runtime calls it once per process per function.
     pub(crate) fn register(&self, tag: [u8; 8], code: u32, name: &str, version: &str) {
-        let mut seen = self.registered.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = self
+            .registered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if seen.contains_key(&tag) {
             return;
         }
@@ -84,7 +86,8 @@ impl Engine {
             .iter()
             .any(|d| d.key == *key);
         if damaged {
-            return "its stored result was damaged (checksum mismatch), so it is computed again".to_owned();
+            return "its stored result was damaged (checksum mismatch), so it is computed again"
+                .to_owned();
         }
         let reg = self
             .registered
@@ -105,7 +108,9 @@ impl Engine {
         }
         let evicted = self.index().map_or(0, |i| i.word(hdr::EVICTIONS));
         if evicted > 0 {
-            format!("new arguments, or an entry evicted to keep the store within its limits ({evicted} evicted so far)")
+            format!(
+                "new arguments, or an entry evicted to keep the store within its limits ({evicted} evicted so far)"
+            )
         } else {
             "new arguments: nothing was stored for this call with this code".to_owned()
         }
@@ -118,7 +123,7 @@ impl Engine {
         let now = idx.word(hdr::TICK);
         let mut out = Vec::with_capacity(idx.word(hdr::ENTRIES).min(1 << 24) as usize);
         for (slot, snap) in idx.live() {
-            let Ok(Read::Found(rec)) = self.segs.record(snap.loc, None) else {
+            let Some(rec) = self.segs.peek(snap.loc) else {
                 continue;
             };
             let h = rec.header;
@@ -188,7 +193,10 @@ impl Engine {
             .into_values()
             .map(|(e, mut stats, last)| {
                 stats.misses = misses.get(&e.tag).copied().unwrap_or(0);
-                stats.last_used = used_at(&idx, last, stats.entries);
+                // The ring dates uses only as finely as writers record
+                // time; the function's last registration is a use too
+                // (its first call in that process hit or stored).
+                stats.last_used = used_at(&idx, last, stats.entries).map(|t| t.max(at(e.last_run)));
                 FunctionInfo {
                     name: e.name,
                     version: e.version,
@@ -221,10 +229,12 @@ impl Engine {
         // the time ring can only say "certainly older", so a doubtful entry
         // is kept.
         let cutoff = match sel.older_than {
-            Some(age) => match clock::tick_at(&idx, clock::unix_now().saturating_sub(age.as_secs())) {
-                Some(t) => Some(t),
-                None => return Ok((Vec::new(), FunctionStats::default())),
-            },
+            Some(age) => {
+                match clock::tick_at(&idx, clock::unix_now().saturating_sub(age.as_secs())) {
+                    Some(t) => Some(t),
+                    None => return Ok((Vec::new(), FunctionStats::default())),
+                }
+            }
             None => None,
         };
         let mut keys = Vec::new();
@@ -298,7 +308,10 @@ fn resolve(entries: &[Entry], name: &str, dir: &std::path::Path) -> Result<[u8; 
         many => Err(Error::Function {
             dir: dir.to_path_buf(),
             name: name.to_owned(),
-            message: format!("more than one function ends so: {}; give more of the path", list(many.iter().copied())),
+            message: format!(
+                "more than one function ends so: {}; give more of the path",
+                list(many.iter().copied())
+            ),
         }),
     }
 }

@@ -101,7 +101,9 @@ impl Engine {
         if !r.writes() {
             return Err(Error::Remote {
                 url: r.url(),
-                message: "the remote is read-only here (MEMO_REMOTE_MODE=read); push needs read-write".into(),
+                message:
+                    "the remote is read-only here (MEMO_REMOTE_MODE=read); push needs read-write"
+                        .into(),
             });
         }
         let there: HashSet<Key> = r.keys()?.into_iter().collect();

@@ -1,0 +1,215 @@
+//! The reading commands: `stats`, `functions`, `verify`. They change
+//! nothing in the store and take its writer lock only to confirm what
+//! looks like damage.
+
+use std::path::Path;
+
+use comfy_table::{CellAlignment, Table, presets};
+use memo_core::Selection;
+use serde_json::json;
+
+use crate::open::{failed, open};
+use crate::units::{ago, count, duration, size, unix};
+use crate::{Failure, Outcome, print_json, progress};
+
+pub(crate) fn stats(dir: &Path, json: bool) -> Outcome {
+    let store = open(dir, |b| b.remote_from_env())?;
+    let s = store.stats();
+    // Compute saved comes from the entries themselves (hits x cost).
+    let all = store
+        .select(&Selection::all())
+        .map_err(|e| failed(dir, &e))?;
+    let functions = store.functions().map_err(|e| failed(dir, &e))?;
+    let lookups = s.hits + s.misses;
+    let ratio = if lookups == 0 {
+        0.0
+    } else {
+        s.hits as f64 / lookups as f64
+    };
+    let remote = std::env::var("MEMO_REMOTE").ok().filter(|u| !u.is_empty());
+    if json {
+        print_json(&json!({
+            "dir": dir.display().to_string(),
+            "entries": s.entries,
+            "bytes": s.bytes,
+            "live_bytes": s.bytes - s.dead_bytes - s.index_bytes,
+            "dead_bytes": s.dead_bytes,
+            "index_bytes": s.index_bytes,
+            "hits": s.hits,
+            "misses": s.misses,
+            "hit_ratio": ratio,
+            "evictions": s.evictions,
+            "bytes_reclaimed": s.bytes_reclaimed,
+            "compute_secs": all.compute_time.as_secs_f64(),
+            "compute_saved_secs": all.compute_saved.as_secs_f64(),
+            "functions": functions.len(),
+            "stale_entries": all.stale_entries,
+            "remote": remote.as_deref().map(redact),
+        }));
+        return Ok(());
+    }
+    let live = s.bytes - s.dead_bytes - s.index_bytes;
+    println!("store          {}", dir.display());
+    println!("entries        {}", count(s.entries));
+    println!(
+        "bytes          {} (live {}, dead {}, index {})",
+        size(s.bytes),
+        size(live),
+        size(s.dead_bytes),
+        size(s.index_bytes)
+    );
+    println!(
+        "lookups        {} hits, {} misses ({:.1}% hits)",
+        count(s.hits),
+        count(s.misses),
+        100.0 * ratio
+    );
+    println!("evictions      {}", count(s.evictions));
+    println!(
+        "compute        {} stored, {} saved by hits",
+        duration(all.compute_time),
+        duration(all.compute_saved)
+    );
+    println!(
+        "functions      {} ({} stale entries of old code)",
+        functions.len(),
+        count(all.stale_entries)
+    );
+    if let Some(url) = remote {
+        println!("remote         {} (MEMO_REMOTE)", redact(&url));
+    }
+    Ok(())
+}
+
+/// A URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+pub(crate) fn functions(dir: &Path, json: bool) -> Outcome {
+    let store = open(dir, |b| b)?;
+    let list = store.functions().map_err(|e| failed(dir, &e))?;
+    if json {
+        let rows: Vec<_> = list
+            .iter()
+            .map(|f| {
+                let s = &f.stats;
+                json!({
+                    "function": f.name,
+                    "version": f.version,
+                    "entries": s.entries,
+                    "bytes": s.bytes,
+                    "hits": s.hits,
+                    "misses": s.misses,
+                    "compute_secs": s.compute_time.as_secs_f64(),
+                    "compute_saved_secs": s.compute_saved.as_secs_f64(),
+                    "stale_entries": s.stale_entries,
+                    "stale_bytes": s.stale_bytes,
+                    "last_used_unix": unix(s.last_used),
+                    "first_run_unix": unix(Some(f.first_run)),
+                    "last_run_unix": unix(Some(f.last_run)),
+                })
+            })
+            .collect();
+        print_json(&serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no memoized function has run with {}", dir.display());
+    } else {
+        let mut t = Table::new();
+        t.load_style(presets::NOTHING);
+        t.set_header(vec![
+            "function",
+            "entries",
+            "bytes",
+            "hits",
+            "misses",
+            "compute",
+            "saved",
+            "stale",
+            "last used",
+        ]);
+        for f in &list {
+            let s = &f.stats;
+            t.add_row(vec![
+                f.name.clone(),
+                count(s.entries),
+                size(s.bytes),
+                count(s.hits),
+                count(s.misses),
+                duration(s.compute_time),
+                duration(s.compute_saved),
+                count(s.stale_entries),
+                ago(s.last_used),
+            ]);
+        }
+        for c in 1..8 {
+            if let Some(col) = t.column_mut(c) {
+                col.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        println!("{t}");
+    }
+    let total = store.stats().entries;
+    let theirs: u64 = list.iter().map(|f| f.stats.entries).sum();
+    if total > theirs {
+        println!(
+            "\n{} more entries belong to no registered function (keys made with Key::of, or code that ran before the registry)",
+            count(total - theirs)
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn verify(dir: &Path, json: bool) -> Outcome {
+    let store = open(dir, |b| b)?;
+    let spin = progress::spinner("verifying");
+    let r = store.verify().map_err(|e| failed(dir, &e))?;
+    spin.finish_and_clear();
+    let clean = r.is_clean() && r.damaged_dead_records == 0;
+    if json {
+        print_json(&json!({
+            "entries_checked": r.entries_checked,
+            "corrupt": r.corrupt,
+            "segments_checked": r.segments_checked,
+            "damaged_dead_records": r.damaged_dead_records,
+            "problems": r.problems,
+        }));
+    } else {
+        for p in &r.problems {
+            println!("problem: {p}");
+        }
+        if r.damaged_dead_records > 0 {
+            println!(
+                "problem: {} damaged records that no entry uses (the disk may be failing)",
+                r.damaged_dead_records
+            );
+        }
+        println!(
+            "checked {} entries in {} segments: {}",
+            count(r.entries_checked),
+            count(r.segments_checked),
+            if clean {
+                "no damage".to_owned()
+            } else {
+                format!(
+                    "{} damaged entries, {} problems",
+                    r.corrupt,
+                    r.problems.len()
+                )
+            }
+        );
+    }
+    if clean {
+        Ok(())
+    } else {
+        Err(Failure::Found(String::new()))
+    }
+}

@@ -1,0 +1,65 @@
+//! Which store a command works on, and opening it without creating one.
+
+use std::path::{Path, PathBuf};
+
+use memo_core::{Error, Store, StoreBuilder};
+
+use crate::Failure;
+
+/// `--dir`, else `$MEMO_DIR`, else `./.memo` (as `Store::global` finds it).
+pub(crate) fn store_dir(dir: Option<&Path>) -> PathBuf {
+    match dir {
+        Some(d) => d.to_path_buf(),
+        None => std::env::var_os("MEMO_DIR")
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| PathBuf::from(".memo"), PathBuf::from),
+    }
+}
+
+/// Opens the store at `dir` if it is one, with the options `build` adds.
+pub(crate) fn open(
+    dir: &Path,
+    build: impl FnOnce(StoreBuilder) -> StoreBuilder,
+) -> Result<Store, Failure> {
+    // Checked here first for a message that names the problem plainly.
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure::Usage(format!(
+                "{}: no such directory",
+                dir.display()
+            )));
+        }
+        Err(e) => {
+            return Err(Failure::Usage(format!(
+                "{}: cannot be read: {e}",
+                dir.display()
+            )));
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(Failure::Usage(format!(
+                "{}: not a directory",
+                dir.display()
+            )));
+        }
+        Ok(_) => {}
+    }
+    build(Store::builder(dir).existing())
+        .open()
+        .map_err(|e| match e {
+            Error::Remote { .. } => Failure::Usage(e.to_string()),
+            Error::Refused { why, .. } => Failure::Usage(format!("{}: {why}", dir.display())),
+            Error::IncompatibleFormat { found, supported, .. } => Failure::Usage(format!(
+                "{}: a store of format version {found}, written by a newer memo; this memo reads version {supported}",
+                dir.display()
+            )),
+            e => Failure::Usage(format!("{}: cannot be opened as a memo store: {e}", dir.display())),
+        })
+}
+
+/// The failure of a store call that was not expected to fail.
+pub(crate) fn failed(dir: &Path, e: &Error) -> Failure {
+    match e {
+        Error::Function { .. } => Failure::Usage(e.to_string()),
+        _ => Failure::Found(format!("{}: {e}", dir.display())),
+    }
+}
