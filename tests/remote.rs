@@ -365,6 +365,9 @@ fn memoize_inside_tokio(kind: Option<Kind>) {
 /// The server down at start, killed mid-run, restarted: every value right,
 /// a dead remote costs bounded time, and the remote is used again once back.
 fn server_outages(kind: Kind) {
+    if !Server::available(kind) {
+        return;
+    }
     let port = free_port();
     let down = match kind {
         Kind::Redis => format!("redis://127.0.0.1:{port}/0"),

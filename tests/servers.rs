@@ -66,21 +66,36 @@ impl Server {
     /// answer after three starts.
     #[must_use]
     pub fn start(kind: Kind) -> Option<Server> {
-        let prog = program(kind);
-        if !on_path(prog) {
-            let msg = format!(
-                "{prog} is not installed: the {kind:?} remote-tier tests need it (.ci/run installs it)"
-            );
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-            eprintln!("\n*** SKIPPED: {msg} ***\n");
+        if !Server::available(kind) {
             return None;
         }
+        let prog = program(kind);
         for _ in 0..3 {
             if let Some(s) = Server::start_on(kind, free_port()) {
                 return Some(s);
             }
         }
         panic!("{prog} did not start on a free port in three tries");
+    }
+
+    /// Whether `kind`'s server program is installed. Outside CI a missing
+    /// one skips the test with a loud message; with `CI=true` it fails.
+    ///
+    /// # Panics
+    ///
+    /// Under `CI=true`, if the program is missing.
+    #[must_use]
+    pub fn available(kind: Kind) -> bool {
+        let prog = program(kind);
+        if on_path(prog) {
+            return true;
+        }
+        let msg = format!(
+            "{prog} is not installed: the {kind:?} remote-tier tests need it (.ci/run installs it)"
+        );
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+        eprintln!("\n*** SKIPPED: {msg} ***\n");
+        false
     }
 
     /// Starts the server on `port`; `None` if it does not answer in time.

@@ -13,7 +13,7 @@ use crate::units::{ago, count, duration, size, unix};
 use crate::{Failure, Outcome, print_json, progress};
 
 pub(crate) fn stats(dir: &Path, json: bool) -> Outcome {
-    let store = open(dir, |b| b.remote_from_env())?;
+    let store = open(dir, memo_core::StoreBuilder::remote_from_env)?;
     let s = store.stats();
     // Compute saved comes from the entries themselves (hits x cost).
     let all = store

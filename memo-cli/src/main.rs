@@ -24,6 +24,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// See, check, prune and share a memo cache.
+#[allow(
+    clippy::doc_markdown,
+    reason = "doc comments are the --help text, printed as written"
+)]
 #[derive(Parser, Debug)]
 #[command(name = "memo", version, about, long_about = None)]
 struct Cli {

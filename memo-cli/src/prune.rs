@@ -39,6 +39,10 @@ enum PolicyArg {
     CostAware,
 }
 
+#[allow(
+    clippy::doc_markdown,
+    reason = "doc comments are the --help text, printed as written"
+)]
 #[derive(Args, Debug)]
 pub(crate) struct ClearArgs {
     /// Only this function's entries: its path or a unique ::-suffix (fit, model::fit)
@@ -126,7 +130,8 @@ pub(crate) fn clear(dir: &Path, a: &ClearArgs, json: bool) -> Outcome {
     let described = describe(a);
     if !a.yes {
         if n == 0 {
-            return report(json, 0, 0, &described);
+            report(json, 0, 0, &described);
+            return Ok(());
         }
         let ask = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
         eprintln!(
@@ -157,7 +162,8 @@ pub(crate) fn clear(dir: &Path, a: &ClearArgs, json: bool) -> Outcome {
         (r.entries, r.bytes)
     };
     spin.finish_and_clear();
-    report(json, removed.0, removed.1, &described)
+    report(json, removed.0, removed.1, &described);
+    Ok(())
 }
 
 fn describe(a: &ClearArgs) -> String {
@@ -178,7 +184,7 @@ fn describe(a: &ClearArgs) -> String {
     }
 }
 
-fn report(json: bool, removed: u64, bytes: u64, what: &str) -> Outcome {
+fn report(json: bool, removed: u64, bytes: u64, what: &str) {
     if json {
         print_json(&json!({ "removed": removed, "bytes": bytes }));
     } else {
@@ -188,5 +194,4 @@ fn report(json: bool, removed: u64, bytes: u64, what: &str) -> Outcome {
             size(bytes)
         );
     }
-    Ok(())
 }

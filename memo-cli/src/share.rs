@@ -10,6 +10,10 @@ use crate::open::{failed, open};
 use crate::units::{count, size};
 use crate::{Failure, Outcome, print_json, progress};
 
+#[allow(
+    clippy::doc_markdown,
+    reason = "doc comments are the --help text, printed as written"
+)]
 #[derive(Args, Debug)]
 pub(crate) struct RemoteArgs {
     /// The remote tier (redis://, s3://bucket/prefix, file:///path)

@@ -1,6 +1,11 @@
 //! The `memo` binary, run as a subprocess on stores filled by memoized
 //! functions of this test program.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected error"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{LazyLock, Mutex};

@@ -172,8 +172,8 @@ impl Registry {
                     e.code = code;
                     e.code_since = now;
                 }
-                e.name = name.to_owned();
-                e.version = version.to_owned();
+                name.clone_into(&mut e.name);
+                version.clone_into(&mut e.version);
                 e.last_run = now;
                 e
             }
@@ -417,4 +417,107 @@ fn decode(b: &[u8], path: &std::path::Path) -> Result<Entry> {
             .map(|k| (u32_at(names_end + 16 * k), u64_at(names_end + 16 * k + 8)))
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> (tempfile::TempDir, Registry) {
+        let t = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(t.path(), true).unwrap();
+        let tmp = root.open_dir("tmp", true).unwrap().unwrap();
+        let r = Registry::open(&root, &tmp, true).unwrap().unwrap();
+        (t, r)
+    }
+
+    #[test]
+    fn entries_round_trip_and_remember_earlier_code() {
+        let (_t, r) = registry();
+        let tag = [1, 2, 3, 4, 5, 6, 7, 8];
+        let first = r.record(tag, "lab::fit", "", 0xaa, 100).unwrap();
+        assert!(!first.known && first.changed_from.is_none());
+        let same = r.record(tag, "lab::fit", "", 0xaa, 200).unwrap();
+        assert!(same.known && same.changed_from.is_none());
+        let changed = r.record(tag, "lab::fit", "2", 0xbb, 300).unwrap();
+        assert_eq!(changed.changed_from, Some(0xaa));
+        let e = r.read(tag).unwrap();
+        assert_eq!(
+            (
+                e.name.as_str(),
+                e.version.as_str(),
+                e.code,
+                e.first_run,
+                e.last_run,
+                e.code_since
+            ),
+            ("lab::fit", "2", 0xbb, 100, 300, 300)
+        );
+        assert_eq!(e.earlier, vec![(0xaa, 200)]);
+        // Many code changes keep the newest marks only.
+        for c in 0..40 {
+            r.record(tag, "lab::fit", "", c, 400 + u64::from(c))
+                .unwrap();
+        }
+        let e = r.read(tag).unwrap();
+        assert_eq!(e.earlier.len(), EARLIER_MAX);
+        assert_eq!(e.earlier[0], (38, 438));
+        let (all, bad) = r.all().unwrap();
+        assert_eq!((all.len(), bad.len()), (1, 0));
+    }
+
+    #[test]
+    fn a_damaged_or_foreign_entry_is_ignored_then_rewritten() {
+        let (t, r) = registry();
+        let tag = [9; 8];
+        r.record(tag, "lab::fit", "", 1, 10).unwrap();
+        let path = t.path().join("fns").join(format::fn_entry_name(tag));
+        let good = std::fs::read(&path).unwrap();
+        for at in 0..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x40;
+            std::fs::write(&path, &bad).unwrap();
+            assert_eq!(r.read(tag), None, "byte {at} flipped");
+        }
+        for len in 0..good.len() {
+            std::fs::write(&path, &good[..len]).unwrap();
+            assert_eq!(r.read(tag), None, "cut at {len}");
+        }
+        // Another function's entry under this name is not this one's.
+        let other = [7; 8];
+        r.record(other, "lab::other", "", 1, 10).unwrap();
+        std::fs::copy(
+            t.path().join("fns").join(format::fn_entry_name(other)),
+            &path,
+        )
+        .unwrap();
+        assert_eq!(r.read(tag), None);
+        assert_eq!(r.all().unwrap().1.len(), 1, "named as damaged");
+        // The next run rewrites it, as new.
+        let again = r.record(tag, "lab::fit", "", 1, 20).unwrap();
+        assert!(!again.known);
+        assert_eq!(r.read(tag).unwrap().first_run, 20);
+    }
+
+    #[test]
+    fn miss_counts_are_per_function_and_shared() {
+        let (t, r) = registry();
+        let (fit, other) = ([1; 8], [2; 8]);
+        for _ in 0..3 {
+            r.count_miss(fit);
+        }
+        r.count_miss(other);
+        // A second opener (another process) sees and adds to the same page.
+        let root = Dir::open_root(t.path(), true).unwrap();
+        let tmp = root.open_dir("tmp", true).unwrap().unwrap();
+        let r2 = Registry::open(&root, &tmp, false).unwrap().unwrap();
+        r2.count_miss(other);
+        let m = r.misses();
+        assert_eq!((m.get(&fit), m.get(&other)), (Some(&3), Some(&2)));
+        // More functions than pairs: the rest go uncounted, nothing breaks.
+        for i in 0..300_u64 {
+            r.count_miss((i + 1000).to_le_bytes());
+        }
+        assert_eq!(r.misses().len(), 252);
+    }
 }

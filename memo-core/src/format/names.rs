@@ -89,7 +89,7 @@ pub(crate) fn tmp_rebuild_name(pid: u32) -> String {
 
 /// `fns/<16 hex tag>`: the registry entry of a function.
 pub(crate) fn fn_entry_name(tag: [u8; 8]) -> String {
-    tag.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:016x}", u64::from_be_bytes(tag))
 }
 
 /// The tag a registry entry's name gives.

@@ -245,7 +245,7 @@ impl Engine {
                 continue;
             }
             // Only an entry of a registered function can be judged stale.
-            if sel.stale && !current.get(&t).is_some_and(|&c| c != code_of(&s.key)) {
+            if sel.stale && current.get(&t).is_none_or(|&c| c == code_of(&s.key)) {
                 continue;
             }
             if cutoff.is_some_and(|c| s.used_tick >= c) {
