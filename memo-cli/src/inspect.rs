@@ -193,9 +193,10 @@ pub(crate) fn verify(dir: &Path, json: bool) -> Outcome {
             );
         }
         println!(
-            "checked {} entries in {} segments: {}",
+            "checked {} entries in {} segment{}: {}",
             count(r.entries_checked),
             count(r.segments_checked),
+            if r.segments_checked == 1 { "" } else { "s" },
             if clean {
                 "no damage".to_owned()
             } else {

@@ -21,12 +21,13 @@ pub(crate) fn size(bytes: u64) -> String {
     bytesize::ByteSize::b(bytes).display().iec().to_string()
 }
 
-/// A duration for people, to the second (to the millisecond below one).
+/// A duration for people: to the millisecond below a minute, to the
+/// second above.
 pub(crate) fn duration(d: Duration) -> String {
     if d.is_zero() {
         return "0s".to_owned();
     }
-    let d = if d < Duration::from_secs(1) {
+    let d = if d < Duration::from_secs(60) {
         Duration::from_millis(d.as_millis().max(1) as u64)
     } else {
         Duration::from_secs(d.as_secs())
@@ -83,6 +84,7 @@ mod tests {
         assert_eq!(count(1_234_567), "1,234,567");
         assert_eq!(count(12), "12");
         assert_eq!(duration(Duration::from_micros(1500)), "1ms");
+        assert_eq!(duration(Duration::from_millis(1250)), "1s 250ms");
         assert_eq!(duration(Duration::from_secs(3723)), "1h 2m 3s");
     }
 }
