@@ -104,6 +104,9 @@ fn time_memo(dir: &Path, args: &[&str], runs: usize, cold: bool) -> Duration {
 
 fn functions_bench() {
     let n = knob("MEMO_BENCH_CLI_ENTRIES", 1_000_000);
+    if n == 0 {
+        return;
+    }
     let t = Instant::now();
     let fns: [fn(u64) -> Vec<u8>; 4] = [simulate, fit, extract, evaluate];
     for i in 0..n {
@@ -148,6 +151,9 @@ fn functions_bench() {
 
 fn verify_bench() {
     let mib = knob("MEMO_BENCH_CLI_VERIFY_MIB", 2048);
+    if mib < 64 {
+        return;
+    }
     let dir = ROOT.path().join("large");
     let store = Store::open(&dir).expect("store");
     let value: Vec<u8> = (0..64 << 20)

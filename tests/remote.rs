@@ -178,6 +178,13 @@ fn shares(kind: Option<Kind>) {
     assert_eq!(rb2.loaded.len(), 20);
     assert_eq!(rb2.stat("remote_hits") + rb2.stat("remote_misses"), 0);
     assert!(rb2.stats.contains("remote_errors=0"), "{}", rb2.stats);
+    // Store-wide, every process's (what `memo stats` shows).
+    let (sa, sb) = (
+        memo_core::Store::open(a.path()).unwrap().stats(),
+        memo_core::Store::open(b.path()).unwrap().stats(),
+    );
+    assert_eq!((sa.store_uploads, sa.store_remote_misses), (20, 20));
+    assert_eq!((sb.store_remote_hits, sb.store_uploads), (20, 0));
 }
 
 fn computes_once_across_machines(kind: Option<Kind>) {

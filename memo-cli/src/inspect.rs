@@ -19,7 +19,6 @@ pub(crate) fn stats(dir: &Path, json: bool) -> Outcome {
     let all = store
         .select(&Selection::all())
         .map_err(|e| failed(dir, &e))?;
-    let functions = store.functions().map_err(|e| failed(dir, &e))?;
     let lookups = s.hits + s.misses;
     let ratio = if lookups == 0 {
         0.0
@@ -42,9 +41,11 @@ pub(crate) fn stats(dir: &Path, json: bool) -> Outcome {
             "bytes_reclaimed": s.bytes_reclaimed,
             "compute_secs": all.compute_time.as_secs_f64(),
             "compute_saved_secs": all.compute_saved.as_secs_f64(),
-            "functions": functions.len(),
             "stale_entries": all.stale_entries,
             "remote": remote.as_deref().map(redact),
+            "remote_hits": s.store_remote_hits,
+            "remote_misses": s.store_remote_misses,
+            "uploads": s.store_uploads,
         }));
         return Ok(());
     }
@@ -71,12 +72,22 @@ pub(crate) fn stats(dir: &Path, json: bool) -> Outcome {
         duration(all.compute_saved)
     );
     println!(
-        "functions      {} ({} stale entries of old code)",
-        functions.len(),
-        count(all.stale_entries)
+        "stale          {} entries of code that no longer runs ({})",
+        count(all.stale_entries),
+        size(all.stale_bytes)
     );
-    if let Some(url) = remote {
-        println!("remote         {} (MEMO_REMOTE)", redact(&url));
+    let remote_used = s.store_remote_hits + s.store_remote_misses + s.store_uploads > 0;
+    if remote.is_some() || remote_used {
+        println!(
+            "remote         {} hits, {} misses, {} uploads{}",
+            count(s.store_remote_hits),
+            count(s.store_remote_misses),
+            count(s.store_uploads),
+            remote.map_or_else(String::new, |url| format!(
+                " ({}, MEMO_REMOTE)",
+                redact(&url)
+            ))
+        );
     }
     Ok(())
 }

@@ -168,6 +168,15 @@ pub(crate) mod hdr {
     /// disk. 0: none is known, replay from the first segment.
     pub const CHECKPOINT: usize = 51;
 
+    // The remote tier's store-wide counters, on a line of their own; any
+    // process adds.
+    /// Local misses the remote answered with a verified value.
+    pub const REMOTE_HITS: usize = 56;
+    /// Local misses the remote did not answer with one.
+    pub const REMOTE_MISSES: usize = 57;
+    /// Values written through to the remote (answered puts).
+    pub const UPLOADS: usize = 58;
+
     /// 64 pairs (tick, Unix seconds), oldest first: when the clock read
     /// what, for `max_age` (slots keep ticks, not times).
     pub const TIME_RING: usize = 256;

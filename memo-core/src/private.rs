@@ -30,10 +30,11 @@ pub struct Function {
     /// `Self` type below.
     free: OnceLock<Base>,
     methods: RwLock<Vec<(&'static str, Base)>>,
-    /// `Engine::serial` of the store this function (free) or its last
-    /// method type was registered with in this process: the hit path checks
-    /// it with one load (`register`).
+    /// `Engine::serial` of the store, and the tag (as a number) of the
+    /// function or method type, last registered in this process: the hit
+    /// path checks them with two loads (`register`).
     registered: AtomicU64,
+    registered_tag: AtomicU64,
 }
 
 impl Function {
@@ -53,6 +54,7 @@ impl Function {
             free: OnceLock::new(),
             methods: RwLock::new(Vec::new()),
             registered: AtomicU64::new(0),
+            registered_tag: AtomicU64::new(0),
         }
     }
 
@@ -89,28 +91,32 @@ impl Function {
     /// keeps the common case to one load).
     fn register(&self, engine: &Engine, key: &Key) {
         let serial = engine.serial();
-        if self.registered.load(Ordering::Relaxed) == serial {
+        let tag = tag_of(key);
+        let tag_word = u64::from_le_bytes(tag);
+        if self.registered.load(Ordering::Relaxed) == serial
+            && self.registered_tag.load(Ordering::Relaxed) == tag_word
+        {
             return;
         }
-        let tag = tag_of(key);
-        let self_ty = if self.free.get().is_some_and(|b| b.tag() == tag) {
-            Some("")
+        let found = if let Some(b) = self.free.get().filter(|b| b.tag() == tag) {
+            Some(("", *b))
         } else {
             let bases = self.methods.read().unwrap_or_else(PoisonError::into_inner);
-            bases.iter().find(|(_, b)| b.tag() == tag).map(|(t, _)| *t)
+            bases.iter().find(|(_, b)| b.tag() == tag).copied()
         };
-        let Some(self_ty) = self_ty else {
+        let Some((self_ty, base)) = found else {
             return;
         };
-        let id = self.identity(self_ty);
         let name = if self_ty.is_empty() {
             format!("{}::{}", self.module, self.name)
         } else {
             format!("{}::{}::{}", self.module, short_type(self_ty), self.name)
         };
-        engine.register(tag, id.base().code(), &name, self.version);
-        // Methods of several `Self` types share the atomic: the engine's
-        // set answers for the others.
+        // Once per process and store for each tag: the engine keeps the
+        // set, so a method called on several `Self` types in turn pays a
+        // lookup in it, not a registration.
+        engine.register(tag, base.code(), &name, self.version);
+        self.registered_tag.store(tag_word, Ordering::Relaxed);
         self.registered.store(serial, Ordering::Relaxed);
     }
 

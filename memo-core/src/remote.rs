@@ -317,11 +317,10 @@ impl Remote {
         }
     }
 
-    /// Writes `key`'s entry through to the remote (read-write mode only).
-    pub(crate) fn upload(&self, key: &Key, codec: u8, cost_us: u64, value: &crate::Bytes) {
-        if self.writes() {
-            self.create(key, codec, cost_us, value);
-        }
+    /// Writes `key`'s entry through to the remote (read-write mode only);
+    /// whether the remote answered.
+    pub(crate) fn upload(&self, key: &Key, codec: u8, cost_us: u64, value: &crate::Bytes) -> bool {
+        self.writes() && self.create(key, codec, cost_us, value).is_some()
     }
 
     /// The remote's URL, without credentials.

@@ -242,34 +242,58 @@ impl Segments {
     }
 }
 
+/// What a scan reads of a record: its header checked, not its payload.
+pub(crate) struct Peeked {
+    pub header: format::RecordHeader,
+    /// Bytes the record takes in its segment.
+    pub size: u64,
+    /// Bytes of the blob file a blob pointer names (0 inline).
+    pub blob_file_size: u64,
+}
+
 impl Segments {
     /// The record a slot's location word names, its header and bounds
     /// checked but not its payload: for scans that read keys and sizes
     /// only (statistics, selections), where summing every value would
     /// read the whole store. `None` if there is no sound header there.
-    pub(crate) fn peek(&self, loc_word: u64) -> Option<Record> {
+    /// `last` keeps the segment of the previous call, as a scan meets
+    /// records of one segment in runs.
+    pub(crate) fn peek(
+        &self,
+        loc_word: u64,
+        last: &mut Option<(u32, Arc<Region>)>,
+    ) -> Option<Peeked> {
         let (seg, off) = loc::decode(loc_word)?;
-        let region = self.region(seg).ok()??;
+        let region = match last {
+            Some((id, r)) if *id == seg => r,
+            _ => &last.insert((seg, self.region(seg).ok()??)).1,
+        };
         let at = usize::try_from(off).ok()?;
         if at < SEG_HEADER_LEN || at % 8 != 0 {
             return None;
         }
-        let header = match region.get(at, REC_HEADER_LEN) {
-            Some(head) => format::decode_record_header(head)?,
+        let head = match region.get(at, REC_HEADER_LEN) {
+            Some(head) => head,
             // Appended since this process looked at the file's length.
-            None if region.refresh() => {
-                format::decode_record_header(region.get(at, REC_HEADER_LEN)?)?
-            }
+            None if region.refresh() => region.get(at, REC_HEADER_LEN)?,
             None => return None,
         };
+        let header = format::decode_record_header(head)?;
         let len = header.len as usize;
-        if len >= INLINE_MAX || region.get(at + REC_HEADER_LEN, len).is_none() {
+        if len >= INLINE_MAX {
             return None;
         }
-        Some(Record {
+        let payload = region.get(at + REC_HEADER_LEN, len)?;
+        let blob_file_size = if header.is_blob() {
+            format::decode_blob_ptr(payload)
+                .map_or(0, |(_, n)| n.saturating_add(format::BLOB_HEADER_LEN as u64))
+        } else {
+            0
+        };
+        Some(Peeked {
             header,
-            region,
-            off: at,
+            size: record_size(len) as u64,
+            blob_file_size,
         })
     }
 }

@@ -49,6 +49,13 @@ pub struct Stats {
     pub remote_errors: u64,
     /// Values this process wrote through to the remote tier.
     pub uploads: u64,
+    /// Local misses the remote tier answered with a verified value,
+    /// store-wide: every process's (`memo stats`).
+    pub store_remote_hits: u64,
+    /// Local misses the remote tier did not answer with one, store-wide.
+    pub store_remote_misses: u64,
+    /// Values written through to the remote tier, store-wide.
+    pub store_uploads: u64,
 }
 
 /// The entries of one memoized function: from the helpers that

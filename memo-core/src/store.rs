@@ -456,8 +456,8 @@ impl Store {
     }
 
     /// What [`Store::remove_selected`] would remove now: the count, bytes,
-    /// hits and compute time of the entries `selection` takes (its
-    /// `last_used` is the latest of theirs). Reads only.
+    /// hits, compute time stored and saved, and stale entries among those
+    /// `selection` takes. Reads only: one lock-free pass over the table.
     ///
     /// # Errors
     ///
@@ -465,7 +465,7 @@ impl Store {
     /// function the store does not know, or a suffix that fits several.
     pub fn select(&self, selection: &Selection) -> Result<FunctionStats> {
         match self.engine() {
-            Some(e) => e.selected(selection).map(|(_, s)| s),
+            Some(e) => e.selected(selection, false).map(|(_, s)| s),
             None => Ok(FunctionStats::default()),
         }
     }
@@ -495,7 +495,7 @@ impl Store {
         let Some(e) = self.engine() else {
             return Ok(FunctionStats::default());
         };
-        let (keys, mut stats) = e.selected(selection)?;
+        let (keys, mut stats) = e.selected(selection, true)?;
         if keys.is_empty() {
             return Ok(stats);
         }

@@ -69,6 +69,7 @@ impl Engine {
                         Waited::Neither => {}
                     }
                 }
+                self.count_remote(fetched.is_some());
                 if let Some(f) = fetched
                     && self.install_fetched(key, f).is_some()
                     && let Some(v) = found(false)?

@@ -192,6 +192,9 @@ impl Engine {
             dead_bytes: dead,
             index_bytes,
             bytes_reclaimed: idx.word(hdr::RECLAIMED),
+            store_remote_hits: idx.word(hdr::REMOTE_HITS),
+            store_remote_misses: idx.word(hdr::REMOTE_MISSES),
+            store_uploads: idx.word(hdr::UPLOADS),
             ..self.remote_stats()
         }
     }

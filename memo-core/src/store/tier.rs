@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use super::Engine;
 use crate::error::{Error, Result};
+use crate::format::hdr;
 use crate::remote::{self, Remote};
 use crate::{Bytes, Key, Transfer};
 
@@ -19,10 +20,26 @@ impl Engine {
             return Ok(Some(found));
         }
         match &self.remote {
-            Some(r) => Ok(r
-                .fetch(key)
-                .and_then(|fetched| self.install_fetched(key, fetched))),
+            Some(r) => {
+                let fetched = r.fetch(key);
+                self.count_remote(fetched.is_some());
+                Ok(fetched.and_then(|f| self.install_fetched(key, f)))
+            }
             None => Ok(None),
+        }
+    }
+
+    /// Counts a remote lookup store-wide (`hdr::REMOTE_HITS`, `_MISSES`).
+    pub(super) fn count_remote(&self, hit: bool) {
+        if let Ok(idx) = self.index() {
+            idx.bump(
+                if hit {
+                    hdr::REMOTE_HITS
+                } else {
+                    hdr::REMOTE_MISSES
+                },
+                1,
+            );
         }
     }
 
@@ -58,7 +75,13 @@ impl Engine {
             return;
         }
         match self.lookup(key, false) {
-            Ok(Some((bytes, codec))) => r.upload(key, codec, u64::from(cost), &bytes),
+            Ok(Some((bytes, codec))) => {
+                if r.upload(key, codec, u64::from(cost), &bytes)
+                    && let Ok(idx) = self.index()
+                {
+                    idx.bump(hdr::UPLOADS, 1);
+                }
+            }
             // Evicted or replaced already: nothing of ours to share.
             Ok(None) => {}
             Err(e) => {

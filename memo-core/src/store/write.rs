@@ -19,7 +19,7 @@ use crate::index::{Index, Probe, Snap};
 use crate::segment::{self, Append, Appender, Read, Record, RecordParts, Segments};
 
 /// Header words a grown table carries over from the one it replaces.
-pub(super) const CARRY_ALL: [usize; 21] = [
+pub(super) const CARRY_ALL: [usize; 24] = [
     hdr::ENTRIES,
     hdr::CHECKPOINT,
     hdr::DURABLE,
@@ -39,11 +39,14 @@ pub(super) const CARRY_ALL: [usize; 21] = [
     hdr::EVICTIONS,
     hdr::HITS,
     hdr::MISSES,
+    hdr::REMOTE_HITS,
+    hdr::REMOTE_MISSES,
+    hdr::UPLOADS,
     hdr::EPOCH,
     hdr::TOMBSTONES,
 ];
 /// Header words an emptied (cleared) table keeps.
-const CARRY_CLEAR: [usize; 8] = [
+const CARRY_CLEAR: [usize; 11] = [
     hdr::DURABLE,
     hdr::TICK,
     hdr::RECLAIMED,
@@ -51,6 +54,9 @@ const CARRY_CLEAR: [usize; 8] = [
     hdr::EVICTIONS,
     hdr::HITS,
     hdr::MISSES,
+    hdr::REMOTE_HITS,
+    hdr::REMOTE_MISSES,
+    hdr::UPLOADS,
     hdr::EPOCH,
 ];
 
