@@ -5,7 +5,10 @@
 //!   machinery), vs `Key::of` + `Store::get` (what a hand-written lookup
 //!   costs), vs the `cached` crate's in-memory `#[cached]` (what persistence
 //!   costs against not having it);
-//! - a hit whose argument is 64 MiB of `f64`, vs raw blake3 of its bytes.
+//! - a hit whose argument is 64 MiB of `f64`, vs raw blake3 of its bytes;
+//! - a miss whose body is trivial (what memo adds to a computation: the
+//!   lookup, single flight across threads and processes, the put) vs a
+//!   `Store::put` of the same value, on ext4 and on tmpfs.
 
 #![allow(
     missing_docs,
@@ -91,9 +94,62 @@ fn large_argument(c: &mut Criterion) {
     g.finish();
 }
 
+/// A store on the disk of the temp dir (ext4 on the CI machine), and one on
+/// tmpfs where `/dev/shm` exists.
+static DISK: LazyLock<tempfile::TempDir> = LazyLock::new(|| tempfile::tempdir().expect("dir"));
+static ON_DISK: LazyLock<Store> = LazyLock::new(|| Store::open(DISK.path()).expect("store"));
+static SHM: LazyLock<Option<tempfile::TempDir>> =
+    LazyLock::new(|| tempfile::tempdir_in("/dev/shm").ok());
+static ON_SHM: LazyLock<Option<Store>> =
+    LazyLock::new(|| SHM.as_ref().map(|d| Store::open(d.path()).expect("store")));
+
+#[memoize(store = ON_DISK)]
+fn inc_disk(x: u64) -> u64 {
+    x + 1
+}
+
+#[memoize(store = ON_SHM.as_ref().expect("tmpfs store"))]
+fn inc_shm(x: u64) -> u64 {
+    x + 1
+}
+
+/// A file system's name, its store, and the memoized function on it.
+type Target<'a> = (&'a str, &'a Store, fn(u64) -> u64);
+
+fn misses(c: &mut Criterion) {
+    let mut g = c.benchmark_group("memoize_miss_u64");
+    let n = std::sync::atomic::AtomicU64::new(1 << 40);
+    let next = || n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let fs: [Target<'_>; 2] = [
+        ("ext4", &ON_DISK, inc_disk),
+        ("tmpfs", ON_SHM.as_ref().unwrap_or(&ON_DISK), inc_shm),
+    ];
+    for (fs, store, memoized) in fs {
+        if fs == "tmpfs" && ON_SHM.is_none() {
+            continue;
+        }
+        g.bench_function(format!("{fs}: memoized miss"), |b| {
+            b.iter(|| black_box(memoized(next())));
+        });
+        g.bench_function(format!("{fs}: get_or_compute miss"), |b| {
+            b.iter(|| {
+                let x = next();
+                black_box(store.get_or_compute(&Key::of(&x), || x + 1).expect("miss"))
+            });
+        });
+        g.bench_function(format!("{fs}: Store::put of the same value"), |b| {
+            b.iter(|| {
+                let x = next();
+                store.put(&Key::of(&x), &(x + 1)).expect("put");
+            });
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = hits, large_argument
+    targets = hits, large_argument, misses
 }
 criterion_main!(benches);

@@ -41,7 +41,11 @@ fn child_role() {
     let Ok(role) = std::env::var("MEMO_TEST_ROLE") else {
         return;
     };
-    let store = Store::open(std::env::var("MEMO_TEST_DIR").unwrap()).unwrap();
+    // Single flight by a lock file per key (the fallback) when asked.
+    let store = Store::builder(std::env::var("MEMO_TEST_DIR").unwrap())
+        .lock_files(std::env::var_os("MEMO_TEST_LOCK_FILES").is_some())
+        .open()
+        .unwrap();
     match role.as_str() {
         "writer" => {
             for i in 0..N {
@@ -201,18 +205,29 @@ fn log_lines(log: &std::path::Path, what: &str) -> usize {
         .count()
 }
 
-fn computer(dir: &std::path::Path, log: &std::path::Path) -> std::process::Child {
-    child("computer", dir)
-        .env("MEMO_TEST_LOG", log)
-        .spawn()
-        .unwrap()
+#[test]
+fn four_processes_compute_one_slow_value_once() {
+    compute_once_among_four(false);
 }
 
 #[test]
-fn four_processes_compute_one_slow_value_once() {
+fn four_processes_compute_one_slow_value_once_with_lock_files() {
+    compute_once_among_four(true);
+}
+
+fn compute_once_among_four(lock_files: bool) {
     let dir = tempdir();
     let log = dir.path().join("compute.log");
-    let kids: Vec<_> = (0..4).map(|_| computer(dir.path(), &log)).collect();
+    let kids: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = child("computer", dir.path());
+            c.env("MEMO_TEST_LOG", &log);
+            if lock_files {
+                c.env("MEMO_TEST_LOCK_FILES", "1");
+            }
+            c.spawn().unwrap()
+        })
+        .collect();
     for mut k in kids {
         assert!(k.wait().unwrap().success());
     }
@@ -223,17 +238,40 @@ fn four_processes_compute_one_slow_value_once() {
         "{}",
         std::fs::read_to_string(&log).unwrap()
     );
-    let locks = std::fs::read_dir(dir.path().join("locks")).unwrap().count();
-    assert_eq!(locks, 0, "compute lock files do not pile up");
+    let locks: Vec<_> = std::fs::read_dir(dir.path().join("locks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "flight")
+        .collect();
+    assert!(
+        locks.is_empty(),
+        "compute lock files do not pile up: {locks:?}"
+    );
 }
 
 #[test]
 fn a_waiter_computes_when_the_computing_process_is_killed() {
+    waiter_takes_over(false);
+}
+
+#[test]
+fn a_waiter_computes_when_the_computing_process_is_killed_with_lock_files() {
+    waiter_takes_over(true);
+}
+
+fn waiter_takes_over(lock_files: bool) {
     let dir = tempdir();
     let log = dir.path().join("compute.log");
+    let computer = |dir: &std::path::Path, log: &std::path::Path| {
+        let mut c = child("computer", dir);
+        c.env("MEMO_TEST_LOG", log);
+        if lock_files {
+            c.env("MEMO_TEST_LOCK_FILES", "1");
+        }
+        c
+    };
     // The first computes until it is killed, however slow the machine.
-    let mut first = child("computer", dir.path())
-        .env("MEMO_TEST_LOG", &log)
+    let mut first = computer(dir.path(), &log)
         .env("MEMO_TEST_COMPUTE_MS", "600000")
         .spawn()
         .unwrap();
@@ -242,7 +280,9 @@ fn a_waiter_computes_when_the_computing_process_is_killed() {
         assert!(std::time::Instant::now() < deadline, "nobody computed");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let waiters: Vec<_> = (0..3).map(|_| computer(dir.path(), &log)).collect();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| computer(dir.path(), &log).spawn().unwrap())
+        .collect();
     while log_lines(&log, "start") < 4 {
         assert!(
             std::time::Instant::now() < deadline,

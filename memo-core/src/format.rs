@@ -16,6 +16,8 @@ pub(crate) const INDEX_FILE: &str = "index";
 pub(crate) const SEG_DIR: &str = "seg";
 pub(crate) const BLOB_DIR: &str = "blob";
 pub(crate) const LOCKS_DIR: &str = "locks";
+/// The file whose byte-range locks are the keys' compute locks, in `locks/`.
+pub(crate) const FLIGHT_FILE: &str = "flight";
 pub(crate) const TMP_DIR: &str = "tmp";
 /// The function registry (`registry.rs`).
 pub(crate) const FNS_DIR: &str = "fns";

@@ -102,6 +102,7 @@ mod remote;
 mod segment;
 mod stats;
 mod store;
+mod sweep;
 
 pub use error::{Error, Result};
 pub use evict::Policy;

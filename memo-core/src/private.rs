@@ -172,6 +172,74 @@ impl Function {
         }
     }
 
+    /// `<name>_map`: every call of `calls` (its key, and its body as a
+    /// closure), answered in input order: stored results first, then the
+    /// rest computed in parallel, each once across threads, processes and
+    /// machines (`sweep.rs`). A body that panics does not stop the others:
+    /// they are computed and stored, then the first panic goes on.
+    pub fn sweep<O, F>(&self, store: &Store, calls: impl IntoIterator<Item = (Key, F)>) -> Vec<O>
+    where
+        O: Outcome + Send,
+        F: FnOnce() -> O + Send,
+    {
+        let calls: Vec<(Key, F)> = calls.into_iter().collect();
+        let Some(engine) = store.engine() else {
+            return calls.into_iter().map(|(_, f)| f()).collect();
+        };
+        if let Some((key, _)) = calls.first() {
+            self.register(engine, key);
+        }
+        let progress = crate::sweep::Progress::new(calls.len(), self.name);
+        let mut keys = Vec::with_capacity(calls.len());
+        let mut slots = Vec::with_capacity(calls.len());
+        for (key, f) in calls {
+            // Stored results first, from this machine: no waiting.
+            let found = match engine.get_local::<O::Stored>(&key, true) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.report(&key, &e);
+                    None
+                }
+            };
+            slots.push(match found {
+                Some(v) => {
+                    progress.done(false);
+                    crate::sweep::Slot::Done(O::from_stored(v))
+                }
+                None => crate::sweep::Slot::Pending(f),
+            });
+            keys.push(key);
+        }
+        let flight = |i: usize, wait: bool, f: F| {
+            let key = &keys[i];
+            let flown = engine.compute_flight(
+                key,
+                wait,
+                f,
+                || {
+                    engine.count_miss(key);
+                    tracing::debug!(function = self.name, module = self.module, %key, reason = %engine.miss_reason(key), "memo: miss");
+                },
+                O::stored,
+                O::from_stored,
+                |e| {
+                    self.report(key, &e);
+                    Ok::<(), std::convert::Infallible>(())
+                },
+                |e| self.report(key, e),
+            );
+            match flown {
+                Ok(done @ crate::store::Flown::Done(_, computed)) => {
+                    progress.done(computed);
+                    done
+                }
+                Ok(busy) => busy,
+                Err(never) => match never {},
+            }
+        };
+        crate::sweep::run(slots, &progress, &flight)
+    }
+
     /// The stored result of an `async` call, if there is one (counted as a
     /// hit or a miss).
     pub fn cached<O: Outcome>(&self, store: &Store, key: &Key) -> Option<O> {

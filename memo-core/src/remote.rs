@@ -379,7 +379,8 @@ impl Remote {
     /// Returns what the wait ended with: the lease (renewed until dropped),
     /// the entry another machine stored meanwhile, or neither (the remote
     /// failed or this process does not write: compute without a lease).
-    pub(crate) fn lease(self: &Arc<Self>, key: &Key) -> Waited {
+    /// Without `wait`, a lease another machine holds is `Busy` at once.
+    pub(crate) fn lease(self: &Arc<Self>, key: &Key, wait: bool) -> Waited {
         if !self.writes() {
             return Waited::Neither;
         }
@@ -391,6 +392,7 @@ impl Remote {
                 Some(LeaseState::Acquired) => {
                     return Waited::Lease(Lease::start(self.clone(), name, holder));
                 }
+                Some(LeaseState::Held) if !wait => return Waited::Busy,
                 Some(LeaseState::Held) => {}
                 None => return Waited::Neither,
             }
@@ -424,6 +426,8 @@ pub(crate) enum Waited {
     Lease(Lease),
     Found((object::Checked, Vec<u8>)),
     Neither,
+    /// Another machine holds the lease, and the caller would not wait.
+    Busy,
 }
 
 /// A held compute lease: a thread renews it until it is dropped, then it

@@ -7,7 +7,7 @@ use syn::{Expr, Ident, Lit, LitStr, Meta, Token};
 use crate::errors::Errors;
 
 /// Every option, for the message of an unknown one.
-const VALID: &str = "`store = EXPR`, `dir = \"path\"`, `ignore(arg, ...)`, `version = N`, `helpers` and `crate = path`";
+const VALID: &str = "`store = EXPR`, `dir = \"path\"`, `ignore(arg, ...)`, `version = N`, `helpers`, `map` and `crate = path`";
 
 /// Where the cached values live.
 pub(crate) enum StoreArg {
@@ -27,6 +27,9 @@ pub(crate) struct Args {
     pub version: String,
     /// Generate the per-function helpers (`<name>_uncached`, ...).
     pub helpers: bool,
+    /// Generate `<name>_map`, the sweep over many inputs; the token, for
+    /// errors about it.
+    pub map: Option<Ident>,
     /// The path memo-core is reached by, when a crate that re-exports memo
     /// says `crate = path` (else `::memo_core`).
     pub krate: Option<syn::Path>,
@@ -38,6 +41,7 @@ pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args
         ignore: Vec::new(),
         version: String::new(),
         helpers: false,
+        map: None,
         krate: None,
     };
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
@@ -96,6 +100,7 @@ pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args
                 }
             }
             ("helpers", Meta::Path(_)) => args.helpers = true,
+            ("map", Meta::Path(p)) => args.map = p.get_ident().cloned(),
             ("crate", Meta::NameValue(nv)) => match &nv.value {
                 Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => {
                     args.krate = Some(p.path.clone());
@@ -109,7 +114,7 @@ pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args
                 errors.at(&meta, format!("`{name}` takes a value: `{name} = ...`"));
             }
             ("ignore", _) => errors.at(&meta, "`ignore` takes argument names: `ignore(verbose, progress)`"),
-            ("helpers", _) => errors.at(&meta, "`helpers` takes no value"),
+            ("helpers" | "map", _) => errors.at(&meta, format!("`{name}` takes no value")),
             _ => errors.at(path, format!("unknown option `{name}`; the options are {VALID}")),
         }
     }

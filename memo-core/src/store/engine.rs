@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::evict::Budget;
 use crate::format::{self, BLOB_DIR, INDEX_FILE, LOCK_FILE, LOCKS_DIR, SEG_DIR, TMP_DIR};
 use crate::index::Index;
-use crate::lock::{self, Inflight, WriterLock};
+use crate::lock::{self, Flights, Inflight, WriterLock};
 use crate::registry::{Registered, Registry};
 use crate::remote::Remote;
 use crate::segment::{Appender, Segments};
@@ -35,6 +35,8 @@ pub(crate) struct Engine {
     /// The writer lock, guarding the appender of the current segment.
     pub(super) writer: WriterLock<Appender>,
     pub(super) inflight: Inflight,
+    /// Single flight across processes (`None`: lock files per key).
+    pub(super) flights: Option<Flights>,
     /// Damaged entries this process read, for its next write to remove.
     pub(super) damaged: Mutex<Vec<read::Damage>>,
     /// Durable appends waiting for their sync (`durable.rs`).
@@ -122,7 +124,16 @@ impl Engine {
             let _w = writer.lock()?;
             lock::sweep_unlocked(&tmp, format::is_tmp_name);
         }
+        let flights = if opts.lock_files {
+            None
+        } else {
+            Flights::open(&locks).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "memo: no flight file; a lock file per key instead");
+                None
+            })
+        };
         let engine = Engine {
+            flights,
             dir: dir.to_path_buf(),
             root,
             tmp,

@@ -40,6 +40,8 @@ pub(crate) struct Options {
     pub env_error: Option<String>,
     /// Refuse a directory that is not yet a store instead of making one.
     pub existing: bool,
+    /// Single flight by a lock file per key (`lock.rs`, `KeyLock`).
+    pub lock_files: bool,
 }
 
 /// Options for opening a [`Store`]; made by [`Store::builder`].
@@ -79,6 +81,18 @@ impl StoreBuilder {
     /// empty store behind.
     pub fn existing(mut self) -> Self {
         self.opts.existing = true;
+        self
+    }
+
+    /// Single flight across processes by a lock file per key
+    /// (`locks/<key>`), as memo before 2026-12 did, instead of a byte-range
+    /// lock per key on one file (`locks/flight`, a create and an unlink
+    /// cheaper per miss). For a store that processes of an older memo use
+    /// at the same time: the two kinds of lock do not see each other, so
+    /// both would compute a key they race for (never a wrong value). A file
+    /// system without open-file-description locks gets lock files anyway.
+    pub fn lock_files(mut self, yes: bool) -> Self {
+        self.opts.lock_files = yes;
         self
     }
 
