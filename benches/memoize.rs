@@ -108,6 +108,22 @@ fn inc_disk(x: u64) -> u64 {
     x + 1
 }
 
+/// The single flight memo used before byte-range locks: a lock file per
+/// key (`StoreBuilder::lock_files`), measured in the same run.
+static DISK_FILES: LazyLock<tempfile::TempDir> =
+    LazyLock::new(|| tempfile::tempdir().expect("dir"));
+static ON_DISK_FILES: LazyLock<Store> = LazyLock::new(|| {
+    Store::builder(DISK_FILES.path())
+        .lock_files(true)
+        .open()
+        .expect("store")
+});
+
+#[memoize(store = ON_DISK_FILES)]
+fn inc_disk_files(x: u64) -> u64 {
+    x + 1
+}
+
 #[memoize(store = ON_SHM.as_ref().expect("tmpfs store"))]
 fn inc_shm(x: u64) -> u64 {
     x + 1
@@ -120,8 +136,13 @@ fn misses(c: &mut Criterion) {
     let mut g = c.benchmark_group("memoize_miss_u64");
     let n = std::sync::atomic::AtomicU64::new(1 << 40);
     let next = || n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let fs: [Target<'_>; 2] = [
+    let fs: [Target<'_>; 3] = [
         ("ext4", &ON_DISK, inc_disk),
+        (
+            "ext4, lock file per key (before)",
+            &ON_DISK_FILES,
+            inc_disk_files,
+        ),
         ("tmpfs", ON_SHM.as_ref().unwrap_or(&ON_DISK), inc_shm),
     ];
     for (fs, store, memoized) in fs {

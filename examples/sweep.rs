@@ -8,6 +8,8 @@
 //! cargo run --release --example sweep -- --race  # a fresh grid, and a second
 //!                                                # process started halfway
 //!                                                # takes half of what is left
+//!                                                # (each process on half the
+//!                                                # cores, as on two machines)
 //! ```
 //!
 //! The store is `target/memo-sweep`. A progress bar shows on a terminal
@@ -23,8 +25,8 @@ use memo_core::memoize;
 /// computed).
 static COMPUTED: AtomicU32 = AtomicU32::new(0);
 
-/// A toy epidemic: the share of a population of 20,000 ever infected,
-/// for an infection rate and a seed (reproducible), simulated for 200
+/// A toy epidemic: the share of a population of 200,000 ever infected,
+/// for an infection rate and a seed (reproducible), simulated for 400
 /// days. About 0.1 s per cell.
 #[memoize(dir = "target/memo-sweep", map, helpers)]
 fn simulate(rate_pct: u32, seed: u64, round: u32) -> f64 {
@@ -37,9 +39,9 @@ fn simulate(rate_pct: u32, seed: u64, round: u32) -> f64 {
         x ^= x << 17;
         (x >> 11) as f64 / (1_u64 << 53) as f64
     };
-    let n = 20_000_u32;
+    let n = 200_000_u32;
     let (mut infected, mut ever) = (10_u32, 10_u32);
-    for _day in 0..200 {
+    for _day in 0..400 {
         let susceptible = n - ever;
         let p = f64::from(rate_pct) / 100.0 * f64::from(infected) / f64::from(n);
         let new = (0..susceptible).filter(|_| next() < p).count() as u32;
@@ -101,18 +103,24 @@ fn race() {
     .unwrap_or(1)
     .max(1);
     let me = std::env::current_exe().expect("this example's path");
-    let first = Command::new(&me)
-        .args(["--round", &round.to_string()])
-        .spawn()
-        .expect("start");
-    // A cell takes about 0.1 s on a core: halfway is about
-    // 64 x 0.1 / cores / 2 seconds in.
+    // Each process gets half of the machine's cores, as two machines of a
+    // cluster would each have their own.
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    std::thread::sleep(Duration::from_secs_f64(6.4 / cores as f64 / 2.0));
-    let second = Command::new(&me)
-        .args(["--round", &round.to_string()])
-        .spawn()
-        .expect("start");
+    let threads = (cores / 2).max(1);
+    let start = || {
+        Command::new(&me)
+            .args(["--round", &round.to_string()])
+            .env("RAYON_NUM_THREADS", threads.to_string())
+            .spawn()
+            .expect("start")
+    };
+    let t = Instant::now();
+    let first = start();
+    // A cell takes about 0.09 s of a core: halfway is 64 x 0.09 / 2
+    // seconds in, on the first process's cores.
+    std::thread::sleep(Duration::from_secs_f64(64.0 * 0.09 / threads as f64 / 2.0));
+    println!("a second process starts after {:.1?}", t.elapsed());
+    let second = start();
     for mut p in [first, second] {
         let _ = p.wait();
     }

@@ -207,18 +207,29 @@ fn log_lines(log: &std::path::Path, what: &str) -> usize {
 
 #[test]
 fn four_processes_compute_one_slow_value_once() {
-    compute_once_among_four(false);
+    compute_once_among(4, false);
 }
 
 #[test]
 fn four_processes_compute_one_slow_value_once_with_lock_files() {
-    compute_once_among_four(true);
+    compute_once_among(4, true);
 }
 
-fn compute_once_among_four(lock_files: bool) {
+/// Sixteen processes racing one call (of 1 s): one computes, and all have
+/// the value about when it is done.
+#[test]
+fn sixteen_processes_race_one_call() {
+    let t = std::time::Instant::now();
+    compute_once_among(16, false);
+    let took = t.elapsed();
+    eprintln!("16 processes, one 1 s computation: all done in {took:.2?}");
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+}
+
+fn compute_once_among(n: usize, lock_files: bool) {
     let dir = tempdir();
     let log = dir.path().join("compute.log");
-    let kids: Vec<_> = (0..4)
+    let kids: Vec<_> = (0..n)
         .map(|_| {
             let mut c = child("computer", dir.path());
             c.env("MEMO_TEST_LOG", &log);
@@ -231,7 +242,7 @@ fn compute_once_among_four(lock_files: bool) {
     for mut k in kids {
         assert!(k.wait().unwrap().success());
     }
-    assert_eq!(log_lines(&log, "got"), 4);
+    assert_eq!(log_lines(&log, "got"), n);
     assert_eq!(
         log_lines(&log, "computing"),
         1,
