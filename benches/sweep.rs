@@ -108,9 +108,9 @@ fn main() {
                 .collect(),
         )
     };
-    let sleep = |r: u32| sleepy_map((0..200).map(|i| (i, r))).len();
-    let one = time_on(1, &sleep);
-    let four = time_on(4, &sleep);
+    let sleeping = |r: u32| sleepy_map((0..200).map(|i| (i, r))).len();
+    let one = time_on(1, &sleeping);
+    let four = time_on(4, &sleeping);
     println!(
         "| 200 misses sleeping 20 ms, 4 threads | {four:.2?} | 1 thread: {one:.2?} | {:.2}x faster | >= 3.5x |",
         one.as_secs_f64() / four.as_secs_f64()
