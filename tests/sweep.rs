@@ -20,7 +20,14 @@ use memo_core::{Store, memoize};
 static DIR: LazyLock<PathBuf> = LazyLock::new(|| {
     std::env::var_os("MEMO_SWEEP_DIR").map_or_else(|| memo_tests::tempdir().keep(), PathBuf::from)
 });
-static STORE: LazyLock<Store> = LazyLock::new(|| Store::open(&*DIR).unwrap());
+/// With `MEMO_SWEEP_REMOTE`, a remote tier behind it (a "machine").
+static STORE: LazyLock<Store> = LazyLock::new(|| {
+    let b = Store::builder(&*DIR);
+    match std::env::var("MEMO_SWEEP_REMOTE") {
+        Ok(url) => b.remote(&url).open().unwrap(),
+        Err(_) => b.open().unwrap(),
+    }
+});
 /// Tests share the store, and count bodies run: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -175,24 +182,41 @@ fn sweeper_role() {
     }
     let got = slow_cell_map((0..60).map(|i| (i,)));
     assert_eq!(got, (0..60).map(|i| i * 7).collect::<Vec<_>>());
+    let errors = STORE.stats().remote_errors;
+    assert_eq!(errors, 0, "the remote tier failed {errors} times");
 }
 
 #[test]
 fn two_processes_split_a_grid() {
+    split_between_two(false);
+}
+
+/// The same with two "machines": each its own local store, one `file://`
+/// remote tier between them, whose leases say who computes what.
+#[test]
+fn two_machines_split_a_grid() {
+    split_between_two(true);
+}
+
+fn split_between_two(machines: bool) {
     let dir = memo_tests::tempdir();
     let log = dir.path().join("computed.log");
-    let store = dir.path().join("store");
-    let spawn = || {
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "sweeper_role", "--test-threads=1"])
-            .env("MEMO_SWEEP_DIR", &store)
+    let remote = format!("file://{}", dir.path().join("remote").display());
+    let spawn = |name: &str| {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args(["--exact", "sweeper_role", "--nocapture", "--test-threads=1"])
             .env("MEMO_SWEEP_LOG", &log)
             .env("RAYON_NUM_THREADS", "2")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
+            .stdout(std::process::Stdio::null());
+        if machines {
+            c.env("MEMO_SWEEP_DIR", dir.path().join(name))
+                .env("MEMO_SWEEP_REMOTE", &remote);
+        } else {
+            c.env("MEMO_SWEEP_DIR", dir.path().join("store"));
+        }
+        c.spawn().unwrap()
     };
-    let (mut a, mut b) = (spawn(), spawn());
+    let (mut a, mut b) = (spawn("a"), spawn("b"));
     assert!(a.wait().unwrap().success());
     assert!(b.wait().unwrap().success());
     let lines = std::fs::read_to_string(&log).unwrap();

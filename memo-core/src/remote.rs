@@ -390,7 +390,15 @@ impl Remote {
         loop {
             match self.call("lease", |b| b.lease(&name, &holder, self.cfg.lease)) {
                 Some(LeaseState::Acquired) => {
-                    return Waited::Lease(Lease::start(self.clone(), name, holder));
+                    let lease = Lease::start(self.clone(), name, holder);
+                    // The holder before may have stored the value and let
+                    // go between the caller's fetch and this lease: look
+                    // once more, or it would be computed twice.
+                    if let Some(found) = self.fetch_quiet(key) {
+                        drop(lease);
+                        return Waited::Found(found);
+                    }
+                    return Waited::Lease(lease);
                 }
                 Some(LeaseState::Held) if !wait => return Waited::Busy,
                 Some(LeaseState::Held) => {}

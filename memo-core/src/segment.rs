@@ -233,10 +233,17 @@ impl Segments {
         // The path is formatted only to name damage: a hit must not pay for
         // it (it measured 15% of a small hit on the CI machine, 2026-11-22).
         let path = || self.path(seg);
+        let seen = region.len();
         match check_record(region.clone(), off, key, &path) {
             // The record may have been appended after this process last
-            // looked at the file's length.
-            Read::Damaged(_) if region.refresh() => Ok(check_record(region, off, key, &path)),
+            // looked at the file's length. Another thread may have looked
+            // since, too: then `refresh` finds nothing new to raise, yet
+            // more is readable than this check saw (a read of a record
+            // just written reported as damage, and its slot dropped by the
+            // next write, lost puts under two threads).
+            Read::Damaged(_) if region.refresh() || region.len() != seen => {
+                Ok(check_record(region, off, key, &path))
+            }
             read => Ok(read),
         }
     }
@@ -275,8 +282,10 @@ impl Segments {
         let head = match region.get(at, REC_HEADER_LEN) {
             Some(head) => head,
             // Appended since this process looked at the file's length.
-            None if region.refresh() => region.get(at, REC_HEADER_LEN)?,
-            None => return None,
+            None => {
+                region.refresh();
+                region.get(at, REC_HEADER_LEN)?
+            }
         };
         let header = format::decode_record_header(head)?;
         let len = header.len as usize;
