@@ -279,14 +279,11 @@ impl Segments {
         if at < SEG_HEADER_LEN || at % 8 != 0 {
             return None;
         }
-        let head = match region.get(at, REC_HEADER_LEN) {
-            Some(head) => head,
+        if region.get(at, REC_HEADER_LEN).is_none() {
             // Appended since this process looked at the file's length.
-            None => {
-                region.refresh();
-                region.get(at, REC_HEADER_LEN)?
-            }
-        };
+            region.refresh();
+        }
+        let head = region.get(at, REC_HEADER_LEN)?;
         let header = format::decode_record_header(head)?;
         let len = header.len as usize;
         if len >= INLINE_MAX {
