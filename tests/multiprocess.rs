@@ -47,27 +47,7 @@ fn child_role() {
         .open()
         .unwrap();
     match role.as_str() {
-        "put-get" => {
-            // Two threads, each putting its keys and reading each back at
-            // once; a miss there is a lost put.
-            let me: u64 = std::env::var("MEMO_TEST_WRITER").unwrap().parse().unwrap();
-            std::thread::scope(|s| {
-                for t in 0..2_u64 {
-                    let store = &store;
-                    s.spawn(move || {
-                        for i in 0..300_u64 {
-                            let k = Key::of(&(me, t, i));
-                            store.put(&k, &i).unwrap();
-                            assert_eq!(
-                                store.get::<u64>(&k).unwrap(),
-                                Some(i),
-                                "process {me} thread {t}: put {i} not read back"
-                            );
-                        }
-                    });
-                }
-            });
-        }
+        "put-get" => put_get(&store),
         "writer" => {
             for i in 0..N {
                 store.put_bytes(&Key::of(&i), &value(i)).unwrap();
@@ -335,6 +315,27 @@ fn waiter_takes_over(lock_files: bool) {
         "{}",
         std::fs::read_to_string(&log).unwrap()
     );
+}
+
+/// Two threads, each putting its keys and reading each back at once; a
+/// miss there is a lost put.
+fn put_get(store: &Store) {
+    let me: u64 = std::env::var("MEMO_TEST_WRITER").unwrap().parse().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..2_u64 {
+            s.spawn(move || {
+                for i in 0..300_u64 {
+                    let k = Key::of(&(me, t, i));
+                    store.put(&k, &i).unwrap();
+                    assert_eq!(
+                        store.get::<u64>(&k).unwrap(),
+                        Some(i),
+                        "process {me} thread {t}: put {i} not read back"
+                    );
+                }
+            });
+        }
+    });
 }
 
 /// Found by the sweep tests: a thread whose read raced another thread's
