@@ -98,6 +98,51 @@ fn results_cache_ok_only() {
     assert_eq!(RESULTS.len(), 1);
 }
 
+/// An alias of `Result`, as crates write them.
+type Fallible<T> = Result<T, String>;
+
+static ALIASED: LazyLock<Store> = LazyLock::new(fresh);
+static ALIASED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(store = ALIASED)]
+fn aliased(x: u32) -> Fallible<u32> {
+    ALIASED_RUNS.fetch_add(1, Ordering::SeqCst);
+    if x == 0 { Err("zero".into()) } else { Ok(x) }
+}
+
+#[memoize(store = ALIASED)]
+fn io_result(x: u32) -> std::io::Result<u32> {
+    ALIASED_RUNS.fetch_add(1, Ordering::SeqCst);
+    if x == 0 {
+        Err(std::io::Error::other("zero"))
+    } else {
+        Ok(x)
+    }
+}
+
+#[memoize(store = ALIASED)]
+async fn aliased_async(x: u32) -> Fallible<u32> {
+    ALIASED_RUNS.fetch_add(1, Ordering::SeqCst);
+    if x == 0 { Err("zero".into()) } else { Ok(x) }
+}
+
+/// Ok-only caching is decided by the type, not by how it is spelled: an
+/// alias of `Result` and `io::Result` do not store their errors either.
+#[test]
+fn results_behind_aliases_cache_ok_only() {
+    for _ in 0..2 {
+        assert_eq!(aliased(0), Err("zero".to_owned()));
+        assert_eq!(aliased(1), Ok(1));
+        assert!(io_result(0).is_err());
+        assert_eq!(io_result(1).unwrap(), 1);
+        assert_eq!(pollster::block_on(aliased_async(0)), Err("zero".to_owned()));
+        assert_eq!(pollster::block_on(aliased_async(1)), Ok(1));
+    }
+    // Each Ok computed once, each Err twice.
+    assert_eq!(ALIASED_RUNS.load(Ordering::SeqCst), 3 + 3 * 2);
+    assert_eq!(ALIASED.len(), 3);
+}
+
 static IGNORING: LazyLock<Store> = LazyLock::new(fresh);
 static IGNORED_RUNS: AtomicUsize = AtomicUsize::new(0);
 
@@ -394,9 +439,84 @@ fn global_square(x: u64) -> u64 {
 /// Not a test of its own: the body of the child processes.
 #[test]
 fn child_role() {
-    if std::env::var_os("MEMO_TEST_ROLE").is_some() {
-        assert_eq!(global_square(12), 144);
+    match std::env::var("MEMO_TEST_ROLE").as_deref() {
+        Ok("many") => {
+            for x in 0..10 {
+                assert_eq!(global_square(x), x * x);
+            }
+        }
+        Ok(_) => assert_eq!(global_square(12), 144),
+        Err(_) => {}
     }
+}
+
+/// Runs the child role with `env` set; its exit status and stderr.
+fn child_with(role: &str, env: &[(&str, &std::ffi::OsStr)]) -> (bool, String) {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
+        .env("MEMO_TEST_ROLE", role)
+        .env_remove("MEMO_QUIET")
+        .env_remove("MEMO_STRICT")
+        .env_remove("MEMO_REMOTE");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn caching_off_says_so_once_on_stderr() {
+    let t = tempfile::tempdir().unwrap();
+    // A regular file where the store should be: it cannot be opened.
+    let file = t.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let (ok, err) = child_with("many", &[("MEMO_DIR", file.as_os_str())]);
+    assert!(ok, "the calls still run: {err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("caching is off"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line for ten calls: {err}");
+    assert!(
+        lines[0].contains(&file.display().to_string()),
+        "{}",
+        lines[0]
+    );
+    // Quiet when asked.
+    let (ok, err) = child_with(
+        "many",
+        &[("MEMO_DIR", file.as_os_str()), ("MEMO_QUIET", "1".as_ref())],
+    );
+    assert!(ok && !err.contains("caching is off"), "{err}");
+    // Strict: the call fails instead of running uncached.
+    let (ok, err) = child_with(
+        "many",
+        &[
+            ("MEMO_DIR", file.as_os_str()),
+            ("MEMO_STRICT", "1".as_ref()),
+        ],
+    );
+    assert!(!ok, "MEMO_STRICT fails the call");
+    assert!(err.contains("MEMO_STRICT"), "{err}");
+}
+
+#[test]
+fn the_default_store_takes_limits_from_the_environment() {
+    let t = tempfile::tempdir().unwrap();
+    let (ok, err) = child_with(
+        "many",
+        &[
+            ("MEMO_DIR", t.path().as_os_str()),
+            ("MEMO_MAX_ENTRIES", "4".as_ref()),
+        ],
+    );
+    assert!(ok, "{err}");
+    let n = Store::open(t.path()).unwrap().len();
+    assert!(n <= 4, "MEMO_MAX_ENTRIES=4 kept {n} entries");
 }
 
 #[test]

@@ -103,6 +103,7 @@ mod segment;
 mod stats;
 mod store;
 mod sweep;
+mod units;
 
 pub use error::{Error, Result};
 pub use evict::Policy;

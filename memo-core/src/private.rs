@@ -268,6 +268,18 @@ impl Function {
         }
     }
 
+    /// As `cached`, with the outcome type given by the expansion's chooser
+    /// (`pick` is never called: it names the type).
+    pub fn cached_by<R, O: Outcome>(
+        &self,
+        store: &Store,
+        key: &Key,
+        pick: impl FnOnce(R) -> O,
+    ) -> Option<O> {
+        let _ = pick;
+        self.cached(store, key)
+    }
+
     /// Stores what an `async` call computed since `started`.
     pub fn save<O: Outcome>(&self, store: &Store, key: &Key, out: &O, started: Instant) {
         let (Some(engine), Some(v)) = (store.engine(), out.stored()) else {
@@ -382,6 +394,52 @@ pub trait Outcome: Sized {
     fn from_stored(v: Self::Stored) -> Self;
 }
 
+/// Chooses what of a result is cached by its type, however it is written
+/// (`Result<T, E>`, `io::Result<T>`, `anyhow::Result<T>`, an alias): the
+/// expansion calls `(&&Pick::<R>::new()).wrap(value)`, and method lookup
+/// finds [`ViaOk`] (implemented for `&Pick<Result<T, E>>`, one reference
+/// nearer) before [`ViaWhole`] (for every `Pick<R>`). A generic `R` that
+/// is only later a `Result` is cached whole.
+pub struct Pick<R>(core::marker::PhantomData<fn() -> R>);
+
+impl<R> Default for Pick<R> {
+    fn default() -> Pick<R> {
+        Pick::new()
+    }
+}
+
+impl<R> Pick<R> {
+    /// The chooser for results of type `R`.
+    #[must_use]
+    pub const fn new() -> Pick<R> {
+        Pick(core::marker::PhantomData)
+    }
+}
+
+/// A `Result` caches its `Ok` only (see [`Pick`]).
+pub trait ViaOk<R> {
+    /// `r`, to be cached `Ok`-only.
+    fn wrap(&self, r: R) -> OkOnly<R>;
+}
+
+impl<T, E> ViaOk<core::result::Result<T, E>> for &Pick<core::result::Result<T, E>> {
+    fn wrap(&self, r: core::result::Result<T, E>) -> OkOnly<core::result::Result<T, E>> {
+        OkOnly(r)
+    }
+}
+
+/// Any other result is cached whole (see [`Pick`]).
+pub trait ViaWhole<R> {
+    /// `r`, to be cached whole.
+    fn wrap(&self, r: R) -> Whole<R>;
+}
+
+impl<R> ViaWhole<R> for Pick<R> {
+    fn wrap(&self, r: R) -> Whole<R> {
+        Whole(r)
+    }
+}
+
 /// The whole return value is cached.
 pub struct Whole<V>(pub V);
 
@@ -457,19 +515,20 @@ fn open_shared(dir: &str) -> &'static Store {
     }
     let store = Store::builder(&path)
         .remote_from_env()
+        .limits_from_env()
         .open()
         .or_else(|e| match e {
             // A bad remote setting costs the remote, not the cache.
             crate::Error::Remote { .. } => {
                 tracing::error!(error = %e, "memo: the remote tier is off for this store");
-                Store::open(&path)
+                Store::builder(&path).limits_from_env().open()
             }
             e => Err(e),
         })
         .unwrap_or_else(|e| {
-        tracing::error!(dir = %path.display(), error = %e, "memo: the store cannot be opened; caching is off for its functions");
-        Store::disabled()
-    });
+            crate::store::caching_off(&path, &e);
+            Store::disabled()
+        });
     // One per directory for the life of the process, like `Store::global`.
     let store: &'static Store = Box::leak(Box::new(store));
     open.insert(path, store);

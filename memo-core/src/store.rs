@@ -91,15 +91,15 @@ impl Store {
         static GLOBAL: OnceLock<Store> = OnceLock::new();
         GLOBAL.get_or_init(|| {
             let dir = std::env::var_os("MEMO_DIR").map_or_else(|| PathBuf::from(".memo"), PathBuf::from);
-            Store::builder(&dir).remote_from_env().open().or_else(|e| match e {
+            Store::builder(&dir).remote_from_env().limits_from_env().open().or_else(|e| match e {
                 // A bad remote setting costs the remote, not the cache.
                 Error::Remote { .. } => {
                     tracing::error!(error = %e, "memo: the remote tier is off for the global store");
-                    Store::open(&dir)
+                    Store::builder(&dir).limits_from_env().open()
                 }
                 e => Err(e),
             }).unwrap_or_else(|e| {
-                tracing::error!(dir = %dir.display(), error = %e, "memo: the global store cannot be opened; caching is off");
+                caching_off(&dir, &e);
                 Store::disabled()
             })
         })
@@ -571,6 +571,31 @@ impl Store {
             Some(e) => e.verify(),
             None => Ok(VerifyReport::default()),
         }
+    }
+}
+
+/// Says that caching is off because the store at `dir` cannot be opened:
+/// through `tracing`, and once on stderr when no `tracing` subscriber is
+/// installed to show it (most programs have none), unless `MEMO_QUIET=1`.
+/// With `MEMO_STRICT=1` it panics instead, so the call fails rather than
+/// run uncached. Called once per store and process.
+pub(crate) fn caching_off(dir: &Path, e: &Error) {
+    let flag = |name: &str| {
+        std::env::var(name).is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "off"))
+    };
+    let message = format!(
+        "memo: caching is off: the store at {} cannot be opened: {e}",
+        dir.display()
+    );
+    tracing::error!(dir = %dir.display(), error = %e, "memo: the store cannot be opened; caching is off");
+    assert!(
+        !flag("MEMO_STRICT"),
+        "{message} (MEMO_STRICT is set, so the call fails instead of running uncached)"
+    );
+    if !flag("MEMO_QUIET") && !tracing::dispatcher::has_been_set() {
+        eprintln!(
+            "{message}; every call runs uncached (MEMO_QUIET=1 hides this line, MEMO_STRICT=1 fails instead)"
+        );
     }
 }
 

@@ -35,6 +35,40 @@ pub(crate) struct Args {
     pub krate: Option<syn::Path>,
 }
 
+/// The part of `expr` that opens a store (`Store::open(..)`,
+/// `Store::builder(..)...open()`), if any: as a `store = ` expression it
+/// would run on every call.
+fn opens_a_store(expr: &Expr) -> Option<proc_macro2::TokenStream> {
+    use quote::ToTokens;
+    use syn::visit::Visit;
+    struct Finder(Option<proc_macro2::TokenStream>);
+    impl<'a> Visit<'a> for Finder {
+        fn visit_expr_call(&mut self, c: &'a syn::ExprCall) {
+            if let Expr::Path(p) = &*c.func {
+                let segs: Vec<String> = p
+                    .path
+                    .segments
+                    .iter()
+                    .map(|s| s.ident.to_string())
+                    .collect();
+                if let [.., ty, f] = segs.as_slice()
+                    && ty == "Store"
+                    && matches!(f.as_str(), "open" | "builder")
+                {
+                    self.0.get_or_insert_with(|| c.to_token_stream());
+                }
+            }
+            syn::visit::visit_expr_call(self, c);
+        }
+        // A closure's body runs when called, which the expression may do
+        // once (`LazyLock::new(|| ...)` is the cure, not the trap).
+        fn visit_expr_closure(&mut self, _: &'a syn::ExprClosure) {}
+    }
+    let mut f = Finder(None);
+    f.visit_expr(expr);
+    f.0
+}
+
 pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args {
     let mut args = Args {
         store: StoreArg::Global,
@@ -68,6 +102,15 @@ pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args
             ("store", Meta::NameValue(nv)) => {
                 if matches!(args.store, StoreArg::Dir(_)) {
                     errors.at(path, "`store` and `dir` both say where values go; keep one");
+                } else if let Some(open) = opens_a_store(&nv.value) {
+                    errors.at(
+                        open,
+                        "`store = ...` is evaluated on every call, and this opens the store each time \
+                         (tens of microseconds a call); open it once: \
+                         `static STORE: std::sync::LazyLock<memo_core::Store> = \
+                         std::sync::LazyLock::new(|| memo_core::Store::open(\"cache\").unwrap());` \
+                         then `store = STORE`, or use `dir = \"cache\"`",
+                    );
                 } else {
                     args.store = StoreArg::Expr(nv.value.clone());
                 }

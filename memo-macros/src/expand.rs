@@ -122,7 +122,11 @@ fn map(
         ..
     } = n;
     let (vis, block, ret) = (&sig.func.vis, &sig.func.block, &sig.ret);
-    let mode = mode(sig, n);
+    let wrapped = wrap(
+        sig,
+        n,
+        &quote! { #krate::__private::run(move || -> #ret #block) },
+    );
     let mut msig = fsig.clone();
     msig.ident = format_ident!("{}_map", fsig.ident, span = fsig.ident.span());
     // The inputs' types, with elided lifetimes named (an `impl Trait`
@@ -175,7 +179,7 @@ fn map(
                 |#input| {
                     let (#(#pats,)*) = #input;
                     #key
-                    (#key_name, move || #mode(#krate::__private::run(move || -> #ret #block)))
+                    (#key_name, move || #wrapped)
                 },
             );
             let __memo_out = #krate::__private::Function::sweep(&#func, #store, __memo_calls);
@@ -289,6 +293,8 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) 
         quote! { "" }
     };
     let setup = quote! {
+        #[allow(unused_imports)]
+        use #krate::__private::{ViaOk as _, ViaWhole as _};
         static #func: #krate::__private::Function =
             #krate::__private::Function::new(::core::module_path!(), #name, #tokens, #version);
         #store_init
@@ -310,16 +316,17 @@ enum Call {
     Recompute,
 }
 
-/// `Whole` or `OkOnly`, spanned at the return type: the calls that need
-/// it to be storable are spanned there too, so a missing `Serialize` or
-/// `Deserialize` is reported once, at the user's return type.
-fn mode(sig: &Sig<'_>, n: &Names) -> TokenStream {
+/// `value` wrapped as `Whole` or `OkOnly`, chosen by its type (not by how
+/// the return type is spelled: `io::Result<T>` and aliases are `Result`s;
+/// `memo_core::__private::Pick`), spanned at the return type: the calls
+/// that need it to be storable are spanned there too, so a missing
+/// `Serialize` or `Deserialize` is reported once, at the user's return
+/// type.
+fn wrap(sig: &Sig<'_>, n: &Names, value: &TokenStream) -> TokenStream {
     let ret = &sig.ret;
     let krate = n.krate(ret.span());
-    if sig.returns_result {
-        quote_spanned! {ret.span()=> #krate::__private::OkOnly }
-    } else {
-        quote_spanned! {ret.span()=> #krate::__private::Whole }
+    quote_spanned! {ret.span()=>
+        (&&#krate::__private::Pick::<#ret>::new()).wrap(#value)
     }
 }
 
@@ -332,7 +339,8 @@ fn sync_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
         ..
     } = n;
     let (ret, block) = (&sig.ret, &sig.func.block);
-    let mode = mode(sig, n);
+    let krate = n.krate(Span::call_site());
+    let wrapped = wrap(sig, n, &quote! { #krate::__private::run(#body) });
     let span = sig.ret.span();
     let method = match call {
         Call::Cached => quote! { call },
@@ -344,7 +352,7 @@ fn sync_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
     let krate = n.krate(span);
     let call = quote_spanned! {span=>
         #krate::__private::Function::#method(&#func, #store, &#key, move || {
-            #mode(#krate::__private::run(#body))
+            #wrapped
         }).0
     };
     quote! {
@@ -364,13 +372,14 @@ fn async_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
         ..
     } = n;
     let (ret, block) = (&sig.ret, &sig.func.block);
-    let mode = mode(sig, n);
     let span = sig.ret.span();
     let spanned = n.krate(span);
+    let picked = Ident::new("__memo_picked", Span::mixed_site());
+    let pick = wrap(sig, n, &quote! { #picked });
     let lookup = match call {
         Call::Cached => quote_spanned! {span=>
             if let ::core::option::Option::Some(#out) =
-                #spanned::__private::Function::cached::<#mode<#ret>>(&#func, #store, &#key)
+                #spanned::__private::Function::cached_by(&#func, #store, &#key, |#picked: #ret| #pick)
             {
                 return #out.0;
             }
@@ -383,7 +392,8 @@ fn async_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
     quote! {
         #lookup
         let #started = #krate::__private::Instant::now();
-        let #out = #mode(#krate::__private::typed_future::<#ret, _>(async move #block).await);
+        let #picked = #krate::__private::typed_future::<#ret, _>(async move #block).await;
+        let #out = #pick;
         #save
         #out.0
     }

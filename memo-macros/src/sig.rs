@@ -17,8 +17,6 @@ pub(crate) struct Sig<'a> {
     pub type_params: Vec<&'a Ident>,
     /// Const parameters: their values go in the key.
     pub const_params: Vec<&'a Ident>,
-    /// `Result<T, E>`: only `Ok` is cached.
-    pub returns_result: bool,
     /// The return type; `()` when none is written.
     pub ret: Type,
 }
@@ -111,15 +109,12 @@ pub(crate) fn check<'a>(func: &'a ItemFn, args: &Args, errors: &mut Errors) -> S
             "a #[memoize] function must return a concrete type: cached results are decoded into it",
         );
     }
-    let returns_result = matches!(&ret, Type::Path(p)
-        if p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == "Result"));
     Sig {
         func,
         receiver,
         inputs,
         type_params,
         const_params,
-        returns_result,
         ret,
     }
 }

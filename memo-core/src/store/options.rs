@@ -236,6 +236,41 @@ impl StoreBuilder {
         self
     }
 
+    /// Takes limits from the environment, where set: `MEMO_MAX_BYTES` (a
+    /// size: `10GiB`, `500M`, bytes), `MEMO_MAX_ENTRIES` and `MEMO_MAX_AGE`
+    /// (a duration: `30d`, `12h`, `90m`, seconds). A value that does not
+    /// parse is reported through `tracing` and that limit left unset.
+    /// [`Store::global`] and `#[memoize(dir = ...)]` stores do this, so
+    /// the default store need not grow forever.
+    pub fn limits_from_env(mut self) -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        if let Some(v) = var("MEMO_MAX_BYTES") {
+            match crate::units::parse_size(&v) {
+                Some(b) => self.opts.max_bytes = Some(b),
+                None => {
+                    tracing::warn!(value = %v, "memo: MEMO_MAX_BYTES is not a size (10GiB, 500M, bytes); ignored");
+                }
+            }
+        }
+        if let Some(v) = var("MEMO_MAX_ENTRIES") {
+            match v.trim().parse() {
+                Ok(n) => self.opts.max_entries = Some(n),
+                Err(_) => {
+                    tracing::warn!(value = %v, "memo: MEMO_MAX_ENTRIES is not a count; ignored");
+                }
+            }
+        }
+        if let Some(v) = var("MEMO_MAX_AGE") {
+            match crate::units::parse_duration(&v) {
+                Some(d) => self.opts.max_age = Some(d),
+                None => {
+                    tracing::warn!(value = %v, "memo: MEMO_MAX_AGE is not a duration (30d, 12h, 90m, seconds); ignored");
+                }
+            }
+        }
+        self
+    }
+
     /// Opens the store, creating the directory if it is missing.
     ///
     /// memo adopts only an empty directory or an existing store (whose
