@@ -524,3 +524,40 @@ proptest::proptest! {
         proptest::prop_assert!(store.verify().unwrap().is_clean());
     }
 }
+
+/// Issue 15: a cost stored as `u32` microseconds saturated at 71.6 minutes,
+/// so hour-long jobs all looked alike to `CostAware` and to "compute time
+/// saved". A 2-hour, a 5-hour and a 3-day computation keep their costs and
+/// their order: the cheapest is evicted first.
+#[test]
+fn hours_long_costs_keep_their_order() {
+    use std::time::Duration;
+    let dir = tempdir();
+    let store = Store::builder(dir.path())
+        .max_entries(4)
+        .policy(Policy::CostAware)
+        .open()
+        .unwrap();
+    let hour = Duration::from_secs(3600);
+    let costs = [(0_u32, 5 * hour), (1, 2 * hour), (2, 72 * hour)];
+    for (i, cost) in costs {
+        store
+            .put_with_cost(&Key::of(&i), &vec![i; 100], cost)
+            .unwrap();
+    }
+    let total = store
+        .select(&memo_core::Selection::all())
+        .unwrap()
+        .compute_time;
+    assert_eq!(total, 79 * hour, "costs kept exactly");
+    // Two more entries cost more than either long one but the 2-hour one:
+    // the 2-hour entry is the one evicted.
+    store
+        .put_with_cost(&Key::of(&3_u32), &vec![3_u32; 100], 100 * hour)
+        .unwrap();
+    store
+        .put_with_cost(&Key::of(&4_u32), &vec![4_u32; 100], 100 * hour)
+        .unwrap();
+    assert!(!store.contains(&Key::of(&1_u32)), "the cheapest went first");
+    assert!(store.contains(&Key::of(&2_u32)), "the 3-day one stayed");
+}

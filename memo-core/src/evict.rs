@@ -118,7 +118,7 @@ pub(crate) struct Candidate {
     pub atime: u32,
     pub hits: u32,
     /// Compute cost in microseconds.
-    pub cost: u32,
+    pub cost: u64,
 }
 
 /// Bytes an entry whose value is `len` bytes takes on disk (a slot keeps
@@ -158,7 +158,7 @@ pub(crate) fn priority(
     match policy {
         Policy::Lfu => f64::from(c.hits) - since / f64::from(u32::MAX) * 0.5,
         Policy::CostAware => {
-            let value = (f64::from(c.hits) + 1.0) * f64::from(c.cost.max(1)) / c.size.max(1) as f64;
+            let value = (f64::from(c.hits) + 1.0) * c.cost.max(1) as f64 / c.size.max(1) as f64;
             clock_at(accesses) + value
         }
         // `Lru`, and any later policy until it is written here.
@@ -203,7 +203,7 @@ pub(crate) fn choose(
 mod tests {
     use super::*;
 
-    fn c(slot: usize, atime: u32, hits: u32, cost: u32, size: u64) -> Candidate {
+    fn c(slot: usize, atime: u32, hits: u32, cost: u64, size: u64) -> Candidate {
         Candidate {
             slot,
             loc: 0,

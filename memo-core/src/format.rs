@@ -51,6 +51,35 @@ pub(crate) const VALUE_MAX: u64 = (isize::MAX as u64) - 4096;
 // ---------------------------------------------------------------- index ----
 
 pub(crate) const INDEX_MAGIC: [u8; 8] = *b"memo-idx";
+
+/// A slot's `cost` word for a computation of `us` microseconds: below
+/// 2^31 (35.8 minutes) the microseconds themselves; above, bit 31 set and
+/// the milliseconds in the other 31 bits, saturating at 2^31 - 1 ms (24.8
+/// days). So costs stay exact to the microsecond for short computations
+/// and to the millisecond for days-long ones, and keep their order.
+pub(crate) fn cost_word(us: u64) -> u32 {
+    const MS: u32 = 1 << 31;
+    match u32::try_from(us) {
+        Ok(w) if w < MS => w,
+        // Rounded up, so a cost above the threshold never reads as less
+        // than one below it.
+        _ => {
+            MS | u32::try_from(us.div_ceil(1000))
+                .unwrap_or(u32::MAX)
+                .min(MS - 1)
+        }
+    }
+}
+
+/// The microseconds a `cost` word of a table with `COST_UNITS` = `units`
+/// stands for.
+pub(crate) fn cost_us(word: u32, units: u64) -> u64 {
+    if units == 0 || word & (1 << 31) == 0 {
+        u64::from(word)
+    } else {
+        u64::from(word & !(1 << 31)) * 1000
+    }
+}
 /// Version of the index file. 2: any capacity, homes by multiply-shift,
 /// and the words of an incremental growth (`hdr::MIGRATE_*`). Version 1
 /// tables (power-of-two capacity, homes by the tag's low bits) are still
@@ -169,6 +198,10 @@ pub(crate) mod hdr {
     /// A location word: every slot change for records before it is on
     /// disk. 0: none is known, replay from the first segment.
     pub const CHECKPOINT: usize = 51;
+    /// 1 once every slot's `cost` is in the encoding of `cost_word` (from
+    /// 2026-12); 0: plain microseconds saturated at `u32::MAX` (converted
+    /// by the first writer that opens the table).
+    pub const COST_UNITS: usize = 52;
 
     // The remote tier's store-wide counters, on a line of their own; any
     // process adds.
@@ -459,6 +492,36 @@ pub(crate) fn le64(b: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn costs_keep_their_order_and_precision_for_days() {
+        let ladder: [u64; 9] = [
+            0,
+            1,
+            999_999,
+            (1 << 31) - 1,
+            1 << 31,
+            2 * 3_600_000_000,
+            3 * 3_600_000_000,
+            86_400_000_000,
+            20 * 86_400_000_000,
+        ];
+        let mut last = None;
+        for us in ladder {
+            let back = cost_us(cost_word(us), 1);
+            // Exact below 35.8 minutes, to the millisecond above.
+            assert!(us.abs_diff(back) < 1000, "{us} came back as {back}");
+            if us < 1 << 31 {
+                assert_eq!(back, us);
+            }
+            assert!(last.is_none_or(|l| l <= back), "order kept at {us}");
+            last = Some(back);
+        }
+        // Saturates at 24.8 days, never wraps.
+        assert_eq!(cost_us(cost_word(u64::MAX), 1), ((1 << 31) - 1) * 1000);
+        // A table of plain microseconds reads as it was written.
+        assert_eq!(cost_us(u32::MAX, 0), u64::from(u32::MAX));
+    }
+
     use super::*;
 
     #[test]

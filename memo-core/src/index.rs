@@ -276,6 +276,28 @@ impl Index {
     }
 
     /// Sets the access statistics of a freshly written slot.
+    /// The compute cost slot `i` records, in microseconds.
+    pub(crate) fn cost_us(&self, i: usize) -> u64 {
+        crate::format::cost_us(
+            self.slot(i).cost.load(Ordering::Relaxed),
+            self.word(hdr::COST_UNITS),
+        )
+    }
+
+    /// Puts every slot's cost in the encoding of `format::cost_word`, once
+    /// (a table written before it kept plain microseconds); writers only.
+    pub(crate) fn convert_costs(&self) {
+        if self.word(hdr::COST_UNITS) != 0 {
+            return;
+        }
+        for i in self.slot_ids() {
+            let c = &self.slot(i).cost;
+            let w = c.load(Ordering::Relaxed);
+            c.store(crate::format::cost_word(u64::from(w)), Ordering::Relaxed);
+        }
+        self.set(hdr::COST_UNITS, 1);
+    }
+
     pub(crate) fn reset_stats(&self, i: usize, atime: u32, hits: u32, cost: u32) {
         let s = self.slot(i);
         s.atime.store(atime, Ordering::Relaxed);
@@ -381,11 +403,12 @@ impl Index {
     /// Gives slot `j` of `to` the statistics of slot `i` of `self`.
     fn copy_stats(&self, i: usize, to: &Index, j: usize) {
         let s = self.slot(i);
+        // Re-encoded: `self` may keep plain microseconds (`COST_UNITS`).
         to.reset_stats(
             j,
             s.atime.load(Ordering::Relaxed),
             s.hits.load(Ordering::Relaxed),
-            s.cost.load(Ordering::Relaxed),
+            crate::format::cost_word(self.cost_us(i)),
         );
     }
 

@@ -285,7 +285,9 @@ impl Function {
         let (Some(engine), Some(v)) = (store.engine(), out.stored()) else {
             return;
         };
-        let cost = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
+        let cost = crate::format::cost_word(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        );
         match engine.put_value(key, v, cost) {
             Ok(()) => engine.write_through(key, cost),
             Err(e) => self.report(key, &e),

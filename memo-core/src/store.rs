@@ -213,7 +213,8 @@ impl Store {
     ) -> Result<()> {
         match &self.engine {
             Some(e) => {
-                let cost = u32::try_from(cost.as_micros()).unwrap_or(u32::MAX);
+                let cost =
+                    crate::format::cost_word(u64::try_from(cost.as_micros()).unwrap_or(u64::MAX));
                 e.put_value(key, value, cost)?;
                 e.write_through(key, cost);
                 Ok(())

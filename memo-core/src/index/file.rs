@@ -149,6 +149,7 @@ impl Index {
         put(hdr::CAPACITY, cap);
         put(hdr::EPOCH, unix_now());
         put(hdr::TABLE_ID, table_id());
+        put(hdr::COST_UNITS, 1);
         file.write_all_at(&h[8..], 8).at(path)?;
         file.write_all_at(&INDEX_MAGIC, (hdr::MAGIC * 8) as u64)
             .at(path)?;

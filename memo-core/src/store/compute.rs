@@ -155,7 +155,9 @@ impl Engine {
             before();
             let t = Instant::now();
             let r = compute();
-            let cost = u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX);
+            let cost = crate::format::cost_word(
+                u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+            );
             if let Some(v) = kept(&r) {
                 match self.put_value(key, v, cost) {
                     Ok(()) => self.write_through(key, cost),

@@ -156,6 +156,12 @@ impl Engine {
         if !durable::same_boot(&idx) {
             engine.after_restart()?;
         }
+        if idx.word(format::hdr::COST_UNITS) == 0 {
+            // A table of a memo from before 2026-12: costs in plain
+            // microseconds, re-encoded once (`format::cost_word`).
+            let _w = engine.writer.lock()?;
+            engine.writer_index()?.convert_costs();
+        }
         if sync && idx.word(format::hdr::DURABLE) == 0 {
             engine.start_durable()?;
         }

@@ -176,7 +176,7 @@ impl Engine {
                 key: h.key,
                 bytes: rec.size.saturating_add(rec.blob_file_size),
                 hits: u64::from(s.hits.load(Ordering::Relaxed)),
-                cost_us: u64::from(s.cost.load(Ordering::Relaxed)),
+                cost_us: idx.cost_us(slot),
                 used_tick: now.saturating_sub(u64::from(age)),
             });
         }

@@ -51,7 +51,7 @@ impl Engine {
         key: &Key,
         (checked, object): (remote::object::Checked, Vec<u8>),
     ) -> Option<(Bytes, u8)> {
-        let cost = u32::try_from(checked.cost_us).unwrap_or(u32::MAX);
+        let cost = crate::format::cost_word(checked.cost_us);
         let value = object.get(remote::object::HEADER_LEN..).unwrap_or_default();
         if let Err(e) = self.put_encoded(key, checked.codec, value, cost) {
             tracing::warn!(%key, error = %e, "memo: a value found on the remote cannot be stored locally");
@@ -76,7 +76,7 @@ impl Engine {
         }
         match self.lookup(key, false) {
             Ok(Some((bytes, codec))) => {
-                if r.upload(key, codec, u64::from(cost), &bytes)
+                if r.upload(key, codec, crate::format::cost_us(cost, 1), &bytes)
                     && let Ok(idx) = self.index()
                 {
                     idx.bump(hdr::UPLOADS, 1);

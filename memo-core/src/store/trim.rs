@@ -230,7 +230,7 @@ fn candidates(idx: &Index) -> Vec<Candidate> {
             size: evict::entry_size(snap.len),
             atime: s.atime.load(Ordering::Relaxed),
             hits: s.hits.load(Ordering::Relaxed),
-            cost: s.cost.load(Ordering::Relaxed),
+            cost: idx.cost_us(slot),
         });
     }
     out
