@@ -145,14 +145,7 @@ impl Function {
             key,
             || {
                 ran.set(true);
-                engine.count_miss(key);
-                tracing::debug!(
-                    function = self.name,
-                    module = self.module,
-                    %key,
-                    reason = %engine.miss_reason(key),
-                    "memo: miss"
-                );
+                self.missed(engine, key);
                 compute()
             },
             O::stored,
@@ -217,8 +210,7 @@ impl Function {
                 wait,
                 f,
                 || {
-                    engine.count_miss(key);
-                    tracing::debug!(function = self.name, module = self.module, %key, reason = %engine.miss_reason(key), "memo: miss");
+                    self.missed(engine, key);
                 },
                 O::stored,
                 O::from_stored,
@@ -240,6 +232,19 @@ impl Function {
         crate::sweep::run(slots, &progress, &flight)
     }
 
+    /// Counts a miss of this function (a computation) and says why it
+    /// missed in the `memo: miss` debug event.
+    fn missed(&self, engine: &Engine, key: &Key) {
+        engine.count_miss(key);
+        tracing::debug!(
+            function = self.name,
+            module = self.module,
+            %key,
+            reason = %engine.miss_reason(key),
+            "memo: miss"
+        );
+    }
+
     /// The stored result of an `async` call, if there is one (counted as a
     /// hit or a miss).
     pub fn cached<O: Outcome>(&self, store: &Store, key: &Key) -> Option<O> {
@@ -251,14 +256,7 @@ impl Function {
                 Some(O::from_stored(v))
             }
             Ok(None) => {
-                engine.count_miss(key);
-                tracing::debug!(
-                    function = self.name,
-                    module = self.module,
-                    %key,
-                    reason = %engine.miss_reason(key),
-                    "memo: miss"
-                );
+                self.missed(engine, key);
                 None
             }
             Err(e) => {

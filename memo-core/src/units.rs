@@ -3,16 +3,21 @@
 
 use std::time::Duration;
 
-/// A size: bytes, or a number with `K`, `M`, `G`, `T` (powers of 1000) or
-/// `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024); `B` and case are optional.
-pub(crate) fn parse_size(text: &str) -> Option<u64> {
+/// The number a text starts with, and the unit after it.
+fn number_and_unit(text: &str) -> Option<(f64, &str)> {
     let t = text.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let num: f64 = num.parse().ok()?;
-    let unit = unit.trim().to_ascii_lowercase();
+    Some((num.parse().ok()?, unit.trim()))
+}
+
+/// A size: bytes, or a number with `K`, `M`, `G`, `T` (powers of 1000) or
+/// `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024); `B` and case are optional.
+pub(crate) fn parse_size(text: &str) -> Option<u64> {
+    let (num, unit) = number_and_unit(text)?;
+    let unit = unit.to_ascii_lowercase();
     let unit = unit.strip_suffix('b').unwrap_or(&unit);
     let scale: f64 = match unit {
         "" => 1.0,
@@ -32,13 +37,8 @@ pub(crate) fn parse_size(text: &str) -> Option<u64> {
 
 /// A duration: a number with `s`, `m`, `h`, `d` or `w` (seconds without).
 pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let num: f64 = num.parse().ok()?;
-    let secs = match unit.trim() {
+    let (num, unit) = number_and_unit(text)?;
+    let secs = match unit {
         "" | "s" => 1.0,
         "m" | "min" => 60.0,
         "h" => 3600.0,
