@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 pub use crate::key::call::KeyBuilder;
 use crate::key::call::{Base, Identity, has_tag, tag_of};
-use crate::store::Engine;
+use crate::store::{Engine, Flown};
 use crate::{Error, FunctionStats, Key, Result, Store};
 
 /// One memoized function, as the macro saw it. `static` in the expansion.
@@ -140,14 +140,34 @@ impl Function {
             return compute();
         };
         self.register(engine, key);
-        let ran = std::cell::Cell::new(false);
-        let out = engine.compute_once(
+        match self.flight(engine, key, true, compute) {
+            Flown::Done(o, computed) => {
+                if !computed {
+                    tracing::debug!(function = self.name, module = self.module, %key, "memo: hit");
+                }
+                o
+            }
+            // A waiting flight is never busy; should one be, compute.
+            Flown::Busy(compute) => compute(),
+        }
+    }
+
+    /// One call's flight through the store: its lookup, its computation
+    /// once across threads, processes and machines (without `wait`, a key
+    /// another process computes comes back unrun), its store; store
+    /// problems are reported and the body runs.
+    fn flight<O: Outcome, F: FnOnce() -> O>(
+        &self,
+        engine: &Engine,
+        key: &Key,
+        wait: bool,
+        compute: F,
+    ) -> Flown<O, F> {
+        let flown = engine.compute_flight(
             key,
-            || {
-                ran.set(true);
-                self.missed(engine, key);
-                compute()
-            },
+            wait,
+            compute,
+            || self.missed(engine, key),
             O::stored,
             O::from_stored,
             |e| {
@@ -156,11 +176,8 @@ impl Function {
             },
             |e| self.report(key, e),
         );
-        if !ran.get() {
-            tracing::debug!(function = self.name, module = self.module, %key, "memo: hit");
-        }
-        match out {
-            Ok(o) => o,
+        match flown {
+            Ok(f) => f,
             Err(never) => match never {},
         }
     }
@@ -203,31 +220,12 @@ impl Function {
             });
             keys.push(key);
         }
-        let flight = |i: usize, wait: bool, f: F| {
-            let key = &keys[i];
-            let flown = engine.compute_flight(
-                key,
-                wait,
-                f,
-                || {
-                    self.missed(engine, key);
-                },
-                O::stored,
-                O::from_stored,
-                |e| {
-                    self.report(key, &e);
-                    Ok::<(), std::convert::Infallible>(())
-                },
-                |e| self.report(key, e),
-            );
-            match flown {
-                Ok(done @ crate::store::Flown::Done(_, computed)) => {
-                    progress.done(computed);
-                    done
-                }
-                Ok(busy) => busy,
-                Err(never) => match never {},
+        let flight = |i: usize, wait: bool, f: F| match self.flight(engine, &keys[i], wait, f) {
+            done @ Flown::Done(_, computed) => {
+                progress.done(computed);
+                done
             }
+            busy => busy,
         };
         crate::sweep::run(slots, &progress, &flight)
     }
