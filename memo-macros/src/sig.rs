@@ -30,6 +30,20 @@ pub(crate) struct Input<'a> {
     pub ignored: Vec<&'a Ident>,
 }
 
+/// The first reference in `ty`, if any (`&str`, `Option<&[u8]>`, ...).
+fn borrowed(ty: &Type) -> Option<&syn::TypeReference> {
+    use syn::visit::Visit;
+    struct Find<'a>(Option<&'a syn::TypeReference>);
+    impl<'a> Visit<'a> for Find<'a> {
+        fn visit_type_reference(&mut self, r: &'a syn::TypeReference) {
+            self.0.get_or_insert(r);
+        }
+    }
+    let mut f = Find(None);
+    f.visit_type(ty);
+    f.0
+}
+
 pub(crate) fn check<'a>(func: &'a ItemFn, args: &Args, errors: &mut Errors) -> Sig<'a> {
     let sig = &func.sig;
     if let Some(c) = &sig.constness {
@@ -107,6 +121,12 @@ pub(crate) fn check<'a>(func: &'a ItemFn, args: &Args, errors: &mut Errors) -> S
         errors.at(
             &ret,
             "a #[memoize] function must return a concrete type: cached results are decoded into it",
+        );
+    } else if let Some(r) = borrowed(&ret) {
+        errors.at(
+            r,
+            "a #[memoize] function must return an owned type (`String` for `&str`, `Vec<T>` for \
+             `&[T]`): a cached result is decoded into a new value, which cannot borrow from the call",
         );
     }
     Sig {
