@@ -71,48 +71,47 @@ tracing-subscriber = {{ version = "0.3", default-features = false, features = ["
     std::fs::write(krate.join("src/main.rs"), MAIN.replace("BODY", body)).unwrap();
     let target = ws.join("target/memo-cli-scratch");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["build", "--offline", "--quiet"])
-        .current_dir(krate)
-        .env("CARGO_TARGET_DIR", &target)
-        .env_remove("RUSTFLAGS")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "building the scratch program: {}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        Command::new(cargo)
+            .args(["build", "--offline", "--quiet"])
+            .current_dir(krate)
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUSTFLAGS"),
+        "building the scratch program",
     );
     target.join("debug/memo-scratch")
 }
 
-fn run(bin: &Path, store: &Path, n: u64) -> String {
-    let out = Command::new(bin)
-        .arg(n.to_string())
-        .env("MEMO_DIR", store)
-        .env_remove("MEMO_REMOTE")
-        .output()
-        .unwrap();
+/// Runs `cmd`, which must succeed (else the test fails with its stderr).
+fn succeed(cmd: &mut Command, what: &str) -> std::process::Output {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn run(bin: &Path, store: &Path, n: u64) -> String {
+    let out = succeed(
+        Command::new(bin)
+            .arg(n.to_string())
+            .env("MEMO_DIR", store)
+            .env_remove("MEMO_REMOTE"),
+        "the scratch program",
     );
     String::from_utf8(out.stderr).unwrap()
 }
 
 fn memo(store: &Path, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_memo"))
-        .arg("--dir")
-        .arg(store)
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        Command::new(env!("CARGO_BIN_EXE_memo"))
+            .arg("--dir")
+            .arg(store)
+            .args(args)
+            .arg("--json"),
+        "memo",
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
