@@ -135,6 +135,9 @@ pub(crate) struct Flights {
     path: PathBuf,
 }
 
+/// The byte `Flights::open` probes: above every key's (`offset`).
+const PROBE: i64 = 1 << 62;
+
 /// A held key lock of [`Flights`]; released on drop.
 pub(crate) struct Flight<'a> {
     flights: &'a Flights,
@@ -151,12 +154,19 @@ impl Flights {
             file,
             path: dir.child(format::FLIGHT_FILE),
         };
-        // A probe on a byte no key uses (keys use offsets below 2^62).
-        match flights.set(1 << 62, libc::F_WRLCK, false) {
+        // A probe on a byte no key uses (keys use offsets below 2^62). It
+        // is a shared lock: processes opening the store at the same moment
+        // probe together, and an exclusive probe would fail for all but
+        // one of them, which then fell back to lock files, and lock files
+        // do not exclude byte-range locks: two processes computed one key
+        // at once (CI, 2026-11-30). A conflict, should one happen, proves
+        // the locks work as well as a grant does.
+        match flights.set(PROBE, libc::F_RDLCK, false) {
             Ok(_) => {
-                let _ = flights.set(1 << 62, libc::F_UNLCK, false);
+                let _ = flights.set(PROBE, libc::F_UNLCK, false);
                 Ok(Some(flights))
             }
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Ok(Some(flights)),
             Err(e) => {
                 tracing::debug!(path = %flights.path.display(), error = %e, "memo: no OFD locks here; a lock file per key instead");
                 Ok(None)
@@ -318,4 +328,47 @@ pub(crate) fn sweep_unlocked(dir: &Dir, ours: fn(&str) -> bool) -> usize {
         }
     }
     swept
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn locks() -> (tempfile::TempDir, Dir) {
+        let t = tempfile::tempdir().unwrap();
+        let dir = Dir::open_root(t.path(), true).unwrap();
+        (t, dir)
+    }
+
+    /// Opens racing a probe, or a process that holds the probe byte, still
+    /// find OFD locks: they used to fall back to lock files, which do not
+    /// exclude a byte-range lock holder.
+    #[test]
+    fn an_open_during_another_probe_still_uses_byte_range_locks() {
+        let (_t, dir) = locks();
+        let first = Flights::open(&dir).unwrap().expect("OFD locks on tmp");
+        // Another open file description holding the probe byte exclusively
+        // is the worst a concurrent opener could do.
+        first.set(PROBE, libc::F_WRLCK, false).unwrap();
+        let second = Flights::open(&dir).unwrap();
+        assert!(second.is_some(), "a held probe byte means locks work");
+        // Shared probes do not conflict at all.
+        first.set(PROBE, libc::F_RDLCK, false).unwrap();
+        assert!(Flights::open(&dir).unwrap().is_some());
+    }
+
+    #[test]
+    fn two_open_file_descriptions_exclude_each_other_per_key() {
+        let (_t, dir) = locks();
+        let a = Flights::open(&dir).unwrap().unwrap();
+        let b = Flights::open(&dir).unwrap().unwrap();
+        let (k1, k2) = (Key::of(&1), Key::of(&2));
+        let held = a.acquire(&k1).unwrap();
+        assert!(b.try_acquire(&k1).unwrap().is_none());
+        assert!(b.try_acquire(&k2).unwrap().is_some());
+        drop(held);
+        assert!(b.try_acquire(&k1).unwrap().is_some());
+    }
 }
