@@ -15,6 +15,81 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("temp dir")
 }
 
+/// A real file system of its own (a tmpfs), which a test fills and then
+/// remounts read-only; unmounted on drop. Mounting needs root: elsewhere
+/// [`Mount::tmpfs`] says so loudly and gives `None`, except under
+/// `CI=true`, where it fails.
+pub struct Mount {
+    dir: tempfile::TempDir,
+}
+
+impl Mount {
+    /// A fresh 256 MiB tmpfs, writable.
+    ///
+    /// # Panics
+    ///
+    /// Under `CI=true`, if it cannot be mounted.
+    #[must_use]
+    pub fn tmpfs() -> Option<Mount> {
+        let dir = tempdir();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256m", "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Mount { dir }),
+            other => {
+                let why = match other {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                let msg = format!(
+                    "cannot mount a tmpfs ({why}): the read-only store tests need root (CI runs as root)"
+                );
+                assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+                eprintln!("\n*** SKIPPED: {msg} ***\n");
+                None
+            }
+        }
+    }
+
+    /// Where it is mounted.
+    #[must_use]
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Remounts it read-only: every write below it fails with `EROFS`,
+    /// for root too.
+    ///
+    /// # Panics
+    ///
+    /// If the remount fails.
+    pub fn read_only(&self) {
+        let st = std::process::Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(self.path())
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "remount read-only failed");
+        assert!(
+            std::fs::write(self.path().join("probe"), b"x").is_err(),
+            "the remounted tmpfs still takes writes"
+        );
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        // Lazily: a child that still has a file open must not keep the
+        // mount (and the test's temporary directory) around.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
 /// Copies the directory tree `from` to `to` (a store, to damage or reopen
 /// a copy).
 ///

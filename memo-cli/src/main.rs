@@ -1,7 +1,7 @@
 //! `memo`: see, check, prune and share a memo cache from the shell.
 //!
 //! Every command works on one store directory: `--dir`, else `$MEMO_DIR`,
-//! else `./.memo`. It opens the store only if it already is one (a
+//! else the project's `.memo` (`Store::default_dir`). It opens the store only if it already is one (a
 //! mistyped path is an error, never a new empty store), and the reading
 //! commands (`stats`, `functions`, `verify`) change nothing in it. The
 //! storage logic is memo-core's: this crate parses, calls and prints.
@@ -31,7 +31,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "memo", version, about, long_about = None)]
 struct Cli {
-    /// The store directory [default: $MEMO_DIR, else ./.memo]
+    /// The store directory [default: $MEMO_DIR, else the nearest .memo store up to the project root, else ./.memo]
     #[arg(long, global = true, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Print one JSON document on stdout instead of text

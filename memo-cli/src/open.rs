@@ -6,14 +6,10 @@ use memo_core::{Error, Store, StoreBuilder};
 
 use crate::Failure;
 
-/// `--dir`, else `$MEMO_DIR`, else `./.memo` (as `Store::global` finds it).
+/// `--dir`, else the store `Store::global` would use (`$MEMO_DIR`, else
+/// the project's `.memo`: `Store::default_dir`).
 pub(crate) fn store_dir(dir: Option<&Path>) -> PathBuf {
-    match dir {
-        Some(d) => d.to_path_buf(),
-        None => std::env::var_os("MEMO_DIR")
-            .filter(|d| !d.is_empty())
-            .map_or_else(|| PathBuf::from(".memo"), PathBuf::from),
-    }
+    dir.map_or_else(Store::default_dir, Path::to_path_buf)
 }
 
 /// Opens the store at `dir` if it is one, with the options `build` adds.

@@ -362,6 +362,37 @@ fn bad_directories_exit_2_and_nothing_is_created() {
     check(&future, "format version 99");
 }
 
+/// A store on a read-only mount: the reading commands work on it as on
+/// any store; the writing ones say it is read-only, and change nothing.
+#[test]
+fn reading_commands_work_on_a_read_only_mount() {
+    let _s = SERIAL.lock().unwrap();
+    let Some(mount) = memo_tests::Mount::tmpfs() else {
+        return;
+    };
+    let (_t, filled) = filled();
+    let dir = mount.path().join("store");
+    memo_tests::copy_tree(&filled, &dir);
+    mount.read_only();
+    let s = json(&dir, &["stats"]);
+    assert_eq!(s["entries"], 19);
+    assert_eq!(s["hits"], 16);
+    let list = json(&dir, &["functions"]);
+    assert_eq!(function(&list, "cli::model::fit")["entries"], 10);
+    assert!(ok(&memo(&dir, &["verify"])).contains("19"));
+    for args in [
+        &["clear", "--yes"][..],
+        &["clear", "--function", "fit", "--yes"],
+        &["trim", "--max-entries", "1"],
+    ] {
+        let out = memo(&dir, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("read-only"), "{args:?}: {err}");
+    }
+    assert_eq!(json(&dir, &["stats"])["entries"], 19);
+}
+
 #[test]
 fn trim_brings_the_store_down_to_limits() {
     let _s = SERIAL.lock().unwrap();

@@ -288,6 +288,20 @@ impl Dir {
         }
     }
 
+    /// Whether this process may create and change files here: `false` on
+    /// a read-only mount, or without write permission.
+    pub(crate) fn writable(&self) -> bool {
+        !matches!(
+            rustix::fs::accessat(
+                &self.0.fd,
+                ".",
+                rustix::fs::Access::WRITE_OK,
+                AtFlags::EACCESS
+            ),
+            Err(Errno::ROFS | Errno::ACCESS | Errno::PERM)
+        )
+    }
+
     /// Whether users other than the owner and group may write here.
     pub(crate) fn world_writable(&self) -> bool {
         rustix::fs::fstat(&self.0.fd).is_ok_and(|st| st.st_mode & 0o002 != 0)

@@ -93,6 +93,17 @@ pub enum Error {
         /// What was wrong, with the names that would do.
         message: String,
     },
+    /// The store at `dir` is open read-only (this process cannot write
+    /// there, or [`StoreBuilder::read_only`](crate::StoreBuilder::read_only)
+    /// asked for it): it serves hits, and nothing can be stored or removed.
+    #[error(
+        "store {} is read-only here (this process cannot write to it); nothing was stored or removed",
+        dir.display()
+    )]
+    ReadOnly {
+        /// The store directory.
+        dir: PathBuf,
+    },
 }
 
 /// `std::result::Result` with memo's [`Error`].

@@ -84,6 +84,10 @@ pub(crate) struct Index {
     /// `grow.rs`). Its slots are numbered after this table's own:
     /// `cap + i` is its slot `i`.
     prev: Option<Arc<Index>>,
+    /// Mapped privately for a read-only store: the counters and access
+    /// times that readers keep are not kept (a page written would stop
+    /// following the file).
+    read_only: bool,
 }
 
 impl Index {
@@ -133,12 +137,17 @@ impl Index {
     /// Adds to a header counter (hits and misses, from any process).
     #[inline]
     pub(crate) fn bump(&self, w: usize, by: u64) {
-        self.header()[w].fetch_add(by, Ordering::Relaxed);
+        if !self.read_only {
+            self.header()[w].fetch_add(by, Ordering::Relaxed);
+        }
     }
 
     /// Advances the access clock; its value for this access.
     #[inline]
     pub(crate) fn tick(&self) -> u32 {
+        if self.read_only {
+            return self.word(hdr::TICK) as u32;
+        }
         self.header()[hdr::TICK].fetch_add(1, Ordering::Relaxed) as u32
     }
 
@@ -309,6 +318,9 @@ impl Index {
     /// since statistics are hints that a racing writer may overwrite.
     #[inline]
     pub(crate) fn touch(&self, i: usize, tick: u32) {
+        if self.read_only {
+            return;
+        }
         let s = self.slot(i);
         s.hits.fetch_add(1, Ordering::Relaxed);
         s.atime.store(tick, Ordering::Relaxed);

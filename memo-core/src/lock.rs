@@ -24,6 +24,8 @@ pub(crate) struct WriterLock<T> {
     file: File,
     path: PathBuf,
     state: Mutex<T>,
+    /// The store directory of a read-only store, which has no writers.
+    read_only: Option<PathBuf>,
 }
 
 /// Holds both locks; the file lock is released on drop, before the mutex.
@@ -33,17 +35,37 @@ pub(crate) struct WriterGuard<'a, T> {
 }
 
 impl<T> WriterLock<T> {
-    /// The lock on `file` (the store's `LOCK`, opened by `Store::open`).
-    pub(crate) fn new(file: File, path: PathBuf, state: T) -> WriterLock<T> {
+    /// The lock on `file` (the store's `LOCK`, opened by `Store::open`);
+    /// `read_only` names the directory of a store opened read-only, whose
+    /// lock is never had for writing.
+    pub(crate) fn new(
+        file: File,
+        path: PathBuf,
+        state: T,
+        read_only: Option<PathBuf>,
+    ) -> WriterLock<T> {
         WriterLock {
             file,
             path,
             state: Mutex::new(state),
+            read_only,
         }
     }
 
-    /// Blocks until this thread is the store's only writer.
+    /// Blocks until this thread is the store's only writer; every write
+    /// goes through here, so a read-only store refuses them all here.
     pub(crate) fn lock(&self) -> Result<WriterGuard<'_, T>> {
+        if let Some(dir) = &self.read_only {
+            return Err(crate::Error::ReadOnly { dir: dir.clone() });
+        }
+        self.exclude()
+    }
+
+    /// Blocks until no writer is in the store, for a reader that must see
+    /// it still (`verify` confirming damage). Also on a read-only store: a
+    /// lock is had through a read-only descriptor, and processes that can
+    /// write there (another user's) honour it.
+    pub(crate) fn exclude(&self) -> Result<WriterGuard<'_, T>> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         // Another process holds the lock for microseconds at a time. A
         // blocking wait is woken by the kernel after the holder unlocks, a

@@ -259,12 +259,26 @@ pub(crate) struct SharedMap {
 
 impl SharedMap {
     /// Maps `file`, which must be exactly one header page plus `slots` slots
-    /// (the caller checked its length).
-    pub(crate) fn map(file: &File, path: &Path, slots: usize) -> Result<SharedMap> {
-        // SAFETY: (4) the bytes are only ever accessed through the atomic
-        // views below, so concurrent writes by other processes are data-race
-        // free; (2) the index file is replaced by rename, never truncated.
-        let map = unsafe { memmap2::MmapOptions::new().map_mut(file) }.at(path)?;
+    /// (the caller checked its length). A `private` mapping (of a file
+    /// opened read-only, for a read-only store) keeps the file's pages until
+    /// this process writes one, which then becomes its own copy and never
+    /// reaches the file: a read-only store writes none, and should a
+    /// counter slip through, it changes this process's copy rather than
+    /// fault on a read-only page.
+    pub(crate) fn map(file: &File, path: &Path, slots: usize, private: bool) -> Result<SharedMap> {
+        let opts = memmap2::MmapOptions::new();
+        let map = if private {
+            // SAFETY: as below; a private mapping of a read-only descriptor
+            // may be written, and the writes stay in this process.
+            unsafe { opts.map_copy(file) }
+        } else {
+            // SAFETY: (4) the bytes are only ever accessed through the
+            // atomic views below, so concurrent writes by other processes
+            // are data-race free; (2) the index file is replaced by rename,
+            // never truncated.
+            unsafe { opts.map_mut(file) }
+        }
+        .at(path)?;
         let need = INDEX_HEADER_LEN + slots * SLOT_LEN;
         if map.len() < need {
             return Err(crate::Error::corrupt(

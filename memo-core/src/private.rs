@@ -375,6 +375,7 @@ fn cause(e: &Error) -> String {
         Error::Refused { path, .. } => format!("refused {}", path.display()),
         Error::Remote { url, .. } => format!("remote {url}"),
         Error::Function { name, .. } => format!("function {name}"),
+        Error::ReadOnly { dir } => format!("read-only {}", dir.display()),
     }
 }
 

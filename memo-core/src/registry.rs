@@ -67,6 +67,16 @@ pub(crate) struct Registered {
     pub changed_from: Option<u32>,
 }
 
+impl Registered {
+    /// What the registry's `entry` says of a function running with `code`.
+    pub(crate) fn of(entry: Option<&Entry>, code: u32) -> Registered {
+        Registered {
+            known: entry.is_some(),
+            changed_from: entry.filter(|o| o.code != code).map(|o| o.code),
+        }
+    }
+}
+
 /// The `fns/` directory of a store.
 pub(crate) struct Registry {
     dir: Dir,
@@ -159,10 +169,7 @@ impl Registry {
         now: u64,
     ) -> Result<Registered> {
         let old = self.read(tag);
-        let found = Registered {
-            known: old.is_some(),
-            changed_from: old.as_ref().filter(|o| o.code != code).map(|o| o.code),
-        };
+        let found = Registered::of(old.as_ref(), code);
         let entry = match old {
             Some(mut e) => {
                 if e.code != code {
@@ -267,7 +274,7 @@ impl Registry {
                 "miss counter table is not one page",
             ));
         }
-        let map = SharedMap::map(&file, &path, 0)?;
+        let map = SharedMap::map(&file, &path, 0, false)?;
         let h = map.header();
         if h[0].load(Ordering::Relaxed) != COUNTS_MAGIC {
             return Err(Error::corrupt(

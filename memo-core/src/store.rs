@@ -80,8 +80,15 @@ impl Store {
         StoreBuilder::new(dir.as_ref())
     }
 
-    /// The default store of `#[memoize]`: `$MEMO_DIR`, else `.memo` in the
-    /// working directory, opened on first use.
+    /// The default store of `#[memoize]`, at [`Store::default_dir`] (in
+    /// short: `$MEMO_DIR`, else the project's `.memo` found from the
+    /// working directory, else `.memo` in the working directory), opened
+    /// on first use, with the limits of `MEMO_MAX_BYTES`, `MEMO_MAX_ENTRIES`
+    /// and `MEMO_MAX_AGE` and the remote tier of `MEMO_REMOTE`.
+    ///
+    /// A directory the process cannot write is opened read-only: hits are
+    /// served and misses computed without being stored (said once on
+    /// stderr).
     ///
     /// If that cannot be opened, this is a store that caches nothing (every
     /// lookup misses, every `put` is dropped) and the reason is reported
@@ -90,7 +97,7 @@ impl Store {
     pub fn global() -> &'static Store {
         static GLOBAL: OnceLock<Store> = OnceLock::new();
         GLOBAL.get_or_init(|| {
-            let dir = std::env::var_os("MEMO_DIR").map_or_else(|| PathBuf::from(".memo"), PathBuf::from);
+            let dir = Store::default_dir();
             Store::builder(&dir).remote_from_env().limits_from_env().open().or_else(|e| match e {
                 // A bad remote setting costs the remote, not the cache.
                 Error::Remote { .. } => {
@@ -103,6 +110,55 @@ impl Store {
                 Store::disabled()
             })
         })
+    }
+
+    /// Where [`Store::global`] (and the `memo` command without `--dir`)
+    /// finds its store:
+    ///
+    /// 1. `$MEMO_DIR`, if set and not empty;
+    /// 2. else the nearest `.memo` that is a store, looked for in the
+    ///    working directory and its parents up to the project's root (the
+    ///    nearest directory holding `.git` or `Cargo.lock`; outside a
+    ///    project, the working directory only), so a program started from a
+    ///    subdirectory of its project uses the project's cache;
+    /// 3. else `.memo` in the working directory (created on first use).
+    ///
+    /// The search stops at the project's root so that an unrelated `.memo`
+    /// higher up (in a home directory, in `/tmp`) is never picked up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memo_core::Store;
+    ///
+    /// println!("#[memoize] stores results in {}", Store::default_dir().display());
+    /// ```
+    #[must_use]
+    pub fn default_dir() -> PathBuf {
+        if let Some(d) = std::env::var_os("MEMO_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(d);
+        }
+        let here = PathBuf::from(".memo");
+        let Ok(cwd) = std::env::current_dir() else {
+            return here;
+        };
+        let is_root = |d: &Path| d.join(".git").exists() || d.join("Cargo.lock").is_file();
+        // Only inside a project: its root is an ancestor (or the cwd).
+        if !cwd.ancestors().any(is_root) {
+            return here;
+        }
+        for d in cwd.ancestors() {
+            let candidate = d.join(".memo");
+            if candidate.join(crate::format::LOCK_FILE).is_file() {
+                // Relative when it is the working directory's own, as
+                // before, so messages read `.memo`.
+                return if d == cwd { here } else { candidate };
+            }
+            if is_root(d) {
+                break;
+            }
+        }
+        here
     }
 
     /// A store that caches nothing: every lookup misses, every `put` is
@@ -143,6 +199,31 @@ impl Store {
     #[must_use]
     pub fn dir(&self) -> Option<&Path> {
         self.engine.as_deref().map(|e| e.dir.as_path())
+    }
+
+    /// Whether the store is open read-only: this process cannot write to
+    /// its directory (a read-only mount, another user's cache), or
+    /// [`StoreBuilder::read_only`] asked for it. A read-only store serves
+    /// hits; puts, removals and trims fail with [`Error::ReadOnly`]; misses
+    /// of `get_or_compute` and `#[memoize]` functions are computed and not
+    /// stored. A disabled store is not read-only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use memo_core::{Key, Store};
+    ///
+    /// Store::open(dir.path())?.put(&Key::of("answer"), &42)?;
+    /// let published = Store::builder(dir.path()).read_only(true).open()?;
+    /// assert!(published.is_read_only());
+    /// assert_eq!(published.get::<i32>(&Key::of("answer"))?, Some(42));
+    /// assert!(published.put(&Key::of("other"), &1).is_err());
+    /// # Ok::<(), memo_core::Error>(())
+    /// ```
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.engine.as_deref().is_some_and(Engine::read_only)
     }
 
     /// The value stored under `key`, decoded as `V`.
@@ -581,23 +662,45 @@ impl Store {
 /// With `MEMO_STRICT=1` it panics instead, so the call fails rather than
 /// run uncached. Called once per store and process.
 pub(crate) fn caching_off(dir: &Path, e: &Error) {
-    let flag = |name: &str| {
-        std::env::var(name).is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "off"))
-    };
     let message = format!(
         "memo: caching is off: the store at {} cannot be opened: {e}",
         dir.display()
     );
     tracing::error!(dir = %dir.display(), error = %e, "memo: the store cannot be opened; caching is off");
     assert!(
-        !flag("MEMO_STRICT"),
+        !env_flag("MEMO_STRICT"),
         "{message} (MEMO_STRICT is set, so the call fails instead of running uncached)"
     );
-    if !flag("MEMO_QUIET") && !tracing::dispatcher::has_been_set() {
-        eprintln!(
-            "{message}; every call runs uncached (MEMO_QUIET=1 hides this line, MEMO_STRICT=1 fails instead)"
-        );
+    on_stderr(&format!(
+        "{message}; every call runs uncached (MEMO_QUIET=1 hides this line, MEMO_STRICT=1 fails instead)"
+    ));
+}
+
+/// Says, through `tracing` and once on stderr as `caching_off` does, that
+/// the read-only store at `dir` computes its misses without storing them.
+/// Called once per store and process, at its first miss: a read-only
+/// store that only serves hits says nothing.
+pub(crate) fn misses_not_stored(dir: &Path) {
+    tracing::warn!(dir = %dir.display(), "memo: the store is read-only here; misses are computed and not stored");
+    on_stderr(&format!(
+        "memo: the store at {} is read-only here (this process cannot write to it): hits are \
+         served, misses are computed and not stored (MEMO_QUIET=1 hides this line)",
+        dir.display()
+    ));
+}
+
+/// Prints `message` on stderr unless a `tracing` subscriber shows memo's
+/// messages already or `MEMO_QUIET` is set.
+fn on_stderr(message: &str) {
+    if !env_flag("MEMO_QUIET") && !tracing::dispatcher::has_been_set() {
+        eprintln!("{message}");
     }
+}
+
+/// Whether environment variable `name` is set to something other than
+/// empty, `0`, `false` or `off`.
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "off"))
 }
 
 impl std::fmt::Debug for Store {

@@ -21,7 +21,13 @@ impl Index {
     /// Opens and validates the index `name` in `dir`; `None` if there is
     /// none.
     pub(crate) fn open(dir: &Dir, name: &str) -> Result<Option<Index>> {
-        let Some(file) = dir.open_file(name, true)? else {
+        Self::open_as(dir, name, false)
+    }
+
+    /// `open`, or for a read-only store (`read_only`) without write access
+    /// to the file and with nothing this process does reaching it.
+    pub(crate) fn open_as(dir: &Dir, name: &str, read_only: bool) -> Result<Option<Index>> {
+        let Some(file) = dir.open_file(name, !read_only)? else {
             return Ok(None);
         };
         let path = &dir.child(name);
@@ -70,21 +76,22 @@ impl Index {
                 format!("index is {len} bytes, which does not match its capacity {cap}"),
             ));
         }
-        Self::map(&file, name, path, cap, low_bits).map(Some)
+        Self::map(&file, name, path, cap, low_bits, read_only).map(Some)
     }
 
     /// Opens the store's `index` in `root` and, while a growth moves the
     /// previous table into it, `index.prev`; `None` if there is no index.
-    pub(crate) fn open_current(root: &Dir) -> Result<Option<Index>> {
+    /// `read_only` as in [`Index::open_as`].
+    pub(crate) fn open_current(root: &Dir, read_only: bool) -> Result<Option<Index>> {
         // Each round follows a growth that began or ended meanwhile.
         for _ in 0..16 {
-            let Some(mut idx) = Self::open(root, INDEX_FILE)? else {
+            let Some(mut idx) = Self::open_as(root, INDEX_FILE, read_only)? else {
                 return Ok(None);
             };
             if !idx.header_says_moving() {
                 return Ok(Some(idx));
             }
-            if let Ok(Some(prev)) = Self::open(root, PREV_INDEX_FILE)
+            if let Ok(Some(prev)) = Self::open_as(root, PREV_INDEX_FILE, read_only)
                 && prev.word(hdr::TABLE_ID) == idx.word(hdr::MIGRATE_PREV_ID)
                 && prev.cap as u64 == idx.word(hdr::MIGRATE_FROM)
             {
@@ -117,9 +124,17 @@ impl Index {
             && m == INDEX_MAGIC
     }
 
-    fn map(file: &File, name: &str, path: &Path, cap: u64, low_bits: bool) -> Result<Index> {
-        let map = SharedMap::map(file, path, cap as usize)?;
+    fn map(
+        file: &File,
+        name: &str,
+        path: &Path,
+        cap: u64,
+        low_bits: bool,
+        read_only: bool,
+    ) -> Result<Index> {
+        let map = SharedMap::map(file, path, cap as usize, read_only)?;
         Ok(Index {
+            read_only,
             map,
             name: name.to_owned(),
             path: path.to_path_buf(),
@@ -187,7 +202,7 @@ impl Index {
         from: Option<(&Index, &[usize])>,
     ) -> Result<Index> {
         let file = Self::prepare(tmp, name, cap)?;
-        let idx = Self::map(&file, name, &tmp.child(name), cap, false)?;
+        let idx = Self::map(&file, name, &tmp.child(name), cap, false, false)?;
         // A table is built under the writer lock from the segments or from
         // a table already consistent with them: it agrees on this boot.
         crate::store::stamp_boot(&idx);

@@ -26,11 +26,7 @@ use crate::index::Index;
 /// those are adopted. Anything else is not memo's, and is refused.
 pub(super) fn adopt(root: &Dir, sync: bool) -> Result<File> {
     let path = root.child(LOCK_FILE);
-    let marker = |f: &File| {
-        let mut b = [0u8; MARKER_LEN + 1];
-        let n = f.read_at(&mut b, 0).at(&path)?;
-        Ok::<Marker, Error>(format::check_marker(&b[..n]))
-    };
+    let marker = |f: &File| read_marker(f, &path);
     let mark = |f: &File| {
         f.write_all_at(&format::encode_marker(), 0).at(&path)?;
         if sync {
@@ -66,16 +62,8 @@ pub(super) fn adopt(root: &Dir, sync: bool) -> Result<File> {
         };
         return match marker(&f)? {
             Marker::Ok => Ok(f),
-            Marker::Version(found) => Err(Error::IncompatibleFormat {
-                path,
-                found,
-                supported: format::FORMAT_VERSION,
-            }),
-            Marker::Foreign => Err(Error::refused(
-                &path,
-                "this file is not memo's store marker, so the directory is not a memo store; \
-                 memo adopts only an empty directory or an existing store",
-            )),
+            Marker::Version(found) => Err(incompatible(path, found)),
+            Marker::Foreign => Err(not_a_marker(&path)),
             Marker::Empty => {
                 let entries = root.entries()?;
                 if marker(&f)? == Marker::Ok {
@@ -95,6 +83,54 @@ pub(super) fn adopt(root: &Dir, sync: bool) -> Result<File> {
         &path,
         "it keeps changing under memo while the store is being made",
     ))
+}
+
+/// The `LOCK` of a store this process opens read-only: it must be there
+/// and carry the marker (or be the empty `LOCK` of a store older than the
+/// marker, which has an index). Nothing is created or written.
+pub(super) fn check_read_only(root: &Dir) -> Result<File> {
+    let path = root.child(LOCK_FILE);
+    let Some(f) = root.open_file(LOCK_FILE, false)? else {
+        return Err(Error::refused(
+            root.path(),
+            "memo cannot write here, so it opens the directory read-only, and it is not \
+             a memo store (it has no LOCK file); nothing was created there",
+        ));
+    };
+    match read_marker(&f, &path)? {
+        Marker::Ok => Ok(f),
+        Marker::Empty if Index::has_magic(root, INDEX_FILE) => Ok(f),
+        Marker::Empty => Err(Error::refused(
+            &path,
+            "memo cannot write here, and this store was never finished (its LOCK is empty \
+             and it has no index); open it once where it is writable",
+        )),
+        Marker::Version(found) => Err(incompatible(path, found)),
+        Marker::Foreign => Err(not_a_marker(&path)),
+    }
+}
+
+/// The marker `LOCK` (at `path`) holds.
+fn read_marker(f: &File, path: &std::path::Path) -> Result<Marker> {
+    let mut b = [0u8; MARKER_LEN + 1];
+    let n = f.read_at(&mut b, 0).at(path)?;
+    Ok(format::check_marker(&b[..n]))
+}
+
+fn incompatible(path: PathBuf, found: u32) -> Error {
+    Error::IncompatibleFormat {
+        path,
+        found,
+        supported: format::FORMAT_VERSION,
+    }
+}
+
+fn not_a_marker(path: &std::path::Path) -> Error {
+    Error::refused(
+        path,
+        "this file is not memo's store marker, so the directory is not a memo store; \
+         memo adopts only an empty directory or an existing store",
+    )
 }
 
 /// The refusal of a directory that is neither empty nor a store.

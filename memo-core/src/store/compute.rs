@@ -108,6 +108,13 @@ impl Engine {
                 self.count_hit();
                 return Ok(Step::Found(v));
             }
+            if self.read_only() {
+                // Nothing computed here can be stored, so there is no
+                // flight for others to wait on, and no value to put.
+                self.say_not_stored();
+                before();
+                return Ok(Step::Computed(compute()));
+            }
             // Then one computation across processes: whoever holds the key's
             // lock computes, the others wait and find the value. If the
             // lock cannot be had (a read-only directory), compute anyway.

@@ -51,13 +51,15 @@ pub(crate) struct Engine {
     pub(super) registered: Mutex<HashMap<[u8; 8], Registered>>,
     /// Names this opened store among the process's (`Engine::serial`).
     pub(super) serial: u64,
+    /// A read-only store said that its misses are not stored.
+    pub(super) said_not_stored: std::sync::Once,
 }
 
 /// The next `Engine::serial`; 0 is never one.
 static SERIAL: AtomicU64 = AtomicU64::new(1);
 
 impl Engine {
-    pub(super) fn open(dir: &Path, opts: Options) -> Result<Engine> {
+    pub(super) fn open(dir: &Path, mut opts: Options) -> Result<Engine> {
         // A bad URL is refused before anything is created.
         let remote = if opts.remote.url.is_empty() {
             None
@@ -69,18 +71,27 @@ impl Engine {
             Some(Arc::new(Remote::open(cfg)?))
         };
         let root = Dir::open_root(dir, !opts.existing)?;
+        // A directory this process cannot write is opened read-only rather
+        // than not at all: a published result set, a read-only mount, a
+        // colleague's cache still serve their hits.
+        opts.read_only |= !root.writable();
+        let read_only = opts.read_only;
         let sync = opts.durability == Durability::Sync;
-        if opts.existing && root.kind(LOCK_FILE)?.is_none() {
+        if opts.existing && !read_only && root.kind(LOCK_FILE)?.is_none() {
             return Err(Error::refused(
                 dir,
                 "not a memo store (it has no LOCK file); nothing was created there",
             ));
         }
-        let lock_file = adopt::adopt(&root, sync)?;
+        let lock_file = if read_only {
+            adopt::check_read_only(&root)?
+        } else {
+            adopt::adopt(&root, sync)?
+        };
         adopt::warn_if_world_writable(&root);
         adopt::warn_if_network_fs(&root);
         let sub = |name: &str| {
-            root.open_dir(name, true)?
+            root.open_dir(name, !read_only)?
                 .ok_or_else(|| Error::io(root.child(name), std::io::ErrorKind::NotFound.into()))
         };
         let (seg, blob, locks, tmp) = (
@@ -93,38 +104,35 @@ impl Engine {
             lock_file,
             root.child(LOCK_FILE),
             Appender::new(segment_limit(&opts)),
+            read_only.then(|| dir.to_path_buf()),
         );
         let segs = Segments::new(seg);
-        let index = match Index::open_current(&root) {
-            Ok(Some(i)) => i,
-            // First open, a deleted index, or a damaged one: build it from
-            // the segments under the writer lock, so concurrent openers
-            // build it once.
-            Ok(None) | Err(Error::Corrupt { .. }) => {
-                let _w = writer.lock()?;
-                match Index::open_current(&root) {
-                    Ok(Some(i)) => i,
-                    Ok(None) => recover::rebuild(&segs, &tmp, &root, sync)?,
-                    // Only a memo index (by its magic) is set aside: a foreign
-                    // file that happens to be called `index` is not touched.
-                    Err(e @ Error::Corrupt { .. }) if Index::has_magic(&root, INDEX_FILE) => {
-                        recover::set_aside_damaged_index(&root, &e)?;
-                        recover::rebuild(&segs, &tmp, &root, sync)?
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
+        let index = if read_only {
+            Index::open_current(&root, true)?.ok_or_else(|| {
+                Error::refused(
+                    root.child(INDEX_FILE),
+                    "memo cannot write here, so it opens the store read-only, and the store \
+                     has no index to read (it is rebuilt from the segments by any process \
+                     that can write there: open it once where it is writable)",
+                )
+            })?
+        } else {
+            Self::open_index(&root, &writer, &segs, &tmp, sync)?
         };
-        // Leftovers of processes that died: compute locks nobody holds, and
-        // tmp files (the latter only under the writer lock, see
-        // `sweep_unlocked`). Both are usually empty: one directory read each.
-        lock::sweep_unlocked(&locks, format::is_lock_name);
-        if !tmp.own_files(format::is_tmp_name)?.is_empty() {
-            let _w = writer.lock()?;
-            lock::sweep_unlocked(&tmp, format::is_tmp_name);
+        if !read_only {
+            // Leftovers of processes that died: compute locks nobody holds,
+            // and tmp files (the latter only under the writer lock, see
+            // `sweep_unlocked`). Both are usually empty: one directory read
+            // each.
+            lock::sweep_unlocked(&locks, format::is_lock_name);
+            if !tmp.own_files(format::is_tmp_name)?.is_empty() {
+                let _w = writer.lock()?;
+                lock::sweep_unlocked(&tmp, format::is_tmp_name);
+            }
         }
-        let flights = if opts.lock_files {
+        // A read-only store computes its misses without a flight: it cannot
+        // store what it computes, so there is nothing for others to wait for.
+        let flights = if opts.lock_files || read_only {
             None
         } else {
             Flights::open(&locks).unwrap_or_else(|e| {
@@ -151,21 +159,79 @@ impl Engine {
             fns: OnceLock::new(),
             registered: Mutex::new(HashMap::new()),
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+            said_not_stored: std::sync::Once::new(),
         };
-        let idx = engine.index()?;
+        engine.catch_up(sync)?;
+        Ok(engine)
+    }
+
+    /// What the first writer to open a store after something happened
+    /// does: a restart's replay, old costs' units, the durability mark.
+    fn catch_up(&self, sync: bool) -> Result<()> {
+        if self.read_only() {
+            // Nothing of what follows can be written; a restart's replay,
+            // old costs' units and durability marks wait for a writer.
+            return Ok(());
+        }
+        let idx = self.index()?;
         if !durable::same_boot(&idx) {
-            engine.after_restart()?;
+            self.after_restart()?;
         }
         if idx.word(format::hdr::COST_UNITS) == 0 {
             // A table of a memo from before 2026-12: costs in plain
             // microseconds, re-encoded once (`format::cost_word`).
-            let _w = engine.writer.lock()?;
-            engine.writer_index()?.convert_costs();
+            let _w = self.writer.lock()?;
+            self.writer_index()?.convert_costs();
         }
         if sync && idx.word(format::hdr::DURABLE) == 0 {
-            engine.start_durable()?;
+            self.start_durable()?;
         }
-        Ok(engine)
+        Ok(())
+    }
+
+    /// Opens the index of a store this process can write; builds it from
+    /// the segments if there is none or it is damaged.
+    fn open_index(
+        root: &Dir,
+        writer: &WriterLock<Appender>,
+        segs: &Segments,
+        tmp: &Dir,
+        sync: bool,
+    ) -> Result<Index> {
+        Ok(match Index::open_current(root, false) {
+            Ok(Some(i)) => i,
+            // First open, a deleted index, or a damaged one: build it from
+            // the segments under the writer lock, so concurrent openers
+            // build it once.
+            Ok(None) | Err(Error::Corrupt { .. }) => {
+                let _w = writer.lock()?;
+                match Index::open_current(root, false) {
+                    Ok(Some(i)) => i,
+                    Ok(None) => recover::rebuild(segs, tmp, root, sync)?,
+                    // Only a memo index (by its magic) is set aside: a foreign
+                    // file that happens to be called `index` is not touched.
+                    Err(e @ Error::Corrupt { .. }) if Index::has_magic(root, INDEX_FILE) => {
+                        recover::set_aside_damaged_index(root, &e)?;
+                        recover::rebuild(segs, tmp, root, sync)?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        })
+    }
+
+    /// Whether the store is open read-only (`StoreBuilder::read_only`, or
+    /// a directory this process cannot write).
+    pub(crate) fn read_only(&self) -> bool {
+        self.opts.read_only
+    }
+
+    /// Says once that a read-only store computes misses without storing
+    /// them (`store::misses_not_stored`).
+    pub(super) fn say_not_stored(&self) {
+        self.said_not_stored
+            .call_once(|| super::misses_not_stored(&self.dir));
     }
 
     /// Whether puts must survive power loss.

@@ -57,7 +57,10 @@ impl Engine {
         if seen.contains_key(&tag) {
             return;
         }
-        let found = match self.registry(true) {
+        let found = match self.registry(!self.read_only()) {
+            // A read-only store's registry is read, not written: its misses
+            // are still explained.
+            Some(r) if self.read_only() => Registered::of(r.read(tag).as_ref(), code),
             Some(r) => r
                 .record(tag, name, version, code, clock::unix_now())
                 .unwrap_or_else(|e| {
@@ -71,6 +74,9 @@ impl Engine {
 
     /// Counts a computation of the function whose call has `key`.
     pub(crate) fn count_miss(&self, key: &Key) {
+        if self.read_only() {
+            return;
+        }
         if let Some(r) = self.registry(true) {
             r.count_miss(tag_of(key));
         }

@@ -42,6 +42,7 @@ pub(crate) struct Options {
     pub existing: bool,
     /// Single flight by a lock file per key (`lock.rs`, `KeyLock`).
     pub lock_files: bool,
+    pub read_only: bool,
 }
 
 /// Options for opening a [`Store`]; made by [`Store::builder`].
@@ -93,6 +94,20 @@ impl StoreBuilder {
     /// system without open-file-description locks gets lock files anyway.
     pub fn lock_files(mut self, yes: bool) -> Self {
         self.opts.lock_files = yes;
+        self
+    }
+
+    /// Opens the store read-only, as happens anyway when the process cannot
+    /// write to its directory (a read-only mount, a published result set,
+    /// another user's cache): hits are served; puts, removals and
+    /// trims fail with [`Error::ReadOnly`](crate::Error::ReadOnly); a
+    /// memoized call or `get_or_compute` that misses computes its value and
+    /// returns it without storing it (said once per process on stderr, see
+    /// [`Store::global`](crate::Store::global)). Nothing is created,
+    /// locked or changed in the directory, which must already be a store
+    /// with an index; hit counters and access times are not kept.
+    pub fn read_only(mut self, yes: bool) -> Self {
+        self.opts.read_only = yes;
         self
     }
 

@@ -38,7 +38,7 @@ impl Engine {
     pub(super) fn reload_index(&self) -> Result<Arc<Index>> {
         let mut slot = self.index.write().unwrap_or_else(PoisonError::into_inner);
         if slot.stale() {
-            let fresh = Index::open_current(&self.root)?.ok_or_else(|| {
+            let fresh = Index::open_current(&self.root, self.read_only())?.ok_or_else(|| {
                 Error::corrupt(&self.root.child(INDEX_FILE), 0, "index file vanished")
             })?;
             let old = std::mem::replace(&mut *slot, Arc::new(fresh));

@@ -25,7 +25,7 @@ impl Engine {
             let Some(snap) = idx.read_stable(i) else {
                 // A writer mid-change, or one that died there: the latter
                 // stays odd under the lock.
-                let w = self.writer.lock()?;
+                let w = self.writer.exclude()?;
                 if Arc::ptr_eq(&self.index()?, &idx) && idx.read_stable(i).is_none() {
                     r.problems.push(format!(
                         "{}: slot {i} is being written by a dead writer",
@@ -44,7 +44,7 @@ impl Engine {
             if let Some(what) = self.check_slot(&idx, i, snap)? {
                 // Again under the lock: the slot may have been replaced,
                 // removed or moved (compaction, growth) under the pass.
-                let w = self.writer.lock()?;
+                let w = self.writer.exclude()?;
                 let now = self.index()?;
                 let same = Arc::ptr_eq(&now, &idx)
                     && idx.read_stable(i).is_some_and(|s| s.loc == snap.loc);
@@ -63,7 +63,7 @@ impl Engine {
         // The count and the append offset move with every put: compared
         // again under the lock if they disagree.
         if live != idx.word(hdr::ENTRIES) {
-            let w = self.writer.lock()?;
+            let w = self.writer.exclude()?;
             let idx = self.index()?;
             let live = idx
                 .slot_ids()
@@ -177,7 +177,7 @@ impl Engine {
             });
             if u64::from(id) == cur && end != cur_off {
                 // Walked again under the lock, so that no append moves it.
-                let w = self.writer.lock()?;
+                let w = self.writer.exclude()?;
                 let idx = self.index()?;
                 let (cur, cur_off) = append_pos(&idx);
                 let end = if u64::from(id) == cur {
