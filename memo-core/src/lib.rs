@@ -81,6 +81,7 @@ compile_error!("memo supports Unix systems only (Linux, macOS, the BSDs)");
 compile_error!("memo's on-disk format is little-endian; big-endian targets are not supported");
 
 mod blob;
+mod bounds;
 mod clock;
 mod codec;
 mod dir;
@@ -105,6 +106,9 @@ mod store;
 mod sweep;
 mod units;
 
+pub use bounds::{Hashable, Storable};
+#[doc(hidden)]
+pub use bounds::{memoize_argument, memoize_result};
 pub use error::{Error, Result};
 pub use evict::Policy;
 pub use key::{Key, ParseKeyError};

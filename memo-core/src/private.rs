@@ -415,13 +415,24 @@ impl<R> Pick<R> {
     }
 }
 
+/// What a result of some type stores, as a type: `Pick::stored` gives it
+/// to `Storable::check` (the expansion's check of the result type).
+pub struct StoredAs<T>(core::marker::PhantomData<fn() -> T>);
+
 /// A `Result` caches its `Ok` only (see [`Pick`]).
 pub trait ViaOk<R> {
+    /// The `Ok` type.
+    type Ok;
     /// `r`, to be cached `Ok`-only.
     fn wrap(&self, r: R) -> OkOnly<R>;
+    /// What is stored: the `Ok` type.
+    fn stored(&self) -> StoredAs<Self::Ok> {
+        StoredAs(core::marker::PhantomData)
+    }
 }
 
 impl<T, E> ViaOk<core::result::Result<T, E>> for &Pick<core::result::Result<T, E>> {
+    type Ok = T;
     fn wrap(&self, r: core::result::Result<T, E>) -> OkOnly<core::result::Result<T, E>> {
         OkOnly(r)
     }
@@ -431,6 +442,10 @@ impl<T, E> ViaOk<core::result::Result<T, E>> for &Pick<core::result::Result<T, E
 pub trait ViaWhole<R> {
     /// `r`, to be cached whole.
     fn wrap(&self, r: R) -> Whole<R>;
+    /// What is stored: all of `R`.
+    fn stored(&self) -> StoredAs<R> {
+        StoredAs(core::marker::PhantomData)
+    }
 }
 
 impl<R> ViaWhole<R> for Pick<R> {
@@ -464,10 +479,6 @@ impl<T: Serialize + DeserializeOwned, E> Outcome for OkOnly<core::result::Result
         OkOnly(Ok(v))
     }
 }
-
-/// Checks at the argument's span that it can be hashed: a missing
-/// `Serialize` underlines the user's type.
-pub const fn arg_bound<T: Serialize + ?Sized>() {}
 
 /// Calls a body closure as `FnOnce`.
 #[inline]

@@ -28,6 +28,9 @@ pub(crate) struct Input<'a> {
     pub hashed: Vec<&'a Ident>,
     /// The names it binds that `ignore` leaves out.
     pub ignored: Vec<&'a Ident>,
+    /// Its pattern is a plain name (`x`, `mut x`), bound to a value of
+    /// type `ty`.
+    pub simple: bool,
 }
 
 /// The first reference in `ty`, if any (`&str`, `Option<&[u8]>`, ...).
@@ -76,10 +79,13 @@ pub(crate) fn check<'a>(func: &'a ItemFn, args: &Args, errors: &mut Errors) -> S
                 let (ignored, hashed) = names
                     .into_iter()
                     .partition(|n| args.ignore.iter().any(|i| i == *n));
+                let simple =
+                    matches!(&*t.pat, Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none());
                 inputs.push(Input {
                     ty: &t.ty,
                     hashed,
                     ignored,
+                    simple,
                 });
             }
         }
@@ -165,7 +171,7 @@ fn bindings<'a>(pat: &'a Pat, out: &mut Vec<&'a Ident>, errors: &mut Errors) {
 
 /// Whether `ty` mentions `impl Trait`, which cannot be named in a turbofish
 /// or a closure's return type.
-pub(crate) fn contains_impl_trait(ty: &Type) -> bool {
+fn contains_impl_trait(ty: &Type) -> bool {
     fn walk(tokens: proc_macro2::TokenStream) -> bool {
         tokens.into_iter().any(|t| match t {
             proc_macro2::TokenTree::Ident(i) => i == "impl",
