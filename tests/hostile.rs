@@ -328,3 +328,43 @@ fn absurd_eviction_state_is_survived() {
         assert!(bounded.len() <= 10, "{policy:?}: {} entries", bounded.len());
     }
 }
+
+/// `rm -rf` of a store while a process uses it: the process neither
+/// panics nor serves wrong bytes; what it reads is exact or a miss, a put
+/// succeeds or fails with an error naming a file; a store opened there
+/// afterwards is a fresh, working one.
+#[test]
+fn a_store_deleted_under_a_running_process() {
+    let t = tempdir();
+    let dir = t.path().join("store");
+    let store = Store::open(&dir).unwrap();
+    for i in 0..200_u32 {
+        store.put(&Key::of(&i), &vec![i; 100 + (i as usize % 7) * 3000]).unwrap();
+    }
+    store.put_bytes(&Key::of("big"), &vec![3; 1 << 20]).unwrap();
+    fs::remove_dir_all(&dir).unwrap();
+    for i in 0..200_u32 {
+        if let Some(v) = store.get::<Vec<u32>>(&Key::of(&i)).unwrap() {
+            assert_eq!(v, vec![i; 100 + (i as usize % 7) * 3000]);
+        }
+    }
+    if let Some(b) = store.get_bytes(&Key::of("big")).unwrap() {
+        assert!(b.iter().all(|&x| x == 3));
+    }
+    for i in 200..2000_u32 {
+        match store.put(&Key::of(&i), &vec![i; 2000]) {
+            Ok(()) => {
+                if let Some(v) = store.get::<Vec<u32>>(&Key::of(&i)).unwrap() {
+                    assert_eq!(v, vec![i; 2000]);
+                }
+            }
+            Err(e) => assert!(matches!(e, Error::Io { .. }), "{e}"),
+        }
+    }
+    let v: u32 = store.get_or_compute(&Key::of("late"), || 9).unwrap();
+    assert_eq!(v, 9);
+    let fresh = Store::open(&dir).unwrap();
+    assert_eq!(fresh.len(), 0);
+    fresh.put(&Key::of(&1_u32), &1_u32).unwrap();
+    assert_eq!(fresh.get::<u32>(&Key::of(&1_u32)).unwrap(), Some(1));
+}
