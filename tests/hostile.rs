@@ -339,7 +339,9 @@ fn a_store_deleted_under_a_running_process() {
     let dir = t.path().join("store");
     let store = Store::open(&dir).unwrap();
     for i in 0..200_u32 {
-        store.put(&Key::of(&i), &vec![i; 100 + (i as usize % 7) * 3000]).unwrap();
+        store
+            .put(&Key::of(&i), &vec![i; 100 + (i as usize % 7) * 3000])
+            .unwrap();
     }
     store.put_bytes(&Key::of("big"), &vec![3; 1 << 20]).unwrap();
     fs::remove_dir_all(&dir).unwrap();
