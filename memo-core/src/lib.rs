@@ -112,7 +112,7 @@ pub use bounds::{memoize_argument, memoize_result};
 pub use error::{Error, Result};
 pub use evict::Policy;
 pub use key::{Key, ParseKeyError};
-pub use memo_macros::memoize;
+pub use memo_macros::{memoize, track};
 pub use mmap::Bytes;
 pub use remote::RemoteMode;
 pub use stats::{FunctionInfo, FunctionStats, Selection, Stats, Transfer, VerifyReport};

@@ -25,6 +25,15 @@ pub struct Function {
     /// formatting), made by the macro: its fingerprint.
     tokens: &'static str,
     version: &'static str,
+    /// `#[memoize(ttl = ...)]` in milliseconds: older results are computed
+    /// again; 0 for none.
+    ttl: u64,
+    /// `#[memoize(min_cost = ...)]` in microseconds: results that took
+    /// less to compute are not stored; 0 for none.
+    min_cost: u64,
+    /// `#[memoize(uses(...))]`: the tracked helpers whose code the keys
+    /// cover.
+    uses: &'static [fn() -> &'static Track],
     /// The function's identity digest and tag, hashed once per process: for
     /// a free function here (one atomic load per call), for a method per
     /// `Self` type below.
@@ -51,11 +60,40 @@ impl Function {
             name,
             tokens,
             version,
+            ttl: 0,
+            min_cost: 0,
+            uses: &[],
             free: OnceLock::new(),
             methods: RwLock::new(Vec::new()),
             registered: AtomicU64::new(0),
             registered_tag: AtomicU64::new(0),
         }
+    }
+
+    /// `#[memoize(ttl = ...)]`: results older than `millis` milliseconds
+    /// (since they were computed) are computed again and replaced. Such a
+    /// function stores each result with its time, so its keys differ from
+    /// the same function's without a ttl.
+    #[must_use]
+    pub const fn ttl(mut self, millis: u64) -> Function {
+        self.ttl = millis;
+        self
+    }
+
+    /// `#[memoize(min_cost = ...)]`: results that took less than `micros`
+    /// microseconds to compute are returned and not stored.
+    #[must_use]
+    pub const fn min_cost(mut self, micros: u64) -> Function {
+        self.min_cost = micros;
+        self
+    }
+
+    /// `#[memoize(uses(...))]`: the code of these tracked helpers, and of
+    /// the helpers they use in turn, goes into the keys.
+    #[must_use]
+    pub const fn uses(mut self, helpers: &'static [fn() -> &'static Track]) -> Function {
+        self.uses = helpers;
+        self
     }
 
     fn identity<'a>(&'a self, self_ty: &'a str) -> Identity<'a> {
@@ -65,7 +103,17 @@ impl Function {
             name: self.name,
             tokens: self.tokens,
             version: self.version,
+            timed: self.ttl != 0,
+            helpers: (!self.uses.is_empty()).then(|| helpers_digest(self.uses)),
         }
+    }
+
+    /// Whether a stored value is still good: always, unless the function
+    /// has a ttl and the value is older.
+    fn fresh<O: Outcome>(&self, stored: &O::Stored) -> bool {
+        self.ttl == 0
+            || O::computed_at(stored)
+                .is_none_or(|at| crate::clock::unix_now_ms().saturating_sub(at) < self.ttl)
     }
 
     fn base(&self, self_ty: &'static str) -> Base {
@@ -168,6 +216,10 @@ impl Function {
             wait,
             compute,
             || self.missed(engine, key),
+            &crate::store::Keep {
+                fresh: |v: &O::Stored| self.fresh::<O>(v),
+                min_cost_us: self.min_cost,
+            },
             O::stored,
             O::from_stored,
             |e| {
@@ -205,7 +257,7 @@ impl Function {
         for (key, f) in calls {
             // Stored results first, from this machine: no waiting.
             let found = match engine.get_local::<O::Stored>(&key, true) {
-                Ok(v) => v,
+                Ok(v) => v.filter(|v| self.fresh::<O>(v)),
                 Err(e) => {
                     self.report(&key, &e);
                     None
@@ -249,11 +301,11 @@ impl Function {
         let engine = store.engine()?;
         self.register(engine, key);
         match engine.get::<O::Stored>(key, true) {
-            Ok(Some(v)) => {
+            Ok(Some(v)) if self.fresh::<O>(&v) => {
                 tracing::debug!(function = self.name, module = self.module, %key, "memo: hit");
                 Some(O::from_stored(v))
             }
-            Ok(None) => {
+            Ok(_) => {
                 self.missed(engine, key);
                 None
             }
@@ -281,9 +333,11 @@ impl Function {
         let (Some(engine), Some(v)) = (store.engine(), out.stored()) else {
             return;
         };
-        let cost = crate::format::cost_word(
-            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        );
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if took < self.min_cost {
+            return;
+        }
+        let cost = crate::format::cost_word(took);
         match engine.put_value(key, v, cost) {
             Ok(()) => engine.write_through(key, cost),
             Err(e) => self.report(key, &e),
@@ -357,6 +411,49 @@ impl Function {
     }
 }
 
+/// A `#[track]` helper: its path, its code's canonical text, and the
+/// tracked helpers it uses. A `static` in the expansion of `#[track]`.
+pub struct Track {
+    /// `module_path!()::name`.
+    pub name: &'static str,
+    /// The helper's tokens in the macro's canonical text form.
+    pub tokens: &'static str,
+    /// `#[track(uses(...))]`.
+    pub uses: &'static [fn() -> &'static Track],
+}
+
+/// Implemented by `#[track]` for the empty enum it names after the helper,
+/// which `uses(helper)` names.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a #[memo_core::track] function",
+    label = "`uses` names functions marked #[memo_core::track]",
+    note = "put #[memo_core::track] on the helper, so its code goes into the keys of the functions that use it"
+)]
+pub trait Tracked {
+    /// The helper's record.
+    fn track() -> &'static Track;
+}
+
+/// The digest of every helper `uses` reaches (each once, in name order, so
+/// neither the order of `uses` nor cycles among helpers matter).
+fn helpers_digest(uses: &[fn() -> &'static Track]) -> [u8; 32] {
+    let mut seen = std::collections::BTreeMap::new();
+    let mut todo: Vec<&'static Track> = uses.iter().map(|f| f()).collect();
+    while let Some(t) = todo.pop() {
+        if seen.insert(t.name, t.tokens).is_none() {
+            todo.extend(t.uses.iter().map(|f| f()));
+        }
+    }
+    let mut h = blake3::Hasher::new_derive_key("memo 2026-12 #[track] helpers v1");
+    for (name, tokens) in seen {
+        for part in [name, tokens] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+    }
+    *h.finalize().as_bytes()
+}
+
 /// A type's name without its path: `Ridge<f64>` for `lab::model::Ridge<f64>`.
 fn short_type(t: &str) -> &str {
     let head = t.find('<').map_or(t, |i| &t[..i]);
@@ -387,10 +484,89 @@ fn cause(e: &Error) -> String {
 pub trait Outcome: Sized {
     /// The stored type.
     type Stored: Serialize + DeserializeOwned;
+    /// What the function returns.
+    type Value;
     /// What to store, if anything.
     fn stored(&self) -> Option<&Self::Stored>;
     /// A result from what was stored.
     fn from_stored(v: Self::Stored) -> Self;
+    /// What the function returns.
+    fn value(self) -> Self::Value;
+    /// When a stored value was computed (Unix milliseconds), for outcomes
+    /// that record it (`#[memoize(ttl = ...)]`).
+    fn computed_at(_stored: &Self::Stored) -> Option<u64> {
+        None
+    }
+}
+
+/// A value with the time it was computed (Unix milliseconds): what a
+/// function with `#[memoize(ttl = ...)]` stores, encoded as the pair
+/// `(at, value)`.
+pub struct Stamped<V> {
+    at: u64,
+    value: V,
+}
+
+impl<V> Stamped<V> {
+    fn now(value: V) -> Stamped<V> {
+        Stamped {
+            at: crate::clock::unix_now_ms(),
+            value,
+        }
+    }
+}
+
+impl<V: Serialize> Serialize for Stamped<V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (self.at, &self.value).serialize(s)
+    }
+}
+
+impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for Stamped<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (at, value) = <(u64, V)>::deserialize(d)?;
+        Ok(Stamped { at, value })
+    }
+}
+
+/// The whole return value is cached, with when it was computed.
+pub struct Timed<V>(Stamped<V>);
+
+impl<V: Serialize + DeserializeOwned> Outcome for Timed<V> {
+    type Stored = Stamped<V>;
+    type Value = V;
+    fn stored(&self) -> Option<&Stamped<V>> {
+        Some(&self.0)
+    }
+    fn from_stored(v: Stamped<V>) -> Self {
+        Timed(v)
+    }
+    fn value(self) -> V {
+        self.0.value
+    }
+    fn computed_at(stored: &Stamped<V>) -> Option<u64> {
+        Some(stored.at)
+    }
+}
+
+/// A `Result`'s `Ok` is cached with when it was computed.
+pub struct TimedOk<T, E>(core::result::Result<Stamped<T>, E>);
+
+impl<T: Serialize + DeserializeOwned, E> Outcome for TimedOk<T, E> {
+    type Stored = Stamped<T>;
+    type Value = core::result::Result<T, E>;
+    fn stored(&self) -> Option<&Stamped<T>> {
+        self.0.as_ref().ok()
+    }
+    fn from_stored(v: Stamped<T>) -> Self {
+        TimedOk(Ok(v))
+    }
+    fn value(self) -> core::result::Result<T, E> {
+        self.0.map(|s| s.value)
+    }
+    fn computed_at(stored: &Stamped<T>) -> Option<u64> {
+        Some(stored.at)
+    }
 }
 
 /// Chooses what of a result is cached by its type, however it is written
@@ -423,8 +599,12 @@ pub struct StoredAs<T>(core::marker::PhantomData<fn() -> T>);
 pub trait ViaOk<R> {
     /// The `Ok` type.
     type Ok;
+    /// The error type.
+    type Err;
     /// `r`, to be cached `Ok`-only.
     fn wrap(&self, r: R) -> OkOnly<R>;
+    /// `r`, to be cached `Ok`-only with when it was computed.
+    fn wrap_timed(&self, r: R) -> TimedOk<Self::Ok, Self::Err>;
     /// What is stored: the `Ok` type.
     fn stored(&self) -> StoredAs<Self::Ok> {
         StoredAs(core::marker::PhantomData)
@@ -433,8 +613,12 @@ pub trait ViaOk<R> {
 
 impl<T, E> ViaOk<core::result::Result<T, E>> for &Pick<core::result::Result<T, E>> {
     type Ok = T;
+    type Err = E;
     fn wrap(&self, r: core::result::Result<T, E>) -> OkOnly<core::result::Result<T, E>> {
         OkOnly(r)
+    }
+    fn wrap_timed(&self, r: core::result::Result<T, E>) -> TimedOk<T, E> {
+        TimedOk(r.map(Stamped::now))
     }
 }
 
@@ -442,6 +626,8 @@ impl<T, E> ViaOk<core::result::Result<T, E>> for &Pick<core::result::Result<T, E
 pub trait ViaWhole<R> {
     /// `r`, to be cached whole.
     fn wrap(&self, r: R) -> Whole<R>;
+    /// `r`, to be cached whole with when it was computed.
+    fn wrap_timed(&self, r: R) -> Timed<R>;
     /// What is stored: all of `R`.
     fn stored(&self) -> StoredAs<R> {
         StoredAs(core::marker::PhantomData)
@@ -452,6 +638,9 @@ impl<R> ViaWhole<R> for Pick<R> {
     fn wrap(&self, r: R) -> Whole<R> {
         Whole(r)
     }
+    fn wrap_timed(&self, r: R) -> Timed<R> {
+        Timed(Stamped::now(r))
+    }
 }
 
 /// The whole return value is cached.
@@ -459,11 +648,15 @@ pub struct Whole<V>(pub V);
 
 impl<V: Serialize + DeserializeOwned> Outcome for Whole<V> {
     type Stored = V;
+    type Value = V;
     fn stored(&self) -> Option<&V> {
         Some(&self.0)
     }
     fn from_stored(v: V) -> Self {
         Whole(v)
+    }
+    fn value(self) -> V {
+        self.0
     }
 }
 
@@ -472,11 +665,15 @@ pub struct OkOnly<R>(pub R);
 
 impl<T: Serialize + DeserializeOwned, E> Outcome for OkOnly<core::result::Result<T, E>> {
     type Stored = T;
+    type Value = core::result::Result<T, E>;
     fn stored(&self) -> Option<&T> {
         self.0.as_ref().ok()
     }
     fn from_stored(v: T) -> Self {
         OkOnly(Ok(v))
+    }
+    fn value(self) -> core::result::Result<T, E> {
+        self.0
     }
 }
 

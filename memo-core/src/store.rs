@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub(crate) use compute::Flown;
+pub(crate) use compute::{Flown, Keep};
 pub(crate) use durable::stamp_boot;
 pub(crate) use engine::Engine;
 pub(crate) use options::Options;

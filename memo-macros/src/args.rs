@@ -7,7 +7,7 @@ use syn::{Expr, Ident, Lit, LitStr, Meta, Token};
 use crate::errors::Errors;
 
 /// Every option, for the message of an unknown one.
-const VALID: &str = "`store = EXPR`, `dir = \"path\"`, `ignore(arg, ...)`, `version = N`, `helpers`, `map` and `crate = path`";
+const VALID: &str = "`store = EXPR`, `dir = \"path\"`, `ignore(arg, ...)`, `version = N`, `ttl = \"1h\"`, `min_cost = \"50ms\"`, `uses(helper, ...)`, `helpers`, `map` and `crate = path`";
 
 /// Where the cached values live.
 pub(crate) enum StoreArg {
@@ -33,6 +33,12 @@ pub(crate) struct Args {
     /// The path memo-core is reached by, when a crate that re-exports memo
     /// says `crate = path` (else `::memo_core`).
     pub krate: Option<syn::Path>,
+    /// `ttl = "1h"`, in milliseconds.
+    pub ttl: Option<u64>,
+    /// `min_cost = "50ms"`, in microseconds.
+    pub min_cost: Option<u64>,
+    /// `uses(helper, m::other)`: tracked helpers whose code the key covers.
+    pub uses: Vec<syn::Path>,
 }
 
 /// The part of `expr` that opens a store (`Store::open(..)`,
@@ -69,6 +75,34 @@ fn opens_a_store(expr: &Expr) -> Option<proc_macro2::TokenStream> {
     f.0
 }
 
+/// `ttl = "1h"` or `min_cost = "50ms"`, into `args`.
+fn durations(args: &mut Args, name: &str, value: &Expr, errors: &mut Errors) {
+    match (name, duration(value)) {
+        // Stored times are milliseconds.
+        ("ttl", Some(us)) if us >= 1_000 => args.ttl = Some(us / 1_000),
+        ("ttl", Some(_)) => errors.at(value, "`ttl` is at least a millisecond: `ttl = \"1ms\"`"),
+        ("ttl", None) => errors.at(
+            value,
+            "`ttl` takes a duration: `ttl = \"1h\"`, `\"30m\"`, `\"7d\"` (units ms, s, m, h, d, w)",
+        ),
+        (_, Some(us)) => args.min_cost = Some(us),
+        (_, None) => errors.at(
+            value,
+            "`min_cost` takes a duration: `min_cost = \"50ms\"`, `\"2s\"` (units us, ms, s, m, h)",
+        ),
+    }
+}
+
+/// The microseconds of a duration string literal, if `expr` is one.
+fn duration(expr: &Expr) -> Option<u64> {
+    match expr {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(s), ..
+        }) => crate::duration::micros(&s.value()),
+        _ => None,
+    }
+}
+
 pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args {
     let mut args = Args {
         store: StoreArg::Global,
@@ -77,6 +111,9 @@ pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args
         helpers: false,
         map: None,
         krate: None,
+        ttl: None,
+        min_cost: None,
+        uses: Vec::new(),
     };
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
         Ok(m) => m,
@@ -142,6 +179,8 @@ pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args
                     Err(e) => errors.push(e),
                 }
             }
+            ("uses", Meta::List(list)) => args.uses = crate::track::uses(list, errors),
+            ("uses", _) => errors.at(&meta, "`uses` names tracked helpers: `uses(normalize, io::load)`"),
             ("helpers", Meta::Path(_)) => args.helpers = true,
             ("map", Meta::Path(p)) => args.map = p.get_ident().cloned(),
             ("crate", Meta::NameValue(nv)) => match &nv.value {
@@ -153,7 +192,8 @@ pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args
                     "`crate` takes the path memo_core is reached by: `crate = my_lib::memo`",
                 ),
             },
-            ("store" | "dir" | "version" | "crate", _) => {
+            ("ttl" | "min_cost", Meta::NameValue(nv)) => durations(&mut args, &name, &nv.value, errors),
+            ("store" | "dir" | "version" | "crate" | "ttl" | "min_cost", _) => {
                 errors.at(&meta, format!("`{name}` takes a value: `{name} = ...`"));
             }
             ("ignore", _) => errors.at(&meta, "`ignore` takes argument names: `ignore(verbose, progress)`"),

@@ -36,6 +36,8 @@ struct Names {
     dir: Ident,
     /// `#[memoize(crate = path)]`, if given.
     krate: Option<syn::Path>,
+    /// `ttl` is set: results are stored with their time.
+    timed: bool,
 }
 
 impl Names {
@@ -43,6 +45,7 @@ impl Names {
         let m = |s: &str| Ident::new(s, Span::mixed_site());
         Names {
             krate: args.krate.clone(),
+            timed: args.ttl.is_some(),
             func: m("__MEMO_FN"),
             store: m("__memo_store"),
             key: m("__memo_key"),
@@ -172,6 +175,7 @@ fn map(
     // At the return type, as every call that stores the result is (see
     // `prelude`).
     let rkrate = n.krate(ret.span());
+    let value = value_of(sig, n, &quote! { __memo_o });
     let sweep = quote_spanned! {ret.span()=>
         let __memo_out = #rkrate::__private::Function::sweep(&#func, #store, __memo_calls);
     };
@@ -191,7 +195,7 @@ fn map(
             #sweep
             ::core::iter::Iterator::collect(::core::iter::Iterator::map(
                 ::core::iter::IntoIterator::into_iter(__memo_out),
-                |__memo_o| __memo_o.0,
+                |__memo_o| #value,
             ))
         }
     }
@@ -275,6 +279,51 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) 
             let #store: &#krate::Store = #krate::__private::StoreAt::get(&#dir);
         },
     };
+    let feeds = feeds(sig, n);
+    let self_ty = if sig.receiver.is_some() {
+        quote! { ::core::any::type_name::<Self>() }
+    } else {
+        quote! { "" }
+    };
+    let ttl = args.ttl.map(|s| quote! { .ttl(#s) });
+    let uses = (!args.uses.is_empty()).then(|| {
+        let list = crate::track::track_list(&krate.to_token_stream(), &args.uses);
+        quote! { .uses(#list) }
+    });
+    let min_cost = args.min_cost.map(|us| quote! { .min_cost(#us) });
+    let setup = quote! {
+        #[allow(unused_imports)]
+        use #krate::__private::{ViaOk as _, ViaWhole as _};
+        static #func: #krate::__private::Function =
+            #krate::__private::Function::new(::core::module_path!(), #name, #tokens, #version)
+                #ttl #min_cost #uses;
+        #store_init
+    };
+    // The result's type is checked first, as `Storable`'s: the calls that
+    // store it are located at the return type too, so their errors (a
+    // missing `Serialize` or `Deserialize` through memo's runtime) are
+    // dropped as duplicates of this one.
+    let ret = &sig.ret;
+    let rkrate = n.krate(ret.span());
+    let result_check = quote_spanned! {ret.span()=>
+        #rkrate::memoize_result((&&#rkrate::__private::Pick::<#ret>::new()).stored());
+    };
+    let key = quote! {
+        #result_check
+        let #key: #krate::Key = {
+            let mut #builder = #krate::__private::Function::key(&#func, #self_ty);
+            #(#feeds)*
+            #krate::__private::KeyBuilder::finish(#builder)
+        };
+    };
+    (setup, key)
+}
+
+/// What goes into a call's key after the function's base: type
+/// parameters' names, const parameters, `self` and the arguments.
+fn feeds(sig: &Sig<'_>, n: &Names) -> Vec<TokenStream> {
+    let krate = n.krate(Span::call_site());
+    let builder = &n.builder;
     let mut feeds = Vec::new();
     for t in &sig.type_params {
         feeds.push(quote! {
@@ -323,36 +372,7 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) 
             });
         }
     }
-    let self_ty = if sig.receiver.is_some() {
-        quote! { ::core::any::type_name::<Self>() }
-    } else {
-        quote! { "" }
-    };
-    let setup = quote! {
-        #[allow(unused_imports)]
-        use #krate::__private::{ViaOk as _, ViaWhole as _};
-        static #func: #krate::__private::Function =
-            #krate::__private::Function::new(::core::module_path!(), #name, #tokens, #version);
-        #store_init
-    };
-    // The result's type is checked first, as `Storable`'s: the calls that
-    // store it are located at the return type too, so their errors (a
-    // missing `Serialize` or `Deserialize` through memo's runtime) are
-    // dropped as duplicates of this one.
-    let ret = &sig.ret;
-    let rkrate = n.krate(ret.span());
-    let result_check = quote_spanned! {ret.span()=>
-        #rkrate::memoize_result((&&#rkrate::__private::Pick::<#ret>::new()).stored());
-    };
-    let key = quote! {
-        #result_check
-        let #key: #krate::Key = {
-            let mut #builder = #krate::__private::Function::key(&#func, #self_ty);
-            #(#feeds)*
-            #krate::__private::KeyBuilder::finish(#builder)
-        };
-    };
-    (setup, key)
+    feeds
 }
 
 /// The cached call, or the recomputing one of `<name>_recompute`.
@@ -371,9 +391,20 @@ enum Call {
 fn wrap(sig: &Sig<'_>, n: &Names, value: &TokenStream) -> TokenStream {
     let ret = &sig.ret;
     let krate = n.krate(ret.span());
+    let method = if n.timed {
+        quote_spanned! {ret.span()=> wrap_timed }
+    } else {
+        quote_spanned! {ret.span()=> wrap }
+    };
     quote_spanned! {ret.span()=>
-        (&&#krate::__private::Pick::<#ret>::new()).wrap(#value)
+        (&&#krate::__private::Pick::<#ret>::new()).#method(#value)
     }
+}
+
+/// What the function returns, from the outcome `out` of a call.
+fn value_of(sig: &Sig<'_>, n: &Names, out: &TokenStream) -> TokenStream {
+    let krate = n.krate(sig.ret.span());
+    quote_spanned! {sig.ret.span()=> #krate::__private::Outcome::value(#out) }
 }
 
 fn sync_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
@@ -399,8 +430,9 @@ fn sync_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
     let call = quote_spanned! {span=>
         #krate::__private::Function::#method(&#func, #store, &#key, move || {
             #wrapped
-        }).0
+        })
     };
+    let call = value_of(sig, n, &call);
     quote! {
         let #body = move || -> #ret #block;
         #call
@@ -422,12 +454,13 @@ fn async_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
     let spanned = n.krate(span);
     let picked = Ident::new("__memo_picked", Span::mixed_site());
     let pick = wrap(sig, n, &quote! { #picked });
+    let value = value_of(sig, n, &quote! { #out });
     let lookup = match call {
         Call::Cached => quote_spanned! {span=>
             if let ::core::option::Option::Some(#out) =
                 #spanned::__private::Function::cached_by(&#func, #store, &#key, |#picked: #ret| #pick)
             {
-                return #out.0;
+                return #value;
             }
         },
         Call::Recompute => quote! {},
@@ -441,7 +474,7 @@ fn async_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
         let #picked = #krate::__private::typed_future::<#ret, _>(async move #block).await;
         let #out = #pick;
         #save
-        #out.0
+        #value
     }
 }
 

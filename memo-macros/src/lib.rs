@@ -5,10 +5,12 @@
 //! all are reported at once, at their tokens.
 
 mod args;
+mod duration;
 mod errors;
 mod expand;
 mod fingerprint;
 mod sig;
+mod track;
 
 use proc_macro::TokenStream;
 
@@ -30,4 +32,17 @@ pub fn memoize(attr: TokenStream, item: TokenStream) -> TokenStream {
         Ok(()) => expand::expand(&args, &sig).into(),
         Err(e) => errors::fallback(item, &e).into(),
     }
+}
+
+/// Tracks a helper function: its code goes into the keys of every
+/// `#[memoize(uses(helper))]` function, so editing the helper recomputes
+/// their results. `#[track(uses(other))]` tracks the helpers it calls in
+/// turn; cycles are fine. The guide of [`memoize`] has the details
+/// ("What the key covers, and what it cannot").
+///
+/// Beside the function it defines an empty `enum` of the same name (types
+/// and functions live apart, so the two do not clash), which `uses` names.
+#[proc_macro_attribute]
+pub fn track(attr: TokenStream, item: TokenStream) -> TokenStream {
+    track::expand(attr.into(), item.into()).into()
 }

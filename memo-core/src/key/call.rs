@@ -46,6 +46,11 @@ pub(crate) struct Identity<'a> {
     pub tokens: &'a str,
     /// `#[memoize(version = ...)]`, else empty.
     pub version: &'a str,
+    /// Results are stored with their time (`#[memoize(ttl = ...)]`): a
+    /// stored value of another shape, so other keys.
+    pub timed: bool,
+    /// The digest of the tracked helpers it uses (`uses(...)`), if any.
+    pub helpers: Option<[u8; 32]>,
 }
 
 /// What every call's key of one function starts from.
@@ -94,6 +99,15 @@ impl Identity<'_> {
                 self.version,
             ],
         );
+        // Each only when present, so the keys of every other function stay
+        // as they were.
+        if self.timed {
+            feed(&mut h, &["stored with its time"]);
+        }
+        if let Some(d) = self.helpers {
+            h.update(b"uses");
+            h.update(&d);
+        }
         Base {
             key: *h.finalize().as_bytes(),
             tag: self.tag(),
@@ -179,6 +193,8 @@ mod tests {
         name: "fit",
         tokens: "fn fit ( x : u32 ) -> u32 { x }",
         version: "",
+        timed: false,
+        helpers: None,
     };
 
     fn key(id: &Identity<'_>, type_params: &[&'static str], args: &(u32, &str)) -> String {
@@ -253,5 +269,26 @@ mod tests {
             ..FIT
         };
         assert!(!has_tag(&k, other.tag()));
+    }
+
+    /// A function with a ttl stores `(time, value)`: its keys must differ
+    /// from the same function's without one, or a value stored without a
+    /// time would be decoded as one with a time. Every other key stays as
+    /// it was.
+    #[test]
+    fn a_ttl_changes_the_base_and_nothing_else_does() {
+        let timed = Identity { timed: true, ..FIT };
+        assert_ne!(timed.base().key, FIT.base().key);
+        assert_eq!(timed.tag(), FIT.tag(), "the same function's entries");
+        let helped = Identity {
+            helpers: Some([7; 32]),
+            ..FIT
+        };
+        let other = Identity {
+            helpers: Some([8; 32]),
+            ..FIT
+        };
+        assert_ne!(helped.base().key, FIT.base().key);
+        assert_ne!(helped.base().key, other.base().key);
     }
 }

@@ -59,6 +59,10 @@ impl Engine {
             true,
             compute,
             || {},
+            &Keep {
+                fresh: |_: &V| true,
+                min_cost_us: 0,
+            },
             kept,
             from,
             lookup_failed,
@@ -75,10 +79,11 @@ impl Engine {
     /// a remote tier, another machine) is computing is left to it: its
     /// `compute` comes back unrun as `Busy`, for the caller to ask again
     /// later (a sweep takes the next input meanwhile). `before` runs just
-    /// before `compute` does.
+    /// before `compute` does; `keep` says which stored values still count
+    /// and which computed ones are worth storing.
     #[allow(
         clippy::too_many_arguments,
-        reason = "compute_once's, whether to wait, and a hook"
+        reason = "compute_once's, whether to wait, a hook and what to keep"
     )]
     pub(crate) fn compute_flight<V, R, X, F>(
         &self,
@@ -86,6 +91,7 @@ impl Engine {
         wait: bool,
         compute: F,
         before: impl FnOnce(),
+        keep: &Keep<impl Fn(&V) -> bool>,
         kept: impl FnOnce(&R) -> Option<&V>,
         from: impl FnOnce(V) -> R,
         lookup_failed: impl Fn(Error) -> std::result::Result<(), X>,
@@ -96,7 +102,9 @@ impl Engine {
         F: FnOnce() -> R,
     {
         let found = |count: bool| match self.get_local::<V>(key, count) {
-            Ok(v) => Ok(v),
+            // A stale value (past its ttl) is a miss: computed again and
+            // replaced.
+            Ok(v) => Ok(v.filter(|v| (keep.fresh)(v))),
             Err(e) => lookup_failed(e).map(|()| None),
         };
         if let Some(v) = found(true)? {
@@ -162,10 +170,9 @@ impl Engine {
             before();
             let t = Instant::now();
             let r = compute();
-            let cost = crate::format::cost_word(
-                u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
-            );
-            if let Some(v) = kept(&r) {
+            let took = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let cost = crate::format::cost_word(took);
+            if let Some(v) = kept(&r).filter(|_| took >= keep.min_cost_us) {
                 match self.put_value(key, v, cost) {
                     Ok(()) => self.write_through(key, cost),
                     Err(err) => store_failed(&err),
@@ -181,6 +188,14 @@ impl Engine {
             Step::Busy(compute) => Flown::Busy(compute),
         })
     }
+}
+
+/// What a flight keeps: which stored values still count (`fresh`: all but
+/// those past a ttl), and which computed values are stored (those that
+/// took at least `min_cost_us` microseconds).
+pub(crate) struct Keep<F> {
+    pub fresh: F,
+    pub min_cost_us: u64,
 }
 
 /// What a flight ended with, inside the in-process flight.

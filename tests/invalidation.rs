@@ -1,0 +1,127 @@
+//! Guards what decides whether a stored result still counts: `ttl` (age
+//! since it was computed) and `min_cost` (cheap results are not stored).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected error"
+)]
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use memo_core::{Store, memoize};
+
+fn fresh() -> Store {
+    Store::open(memo_tests::tempdir().keep()).unwrap()
+}
+
+static TTL: LazyLock<Store> = LazyLock::new(fresh);
+static TTL_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(store = TTL, ttl = "400ms")]
+fn quote(symbol: &str) -> String {
+    TTL_RUNS.fetch_add(1, Ordering::SeqCst);
+    format!("{symbol}: {}", TTL_RUNS.load(Ordering::SeqCst))
+}
+
+/// A result older than the ttl is computed again and replaces the old one;
+/// younger, it is a hit.
+#[test]
+fn a_result_older_than_its_ttl_is_computed_again() {
+    let first = quote("ACME");
+    let at = Instant::now();
+    assert_eq!(quote("ACME"), first, "young: a hit");
+    assert_eq!(TTL_RUNS.load(Ordering::SeqCst), 1);
+    std::thread::sleep(Duration::from_millis(450).saturating_sub(at.elapsed()));
+    let second = quote("ACME");
+    assert_ne!(second, first, "past the ttl: computed again");
+    assert_eq!(TTL_RUNS.load(Ordering::SeqCst), 2);
+    assert_eq!(quote("ACME"), second, "the new result replaced the old");
+    assert_eq!(TTL_RUNS.load(Ordering::SeqCst), 2);
+    assert_eq!(TTL.len(), 1, "replaced, not added");
+}
+
+static TTL_OK: LazyLock<Store> = LazyLock::new(fresh);
+static TTL_OK_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// A `Result` with a ttl: `Ok` stored with its time, `Err` not stored.
+#[memoize(store = TTL_OK, ttl = "300ms")]
+fn fetch(id: u32) -> Result<u32, String> {
+    TTL_OK_RUNS.fetch_add(1, Ordering::SeqCst);
+    if id == 0 {
+        Err("no such id".into())
+    } else {
+        Ok(id * 10)
+    }
+}
+
+#[test]
+fn a_result_with_a_ttl_keeps_ok_only() {
+    assert_eq!(fetch(0), Err("no such id".into()));
+    assert_eq!(fetch(0), Err("no such id".into()));
+    assert_eq!(TTL_OK_RUNS.load(Ordering::SeqCst), 2, "Err is not stored");
+    assert_eq!(fetch(4), Ok(40));
+    assert_eq!(fetch(4), Ok(40));
+    assert_eq!(TTL_OK_RUNS.load(Ordering::SeqCst), 3);
+    std::thread::sleep(Duration::from_millis(350));
+    assert_eq!(fetch(4), Ok(40));
+    assert_eq!(
+        TTL_OK_RUNS.load(Ordering::SeqCst),
+        4,
+        "expired: computed again"
+    );
+}
+
+static COST: LazyLock<Store> = LazyLock::new(fresh);
+static COST_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sleeps `ms` milliseconds: above `min_cost` it is stored, below not.
+#[memoize(store = COST, min_cost = "30ms")]
+fn work(ms: u64) -> u64 {
+    COST_RUNS.fetch_add(1, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn results_cheaper_than_min_cost_are_not_stored() {
+    assert_eq!(work(1), 1);
+    assert_eq!(work(1), 1);
+    assert_eq!(
+        COST_RUNS.load(Ordering::SeqCst),
+        2,
+        "1 ms < 30 ms: not stored"
+    );
+    assert_eq!(work(60), 60);
+    assert_eq!(work(60), 60);
+    assert_eq!(COST_RUNS.load(Ordering::SeqCst), 3, "60 ms: stored");
+    assert_eq!(COST.len(), 1);
+}
+
+static ASYNC_TTL: LazyLock<Store> = LazyLock::new(fresh);
+static ASYNC_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(store = ASYNC_TTL, ttl = "300ms", min_cost = "1ms")]
+async fn remote_size(url: String) -> usize {
+    ASYNC_RUNS.fetch_add(1, Ordering::SeqCst);
+    // Long enough to be worth storing.
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    url.len()
+}
+
+#[test]
+fn async_functions_keep_ttl_too() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert_eq!(remote_size("a/b".into()).await, 3);
+        assert_eq!(remote_size("a/b".into()).await, 3);
+        assert_eq!(ASYNC_RUNS.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(remote_size("a/b".into()).await, 3);
+        assert_eq!(ASYNC_RUNS.load(Ordering::SeqCst), 2);
+    });
+}

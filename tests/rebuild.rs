@@ -1,0 +1,177 @@
+//! What the key covers, checked by editing real source and building it
+//! again: a small program memoizing through `#[memoize]` is written, built,
+//! run, edited, built and run against the same store, and the runs count
+//! what was computed.
+//!
+//! The program is a crate of its own, built with the workspace's lock file
+//! into `target/memo-rebuild-scratch` (kept between runs, so only the first
+//! build compiles memo-core).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected error"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds `main` (the source of `src/main.rs`) in `krate`; the binary.
+fn build(krate: &Path, main: &str) -> PathBuf {
+    let ws = workspace();
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        format!(
+            r#"[package]
+name = "memo-rebuild"
+version = "0.0.0"
+edition = "2024"
+publish = false
+
+[dependencies]
+memo-core = {{ path = "{}" }}
+serde = {{ version = "1", features = ["derive"] }}
+
+[workspace]
+"#,
+            ws.join("memo-core").display()
+        ),
+    )
+    .unwrap();
+    std::fs::copy(ws.join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    std::fs::write(krate.join("src/main.rs"), main).unwrap();
+    let target = ws.join("target/memo-rebuild-scratch");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--offline", "--quiet"])
+        .current_dir(krate)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "building:\n{main}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("debug/memo-rebuild")
+}
+
+/// Runs the program on `store`; its output lines.
+fn run(bin: &Path, store: &Path) -> Vec<String> {
+    let out = Command::new(bin)
+        .env("MEMO_DIR", store)
+        .env("MEMO_QUIET", "1")
+        .env_remove("MEMO_REMOTE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// How many lines of `out` say a body ran.
+fn computed(out: &[String]) -> usize {
+    out.iter().filter(|l| l.starts_with("computing")).count()
+}
+
+/// One program, edited step by step: `(what changed, source, bodies that
+/// must run)`, each built and run against the same store.
+fn steps(steps: &[(&str, String, usize)]) {
+    let t = memo_tests::tempdir();
+    let krate = t.path().join("scratch");
+    let store = t.path().join("store");
+    for (what, source, want) in steps {
+        let bin = build(&krate, source);
+        let out = run(&bin, &store);
+        assert_eq!(computed(&out), *want, "{what}: {out:?}\n{source}");
+        // Built once more and run: everything is a hit now.
+        let again = run(&bin, &store);
+        assert_eq!(computed(&again), 0, "{what}, second run: {again:?}");
+        assert_eq!(
+            out.iter()
+                .filter(|l| !l.starts_with("computing"))
+                .collect::<Vec<_>>(),
+            again
+                .iter()
+                .filter(|l| !l.starts_with("computing"))
+                .collect::<Vec<_>>(),
+            "{what}: a hit returns what the computation did"
+        );
+    }
+}
+
+const HELPERS: &str = r#"
+use memo_core::{memoize, track};
+
+#[track]
+fn scale() -> f64 {
+    SCALE
+}
+
+#[track(uses(scale))]
+fn normalize(x: f64) -> f64 {
+    x / NORM * scale()
+}
+
+mod stats {
+    #[memo_core::track]
+    pub fn mean(xs: &[f64]) -> f64 {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
+}
+
+#[memoize(uses(normalize, stats::mean))]
+fn feature(x: u32) -> f64 {
+    println!("computing feature {x}");
+    normalize(f64::from(x)) + stats::mean(&[1.0, 2.0])
+}
+
+#[memoize]
+fn untracked(x: u32) -> u32 {
+    println!("computing untracked {x}");
+    x + 1
+}
+
+fn main() {
+    for x in 0..3 {
+        println!("{} {}", feature(x), untracked(x));
+    }
+}
+"#;
+
+/// A tracked helper's code is in its users' keys, transitively; its
+/// comments and formatting are not; functions that do not use it keep
+/// their results.
+#[test]
+fn editing_a_tracked_helper_recomputes_its_users() {
+    let src = |norm: &str, scale: &str| HELPERS.replace("NORM", norm).replace("SCALE", scale);
+    steps(&[
+        ("first build", src("2.0", "1.0"), 6),
+        (
+            "a comment and new formatting in a helper",
+            src("2.0", "1.0").replace(
+                "fn normalize(x: f64) -> f64 {\n    x / 2.0 * scale()",
+                "fn normalize(x: f64) -> f64 {\n    // halves it\n    x / 2.0\n        * scale()",
+            ),
+            0,
+        ),
+        ("the helper's body", src("4.0", "1.0"), 3),
+        ("the helper's helper", src("4.0", "3.0"), 3),
+        ("back to a build seen before", src("2.0", "1.0"), 0),
+    ]);
+}
