@@ -125,3 +125,60 @@ fn async_functions_keep_ttl_too() {
         assert_eq!(ASYNC_RUNS.load(Ordering::SeqCst), 2);
     });
 }
+
+static DATA: LazyLock<Store> = LazyLock::new(fresh);
+static DATA_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(store = DATA)]
+fn checksum(input: memo_core::DataFile) -> u64 {
+    DATA_RUNS.fetch_add(1, Ordering::SeqCst);
+    std::fs::read(input.path())
+        .unwrap()
+        .iter()
+        .map(|&b| u64::from(b))
+        .sum()
+}
+
+/// The contents decide, not the metadata: a file rewritten with the same
+/// size and its old modification time restored is a new call; an unchanged
+/// file is not read again.
+#[test]
+fn a_data_file_is_keyed_by_its_contents() {
+    use memo_core::DataFile;
+    let t = memo_tests::tempdir();
+    let path = t.path().join("input.bin");
+    std::fs::write(&path, vec![1_u8; 100_000]).unwrap();
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    // Older than a kernel tick and then some, so its digest is kept.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(checksum(DataFile::new(&path)), 100_000);
+    let runs = DATA_RUNS.load(Ordering::SeqCst);
+    let read = memo_core::__private::data_file_bytes_read();
+    for _ in 0..5 {
+        assert_eq!(checksum(DataFile::new(&path)), 100_000);
+    }
+    assert_eq!(DATA_RUNS.load(Ordering::SeqCst), runs, "hits");
+    assert_eq!(
+        memo_core::__private::data_file_bytes_read(),
+        read,
+        "an unchanged file is not read again"
+    );
+
+    // Same size, old modification time: only the contents changed.
+    std::fs::write(&path, vec![2_u8; 100_000]).unwrap();
+    let f = std::fs::File::options().write(true).open(&path).unwrap();
+    f.set_modified(modified).unwrap();
+    drop(f);
+    let m = std::fs::metadata(&path).unwrap();
+    assert_eq!((m.len(), m.modified().unwrap()), (100_000, modified));
+    assert_eq!(checksum(DataFile::new(&path)), 200_000);
+    assert_eq!(DATA_RUNS.load(Ordering::SeqCst), runs + 1, "computed again");
+
+    // A missing file is a call of its own, not an error of the key.
+    let gone = DataFile::new(t.path().join("missing"));
+    assert!(gone.digest().is_err());
+    assert_ne!(
+        memo_core::Key::of(&gone),
+        memo_core::Key::of(&DataFile::new(&path))
+    );
+}

@@ -90,8 +90,13 @@ fn computed(out: &[String]) -> usize {
 }
 
 /// One program, edited step by step: `(what changed, source, bodies that
-/// must run)`, each built and run against the same store.
+/// must run)`, each built and run against the same store. One program at a
+/// time: they share the build directory and the binary's path.
 fn steps(steps: &[(&str, String, usize)]) {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let t = memo_tests::tempdir();
     let krate = t.path().join("scratch");
     let store = t.path().join("store");
@@ -173,5 +178,74 @@ fn editing_a_tracked_helper_recomputes_its_users() {
         ("the helper's body", src("4.0", "1.0"), 3),
         ("the helper's helper", src("4.0", "3.0"), 3),
         ("back to a build seen before", src("2.0", "1.0"), 0),
+    ]);
+}
+
+const TYPES: &str = r#"
+use memo_core::memoize;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Debug)]
+struct Fit {
+    FIELDS
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+enum Method {
+    VARIANTS
+}
+
+#[memoize]
+fn fit(points: u32, method: Method) -> Fit {
+    println!("computing fit {points} {method:?}");
+    let _ = method;
+    Fit { slope: points.into(), offset: 7 }
+}
+
+fn main() {
+    for n in 0..2 {
+        println!("{:?}", fit(n, Method::Exact));
+    }
+}
+"#;
+
+/// The serde shape of the result and argument types is in the key: a
+/// field retyped or reordered in the returned struct, a variant added to
+/// an argument's enum, each recompute (old bytes could decode into wrong
+/// values, or the argument's meaning may have changed); comments and
+/// formatting in the types do not.
+#[test]
+fn changing_a_types_shape_recomputes() {
+    let src = |fields: &str, variants: &str| {
+        TYPES
+            .replace("FIELDS", fields)
+            .replace("VARIANTS", variants)
+    };
+    let fields = "slope: i64,\n    offset: i64,";
+    steps(&[
+        ("first build", src(fields, "Exact, Approx"), 2),
+        (
+            "comments and formatting in the types",
+            src(
+                "// the fitted slope\n    slope:   i64,\n\n    offset : i64,",
+                "Exact, /* default */ Approx,",
+            ),
+            0,
+        ),
+        (
+            "a field of the result retyped i64 -> u64",
+            src("slope: u64,\n    offset: i64,", "Exact, Approx"),
+            2,
+        ),
+        (
+            "two fields of the same type swapped",
+            src("offset: i64,\n    slope: u64,", "Exact, Approx"),
+            2,
+        ),
+        (
+            "a variant added to an argument's enum",
+            src("offset: i64,\n    slope: u64,", "Exact, Approx, Robust"),
+            2,
+        ),
     ]);
 }

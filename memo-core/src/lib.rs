@@ -84,6 +84,7 @@ mod blob;
 mod bounds;
 mod clock;
 mod codec;
+mod data_file;
 mod dir;
 mod error;
 mod evict;
@@ -100,6 +101,7 @@ pub mod __private {
 mod private;
 mod registry;
 mod remote;
+mod schema;
 mod segment;
 mod stats;
 mod store;
@@ -109,6 +111,7 @@ mod units;
 pub use bounds::{Hashable, Storable};
 #[doc(hidden)]
 pub use bounds::{memoize_argument, memoize_result};
+pub use data_file::DataFile;
 pub use error::{Error, Result};
 pub use evict::Policy;
 pub use key::{Key, ParseKeyError};

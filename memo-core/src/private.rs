@@ -12,8 +12,10 @@ pub use std::time::Instant;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::data_file::bytes_read as data_file_bytes_read;
 pub use crate::key::call::KeyBuilder;
 use crate::key::call::{Base, Identity, has_tag, tag_of};
+pub use crate::schema::{ArgShape, Schema, ViaTraced, ViaValue, cached as schema_cached};
 use crate::store::{Engine, Flown};
 use crate::{Error, FunctionStats, Key, Result, Store};
 
@@ -105,6 +107,7 @@ impl Function {
             version: self.version,
             timed: self.ttl != 0,
             helpers: (!self.uses.is_empty()).then(|| helpers_digest(self.uses)),
+            schema: None,
         }
     }
 
@@ -116,9 +119,19 @@ impl Function {
                 .is_none_or(|at| crate::clock::unix_now_ms().saturating_sub(at) < self.ttl)
     }
 
-    fn base(&self, self_ty: &'static str) -> Base {
+    /// The base of this function's calls (of `Self` type `self_ty` for a
+    /// method); `schema` gives the digest of its types' shapes, and runs
+    /// only when the base is first made in this process.
+    fn base(&self, self_ty: &'static str, schema: impl FnOnce() -> [u8; 32]) -> Base {
+        let with_schema = |self_ty| {
+            Identity {
+                schema: Some(schema()),
+                ..self.identity(self_ty)
+            }
+            .base()
+        };
         if self_ty.is_empty() {
-            return *self.free.get_or_init(|| self.identity("").base());
+            return *self.free.get_or_init(|| with_schema(""));
         }
         {
             let bases = self.methods.read().unwrap_or_else(PoisonError::into_inner);
@@ -126,7 +139,7 @@ impl Function {
                 return *b;
             }
         }
-        let base = self.identity(self_ty).base();
+        let base = with_schema(self_ty);
         let mut bases = self.methods.write().unwrap_or_else(PoisonError::into_inner);
         if !bases.iter().any(|(t, _)| *t == self_ty) {
             bases.push((self_ty, base));
@@ -174,10 +187,11 @@ impl Function {
     }
 
     /// Starts the key of a call; `self_ty` is `type_name::<Self>()` for a
-    /// method, else empty.
+    /// method, else empty; `schema` the digest of the function's types'
+    /// shapes (`Schema`), asked for once per process.
     #[must_use]
-    pub fn key(&self, self_ty: &'static str) -> KeyBuilder {
-        KeyBuilder::new(self.base(self_ty))
+    pub fn key(&self, self_ty: &'static str, schema: impl FnOnce() -> [u8; 32]) -> KeyBuilder {
+        KeyBuilder::new(self.base(self_ty, schema))
     }
 
     /// A synchronous call: the stored result, or `compute` run once across
@@ -380,8 +394,13 @@ impl Function {
 
     /// Statistics of this function's stored results.
     #[must_use]
-    pub fn stats(&self, store: &Store, self_ty: &'static str) -> FunctionStats {
-        let base = self.base(self_ty);
+    pub fn stats(
+        &self,
+        store: &Store,
+        self_ty: &'static str,
+        schema: impl FnOnce() -> [u8; 32],
+    ) -> FunctionStats {
+        let base = self.base(self_ty, schema);
         store.engine().map_or_else(FunctionStats::default, |e| {
             e.function_stats(base.tag(), base.code())
         })
@@ -753,7 +772,7 @@ pub(crate) mod tests {
     use crate::{Key, Store};
 
     fn key(f: &Function, self_ty: &'static str, arg: u32) -> Key {
-        let mut k = f.key(self_ty);
+        let mut k = f.key(self_ty, || [0; 32]);
         k.arg(&arg);
         k.finish()
     }
@@ -854,7 +873,7 @@ pub(crate) mod tests {
         assert!(!f.is_cached(&store, &k));
         assert_eq!(f.call(&store, &k, || OkOnly(Ok::<u32, &str>(5))).0, Ok(5));
         assert!(f.is_cached(&store, &k));
-        assert_eq!(f.stats(&store, "").entries, 1);
+        assert_eq!(f.stats(&store, "", || [0; 32]).entries, 1);
         let off = Store::disabled();
         assert_eq!(f.call(&off, &k, || Whole(9_u8)).0, 9);
         assert_eq!(f.clear(&off, "").unwrap(), 0);

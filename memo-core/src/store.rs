@@ -691,7 +691,7 @@ pub(crate) fn misses_not_stored(dir: &Path) {
 
 /// Prints `message` on stderr unless a `tracing` subscriber shows memo's
 /// messages already or `MEMO_QUIET` is set.
-fn on_stderr(message: &str) {
+pub(crate) fn on_stderr(message: &str) {
     if !env_flag("MEMO_QUIET") && !tracing::dispatcher::has_been_set() {
         eprintln!("{message}");
     }

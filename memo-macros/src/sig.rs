@@ -171,7 +171,7 @@ fn bindings<'a>(pat: &'a Pat, out: &mut Vec<&'a Ident>, errors: &mut Errors) {
 
 /// Whether `ty` mentions `impl Trait`, which cannot be named in a turbofish
 /// or a closure's return type.
-fn contains_impl_trait(ty: &Type) -> bool {
+pub(crate) fn contains_impl_trait(ty: &Type) -> bool {
     fn walk(tokens: proc_macro2::TokenStream) -> bool {
         tokens.into_iter().any(|t| match t {
             proc_macro2::TokenTree::Ident(i) => i == "impl",

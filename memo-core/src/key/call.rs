@@ -51,6 +51,8 @@ pub(crate) struct Identity<'a> {
     pub timed: bool,
     /// The digest of the tracked helpers it uses (`uses(...)`), if any.
     pub helpers: Option<[u8; 32]>,
+    /// The digest of its types' serde shapes (`schema.rs`), if known.
+    pub schema: Option<[u8; 32]>,
 }
 
 /// What every call's key of one function starts from.
@@ -106,6 +108,10 @@ impl Identity<'_> {
         }
         if let Some(d) = self.helpers {
             h.update(b"uses");
+            h.update(&d);
+        }
+        if let Some(d) = self.schema {
+            h.update(b"schema");
             h.update(&d);
         }
         Base {
@@ -166,6 +172,13 @@ impl KeyBuilder {
         self.hasher.value(name);
     }
 
+    /// Feeds the schema digest of a generic function's instantiation,
+    /// whose base its instantiations share.
+    #[inline]
+    pub fn schema(&mut self, digest: &[u8; 32]) {
+        self.hasher.value(digest);
+    }
+
     /// Feeds an argument in canonical form.
     #[inline]
     pub fn arg<T: Serialize + ?Sized>(&mut self, value: &T) {
@@ -195,6 +208,7 @@ mod tests {
         version: "",
         timed: false,
         helpers: None,
+        schema: None,
     };
 
     fn key(id: &Identity<'_>, type_params: &[&'static str], args: &(u32, &str)) -> String {
