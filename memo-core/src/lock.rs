@@ -240,6 +240,30 @@ impl Flights {
     }
 }
 
+impl Flights {
+    /// Blocks until this process holds `key`'s lock, and keeps it: the
+    /// caller releases it with [`Flights::release`]. For a lock taken on
+    /// one thread (which waits) and released on another (an async task's).
+    pub(crate) fn acquire_kept(&self, key: &Key) -> Result<()> {
+        std::mem::forget(self.acquire(key)?);
+        Ok(())
+    }
+
+    /// `key`'s lock, kept as by `acquire_kept`, if no other process holds
+    /// it now.
+    pub(crate) fn try_acquire_kept(&self, key: &Key) -> Result<bool> {
+        Ok(self.try_acquire(key)?.map(std::mem::forget).is_some())
+    }
+
+    /// Releases a lock taken by `acquire_kept` or `try_acquire_kept`.
+    pub(crate) fn release(&self, key: &Key) {
+        drop(Flight {
+            flights: self,
+            at: offset(key),
+        });
+    }
+}
+
 /// The byte of `key`'s lock in the flight file.
 fn offset(key: &Key) -> i64 {
     let mut b = [0; 8];

@@ -16,7 +16,7 @@ pub use crate::data_file::bytes_read as data_file_bytes_read;
 pub use crate::key::call::KeyBuilder;
 use crate::key::call::{Base, Identity, has_tag, tag_of};
 pub use crate::schema::{ArgShape, Schema, ViaTraced, ViaValue, cached as schema_cached};
-use crate::store::{Engine, Flown};
+use crate::store::{Engine, FlightGuard, Flown, Led};
 use crate::{Error, FunctionStats, Key, Result, Store};
 
 /// One memoized function, as the macro saw it. `static` in the expansion.
@@ -309,37 +309,51 @@ impl Function {
         );
     }
 
-    /// The stored result of an `async` call, if there is one (counted as a
-    /// hit or a miss).
-    pub fn cached<O: Outcome>(&self, store: &Store, key: &Key) -> Option<O> {
-        let engine = store.engine()?;
-        self.register(engine, key);
-        match engine.get::<O::Stored>(key, true) {
-            Ok(Some(v)) if self.fresh::<O>(&v) => {
-                tracing::debug!(function = self.name, module = self.module, %key, "memo: hit");
-                Some(O::from_stored(v))
-            }
-            Ok(_) => {
-                self.missed(engine, key);
-                None
-            }
-            Err(e) => {
-                self.report(key, &e);
-                None
-            }
-        }
-    }
-
-    /// As `cached`, with the outcome type given by the expansion's chooser
-    /// (`pick` is never called: it names the type).
-    pub fn cached_by<R, O: Outcome>(
+    /// An `async` call's lookup and single flight: `Ok` with the stored
+    /// result, found at once or after waiting — without blocking the
+    /// task's thread — for another task or process computing it; else
+    /// `Err` with this task's [`Turn`] to compute it, held until the
+    /// result is stored. `pick` is never called: it names the outcome type.
+    pub async fn lead<R, O: Outcome>(
         &self,
         store: &Store,
         key: &Key,
         pick: impl FnOnce(R) -> O,
-    ) -> Option<O> {
+    ) -> core::result::Result<O, Turn> {
         let _ = pick;
-        self.cached(store, key)
+        let Some(engine) = store.engine_arc() else {
+            return Err(Turn(None));
+        };
+        self.register(engine, key);
+        // The first look counts a hit or a miss; a value found after
+        // waiting counts as a hit.
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let look = || {
+            let count = first.swap(false, Ordering::Relaxed);
+            match engine.get::<O::Stored>(key, count) {
+                Ok(Some(v)) if self.fresh::<O>(&v) => {
+                    if !count {
+                        engine.count_hit();
+                    }
+                    Some(v)
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    self.report(key, &e);
+                    None
+                }
+            }
+        };
+        match engine.async_flight(key, look).await {
+            Led::Found(v) => {
+                tracing::debug!(function = self.name, module = self.module, %key, "memo: hit");
+                Ok(O::from_stored(v))
+            }
+            Led::Compute(guard) => {
+                self.missed(engine, key);
+                Err(Turn(Some(guard)))
+            }
+        }
     }
 
     /// Stores what an `async` call computed since `started`.
@@ -429,6 +443,12 @@ impl Function {
         }
     }
 }
+
+/// An `async` call's turn to compute (`Function::lead`): while it is held,
+/// other tasks and processes asking for the same call wait; dropping it
+/// (after the result is stored, or when the task fails or is cancelled)
+/// lets them go on.
+pub struct Turn(#[allow(dead_code, reason = "held for its drop")] Option<FlightGuard>);
 
 /// A `#[track]` helper: its path, its code's canonical text, and the
 /// tracked helpers it uses. A `static` in the expansion of `#[track]`.

@@ -12,6 +12,7 @@ mod compact;
 mod compute;
 mod durable;
 mod engine;
+mod flight_async;
 mod functions;
 mod grow;
 mod options;
@@ -32,6 +33,7 @@ use serde::de::DeserializeOwned;
 pub(crate) use compute::{Flown, Keep};
 pub(crate) use durable::stamp_boot;
 pub(crate) use engine::Engine;
+pub(crate) use flight_async::{FlightGuard, Led};
 pub(crate) use options::Options;
 pub use options::{Durability, StoreBuilder};
 
@@ -192,6 +194,11 @@ impl Store {
     /// The opened store, if this is not a disabled one.
     pub(crate) fn engine(&self) -> Option<&Engine> {
         self.engine.as_deref()
+    }
+
+    /// The opened store, shared (for work that outlives a borrow).
+    pub(crate) fn engine_arc(&self) -> Option<&Arc<Engine>> {
+        self.engine.as_ref()
     }
 
     /// The store's directory; `None` for a global store that could not be

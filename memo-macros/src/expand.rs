@@ -511,15 +511,18 @@ fn async_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
     let picked = Ident::new("__memo_picked", Span::mixed_site());
     let pick = wrap(sig, n, &quote! { #picked });
     let value = value_of(sig, n, &quote! { #out });
+    // A cached call looks up and takes its turn in the single flight
+    // (waiting, without blocking, for another task or process computing
+    // the same call); the turn is let go once the result is stored.
+    let turn = Ident::new("__memo_turn", Span::mixed_site());
     let lookup = match call {
         Call::Cached => quote_spanned! {span=>
-            if let ::core::option::Option::Some(#out) =
-                #spanned::__private::Function::cached_by(&#func, #store, &#key, |#picked: #ret| #pick)
-            {
-                return #value;
-            }
+            let #turn = match #spanned::__private::Function::lead(&#func, #store, &#key, |#picked: #ret| #pick).await {
+                ::core::result::Result::Ok(#out) => return #value,
+                ::core::result::Result::Err(#turn) => #turn,
+            };
         },
-        Call::Recompute => quote! {},
+        Call::Recompute => quote! { let #turn = (); },
     };
     let save = quote_spanned! {span=>
         #spanned::__private::Function::save(&#func, #store, &#key, &#out, #started);
@@ -530,6 +533,7 @@ fn async_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
         let #picked = #krate::__private::typed_future::<#ret, _>(async move #block).await;
         let #out = #pick;
         #save
+        ::core::mem::drop(#turn);
         #value
     }
 }

@@ -35,6 +35,8 @@ pub(crate) struct Engine {
     /// The writer lock, guarding the appender of the current segment.
     pub(super) writer: WriterLock<Appender>,
     pub(super) inflight: Inflight,
+    /// Async computations in flight in this process (`flight_async.rs`).
+    pub(super) async_inflight: super::flight_async::AsyncInflight,
     /// Single flight across processes (`None`: lock files per key).
     pub(super) flights: Option<Flights>,
     /// Damaged entries this process read, for its next write to remove.
@@ -152,6 +154,7 @@ impl Engine {
             blobs: Blobs::new(blob),
             writer,
             inflight: Inflight::default(),
+            async_inflight: super::flight_async::AsyncInflight::default(),
             damaged: Mutex::new(Vec::new()),
             group: GroupSync::default(),
             prep: super::grow::Prepare::default(),

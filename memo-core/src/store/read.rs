@@ -170,7 +170,7 @@ impl Engine {
     }
 
     /// Counts a hit found by an uncounted lookup.
-    pub(super) fn count_hit(&self) {
+    pub(crate) fn count_hit(&self) {
         if let Ok(idx) = self.index() {
             idx.bump(hdr::HITS, 1);
         }
