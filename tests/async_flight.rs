@@ -116,3 +116,39 @@ fn tasks_and_processes_missing_one_async_call_compute_it_once() {
     assert_eq!(count("got"), 16, "{text}");
     assert_eq!(count("computing"), 1, "computed once in all: {text}");
 }
+
+static LOCAL: LazyLock<Store> =
+    LazyLock::new(|| Store::open(memo_tests::tempdir().keep()).unwrap());
+static LOCAL_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[memoize(store = LOCAL)]
+async fn abandoned(x: u64) -> u64 {
+    LOCAL_RUNS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    x
+}
+
+/// A leader cancelled mid-computation does not strand the tasks waiting
+/// on it: the next one computes.
+#[test]
+fn a_cancelled_leader_lets_a_waiter_compute() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let leader = tokio::spawn(abandoned(5));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let waiter = tokio::spawn(abandoned(5));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        leader.abort();
+        let got = tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("the waiter went on")
+            .unwrap();
+        assert_eq!(got, 5);
+        assert_eq!(LOCAL_RUNS.load(Ordering::SeqCst), 2, "the waiter computed");
+        assert_eq!(abandoned(5).await, 5);
+        assert_eq!(LOCAL_RUNS.load(Ordering::SeqCst), 2, "and stored");
+    });
+}
