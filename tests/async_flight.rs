@@ -21,16 +21,7 @@ static STORE: LazyLock<Store> =
     LazyLock::new(|| Store::open(std::env::var("MEMO_TEST_DIR").unwrap()).unwrap());
 
 fn log(line: &str) {
-    use std::io::Write;
-    let path = std::env::var("MEMO_TEST_LOG").unwrap();
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    // One write per line (atomic with O_APPEND): processes share the log.
-    f.write_all(format!("{line} {}\n", std::process::id()).as_bytes())
-        .unwrap();
+    memo_tests::log_line(&format!("{line} {}", std::process::id()));
 }
 
 #[memoize(store = STORE)]

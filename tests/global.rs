@@ -17,14 +17,7 @@ use memo_tests::tempdir;
 /// The children's memoized function: logs each computation.
 #[memoize]
 fn slow_square(x: u64) -> u64 {
-    use std::io::Write;
-    let log = std::env::var("MEMO_TEST_LOG").unwrap();
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    writeln!(f, "computing {x}").unwrap();
+    memo_tests::log_line(&format!("computing {x}"));
     x * x
 }
 

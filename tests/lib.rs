@@ -90,6 +90,76 @@ impl Drop for Mount {
     }
 }
 
+/// Appends `line` to the log file named by `MEMO_TEST_LOG`, in one write
+/// (atomic with `O_APPEND`, so processes can share the log); nothing if
+/// the variable is unset.
+///
+/// # Panics
+///
+/// If the log cannot be written.
+pub fn log_line(line: &str) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("MEMO_TEST_LOG") else {
+        return;
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open the log");
+    f.write_all(format!("{line}\n").as_bytes())
+        .expect("write the log");
+}
+
+/// Builds a program of its own: a crate named `name` in `krate` whose
+/// `src/main.rs` is `main`, depending on this workspace's memo-core and on
+/// `deps` (more `[dependencies]` lines), with the workspace's lock file and
+/// offline, into `target/<name>` of the workspace (kept between runs, so
+/// only the first build compiles memo-core). Returns the binary.
+///
+/// # Panics
+///
+/// If the build fails (with the source and the compiler's output).
+#[must_use]
+pub fn build_program(
+    krate: &std::path::Path,
+    name: &str,
+    deps: &str,
+    main: &str,
+) -> std::path::PathBuf {
+    let ws = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace")
+        .to_path_buf();
+    std::fs::create_dir_all(krate.join("src")).expect("create the crate");
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n\
+             [dependencies]\nmemo-core = {{ path = \"{}\" }}\n{deps}\n\n[workspace]\n",
+            ws.join("memo-core").display()
+        ),
+    )
+    .expect("write Cargo.toml");
+    std::fs::copy(ws.join("Cargo.lock"), krate.join("Cargo.lock")).expect("copy Cargo.lock");
+    std::fs::write(krate.join("src/main.rs"), main).expect("write main.rs");
+    let target = ws.join("target").join(name);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["build", "--offline", "--quiet"])
+        .current_dir(krate)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "building:\n{main}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("debug").join(name)
+}
+
 /// Copies the directory tree `from` to `to` (a store, to damage or reopen
 /// a copy).
 ///

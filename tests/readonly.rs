@@ -17,15 +17,7 @@ use memo_tests::{Mount, tempdir};
 /// The memoized function of the children: logs each computation.
 #[memoize]
 fn square(x: u64) -> u64 {
-    if let Ok(log) = std::env::var("MEMO_TEST_LOG") {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        writeln!(f, "computing {x}").unwrap();
-    }
+    memo_tests::log_line(&format!("computing {x}"));
     x * x
 }
 

@@ -3,9 +3,7 @@
 //! run, edited, built and run against the same store, and the runs count
 //! what was computed.
 //!
-//! The program is a crate of its own, built with the workspace's lock file
-//! into `target/memo-rebuild-scratch` (kept between runs, so only the first
-//! build compiles memo-core).
+//! The program is a crate of its own (`memo_tests::build_program`).
 
 #![allow(
     clippy::unwrap_used,
@@ -15,53 +13,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 /// Builds `main` (the source of `src/main.rs`) in `krate`; the binary.
 fn build(krate: &Path, main: &str) -> PathBuf {
-    let ws = workspace();
-    std::fs::create_dir_all(krate.join("src")).unwrap();
-    std::fs::write(
-        krate.join("Cargo.toml"),
-        format!(
-            r#"[package]
-name = "memo-rebuild"
-version = "0.0.0"
-edition = "2024"
-publish = false
-
-[dependencies]
-memo-core = {{ path = "{}" }}
-serde = {{ version = "1", features = ["derive"] }}
-
-[workspace]
-"#,
-            ws.join("memo-core").display()
-        ),
+    memo_tests::build_program(
+        krate,
+        "memo-rebuild-scratch",
+        r#"serde = { version = "1", features = ["derive"] }"#,
+        main,
     )
-    .unwrap();
-    std::fs::copy(ws.join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
-    std::fs::write(krate.join("src/main.rs"), main).unwrap();
-    let target = ws.join("target/memo-rebuild-scratch");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["build", "--offline", "--quiet"])
-        .current_dir(krate)
-        .env("CARGO_TARGET_DIR", &target)
-        .env_remove("RUSTFLAGS")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "building:\n{main}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    target.join("debug/memo-rebuild")
 }
 
 /// Runs the program on `store`; its output lines.

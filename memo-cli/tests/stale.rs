@@ -2,9 +2,7 @@
 //! `#[memoize]` is built, run, edited and built again, and `memo` tells
 //! the entries of the old code from the new ones, and removes them.
 //!
-//! The program is a crate of its own, built with the workspace's lock file
-//! into `target/memo-cli-scratch` (kept between runs, so only the first
-//! build compiles memo-core).
+//! The program is a crate of its own (`memo_tests::build_program`).
 
 #![allow(
     clippy::unwrap_used,
@@ -36,50 +34,15 @@ fn main() {
 }
 "#;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 /// Writes the program with `body` in `fit`, builds it and returns the
 /// binary's path.
 fn build(krate: &Path, body: &str) -> PathBuf {
-    let ws = workspace();
-    std::fs::create_dir_all(krate.join("src")).unwrap();
-    std::fs::write(
-        krate.join("Cargo.toml"),
-        format!(
-            r#"[package]
-name = "memo-scratch"
-version = "0.0.0"
-edition = "2024"
-publish = false
-
-[dependencies]
-memo-core = {{ path = "{}" }}
-tracing-subscriber = {{ version = "0.3", default-features = false, features = ["fmt", "env-filter"] }}
-
-[workspace]
-"#,
-            ws.join("memo-core").display()
-        ),
+    memo_tests::build_program(
+        krate,
+        "memo-cli-scratch",
+        r#"tracing-subscriber = { version = "0.3", default-features = false, features = ["fmt", "env-filter"] }"#,
+        &MAIN.replace("BODY", body),
     )
-    .unwrap();
-    std::fs::copy(ws.join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
-    std::fs::write(krate.join("src/main.rs"), MAIN.replace("BODY", body)).unwrap();
-    let target = ws.join("target/memo-cli-scratch");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    succeed(
-        Command::new(cargo)
-            .args(["build", "--offline", "--quiet"])
-            .current_dir(krate)
-            .env("CARGO_TARGET_DIR", &target)
-            .env_remove("RUSTFLAGS"),
-        "building the scratch program",
-    );
-    target.join("debug/memo-scratch")
 }
 
 /// Runs `cmd`, which must succeed (else the test fails with its stderr).
@@ -129,7 +92,7 @@ fn stale_entries_after_a_code_change_are_counted_and_cleared() {
         "{log}"
     );
     let fit = &memo(&store, &["functions"])[0];
-    assert_eq!(fit["function"], "memo_scratch::fit");
+    assert_eq!(fit["function"], "memo_cli_scratch::fit");
     assert_eq!(
         (fit["entries"].as_u64(), fit["stale_entries"].as_u64()),
         (Some(5), Some(0))
