@@ -536,3 +536,68 @@ fn the_next_process_loads_instead_of_computing() {
     assert!(!run(), "the second process loads");
     assert_eq!(Store::open(dir.path()).unwrap().len(), 1);
 }
+
+static BULK: LazyLock<Store> = LazyLock::new(fresh);
+static BULK_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(store = BULK)]
+fn samples(n: usize, seed: u8) -> Vec<u8> {
+    BULK_RUNS.fetch_add(1, Ordering::SeqCst);
+    (0..n).map(|i| (i as u8).wrapping_mul(seed)).collect()
+}
+
+#[memoize(store = BULK)]
+fn series(n: u32) -> Vec<f64> {
+    BULK_RUNS.fetch_add(1, Ordering::SeqCst);
+    (0..n).map(|i| f64::from(i).sqrt()).collect()
+}
+
+#[memoize(store = BULK)]
+fn signed(n: i64) -> Vec<i64> {
+    BULK_RUNS.fetch_add(1, Ordering::SeqCst);
+    (-n..n).collect()
+}
+
+#[memoize(store = BULK, ttl = "1h")]
+fn timed_series(n: u32) -> Vec<f32> {
+    BULK_RUNS.fetch_add(1, Ordering::SeqCst);
+    (0..n).map(|i| i as f32 / 3.0).collect()
+}
+
+#[memoize(store = BULK)]
+fn generic_series<T: Clone + serde::Serialize + serde::de::DeserializeOwned>(
+    x: T,
+    n: usize,
+) -> Vec<T> {
+    BULK_RUNS.fetch_add(1, Ordering::SeqCst);
+    vec![x; n]
+}
+
+/// Vectors of numbers (stored as their bytes) come back exactly, at every
+/// length including empty and odd ones; with a ttl and through a generic
+/// function they take the per-element path, and come back exactly too.
+#[test]
+fn vectors_of_numbers_round_trip() {
+    for n in [0, 1, 7, 8, 63, 64, 65, 4095, 70_000, 3 << 20] {
+        let before = BULK_RUNS.load(Ordering::SeqCst);
+        let first = samples(n, 3);
+        assert_eq!(first.len(), n);
+        assert_eq!(samples(n, 3), first);
+        assert_eq!(BULK_RUNS.load(Ordering::SeqCst), before + 1, "{n}: a hit");
+    }
+    for n in [0, 1, 1000, 300_000] {
+        let first = series(n);
+        assert_eq!(series(n), first);
+        assert!(
+            first
+                .iter()
+                .zip(0..)
+                .all(|(v, i)| v.to_bits() == f64::from(i).sqrt().to_bits())
+        );
+    }
+    assert_eq!(signed(3), vec![-3, -2, -1, 0, 1, 2]);
+    assert_eq!(signed(3), vec![-3, -2, -1, 0, 1, 2]);
+    assert_eq!(timed_series(4), timed_series(4));
+    assert_eq!(generic_series(2.5_f64, 3), vec![2.5; 3]);
+    assert_eq!(generic_series(2.5_f64, 3), vec![2.5; 3]);
+}

@@ -72,8 +72,11 @@ impl Codec for Bincode {
 
     fn decode<V: DeserializeOwned>(key: &Key, bytes: &[u8]) -> Result<V> {
         let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+        // Borrowing from the stored bytes: a byte string (a `PodVec`, a
+        // `serde_bytes` buffer) is handed to its visitor in place, and
+        // copied once, by the visitor, instead of into a buffer first.
         let (v, used) =
-            bincode::serde::decode_from_slice(bytes, config).map_err(|e| Error::Codec {
+            bincode::serde::borrow_decode_from_slice(bytes, config).map_err(|e| Error::Codec {
                 key: *key,
                 message: e.to_string(),
             })?;
@@ -87,10 +90,78 @@ impl Codec for Bincode {
     }
 }
 
+/// The element types whose vectors are stored as their bytes: plain
+/// numbers, which any bit pattern of their size is.
+pub trait Number: bytemuck::Pod + Send + Sync {}
+
+macro_rules! numbers {
+    ($($t:ty),*) => { $(impl Number for $t {})* };
+}
+numbers!(u8, i8, u16, i16, u32, i32, u64, i64, u128, i128, f32, f64);
+
+/// A vector of numbers, encoded as one byte string: a varint length in
+/// bytes, then the elements little-endian (memo builds only on
+/// little-endian targets). What `#[memoize]` stores for a `Vec<u8>`,
+/// `Vec<f64>`, ... result, so a hit is one copy instead of a decode per
+/// element.
+pub struct PodVec<P>(pub Vec<P>);
+
+impl<P: Number> Serialize for PodVec<P> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytemuck::cast_slice(&self.0))
+    }
+}
+
+impl<'de, P: Number> serde::Deserialize<'de> for PodVec<P> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Elements<P>(std::marker::PhantomData<P>);
+        impl<P: Number> serde::de::Visitor<'_> for Elements<P> {
+            type Value = PodVec<P>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "a byte string of {}-byte numbers", size_of::<P>())
+            }
+            fn visit_bytes<E: serde::de::Error>(
+                self,
+                b: &[u8],
+            ) -> std::result::Result<PodVec<P>, E> {
+                let size = size_of::<P>();
+                if !b.len().is_multiple_of(size) {
+                    return Err(E::invalid_length(b.len(), &self));
+                }
+                // Zeroed by the allocator (no pass over the memory), then
+                // one copy.
+                let mut v = vec![P::zeroed(); b.len() / size];
+                bytemuck::cast_slice_mut::<P, u8>(&mut v).copy_from_slice(b);
+                Ok(PodVec(v))
+            }
+        }
+        d.deserialize_bytes(Elements(std::marker::PhantomData))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Bincode, Codec};
+    use super::{Bincode, Codec, PodVec};
     use crate::Key;
+
+    #[test]
+    fn vectors_of_numbers_round_trip_as_bytes() {
+        let k = Key::of("t");
+        let v: Vec<f64> = (0..1000).map(|i| f64::from(i) * 0.5).collect();
+        let mut buf = Vec::new();
+        Bincode::encode(&k, &PodVec(v.clone()), &mut buf).unwrap();
+        // A varint of 8000 (3 bytes), then the bytes.
+        assert_eq!(buf.len(), 3 + 8000);
+        assert_eq!(Bincode::decode::<PodVec<f64>>(&k, &buf).unwrap().0, v);
+        let bytes: Vec<u8> = (0..=255).collect();
+        buf.clear();
+        Bincode::encode(&k, &PodVec(bytes.clone()), &mut buf).unwrap();
+        assert_eq!(Bincode::decode::<PodVec<u8>>(&k, &buf).unwrap().0, bytes);
+        // 7 bytes are no whole number of u32s.
+        buf.clear();
+        Bincode::encode(&k, &PodVec(vec![0_u8; 7]), &mut buf).unwrap();
+        assert!(Bincode::decode::<PodVec<u32>>(&k, &buf).is_err());
+    }
 
     #[test]
     fn round_trip_and_errors() {

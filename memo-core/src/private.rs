@@ -12,6 +12,7 @@ pub use std::time::Instant;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::codec::{Number, PodVec};
 pub use crate::data_file::bytes_read as data_file_bytes_read;
 pub use crate::key::call::KeyBuilder;
 use crate::key::call::{Base, Identity, has_tag, tag_of};
@@ -610,10 +611,11 @@ impl<T: Serialize + DeserializeOwned, E> Outcome for TimedOk<T, E> {
 
 /// Chooses what of a result is cached by its type, however it is written
 /// (`Result<T, E>`, `io::Result<T>`, `anyhow::Result<T>`, an alias): the
-/// expansion calls `(&&Pick::<R>::new()).wrap(value)`, and method lookup
-/// finds [`ViaOk`] (implemented for `&Pick<Result<T, E>>`, one reference
-/// nearer) before [`ViaWhole`] (for every `Pick<R>`). A generic `R` that
-/// is only later a `Result` is cached whole.
+/// expansion calls `(&&&Pick::<R>::new()).wrap(value)`, and method lookup
+/// finds [`ViaBulk`] (implemented for `&&Pick<Vec<P>>` of numbers `P`),
+/// then [`ViaOk`] (for `&Pick<Result<T, E>>`, one reference nearer than
+/// the last), then [`ViaWhole`] (for every `Pick<R>`). A generic `R` that
+/// is only later a `Result` or a `Vec` of numbers is cached whole.
 pub struct Pick<R>(core::marker::PhantomData<fn() -> R>);
 
 impl<R> Default for Pick<R> {
@@ -633,6 +635,47 @@ impl<R> Pick<R> {
 /// What a result of some type stores, as a type: `Pick::stored` gives it
 /// to `Storable::check` (the expansion's check of the result type).
 pub struct StoredAs<T>(core::marker::PhantomData<fn() -> T>);
+
+/// A vector of numbers is stored as its bytes (`codec::PodVec`): a hit is
+/// one copy instead of a decode per element. Nearest of the three (the
+/// expansion calls `(&&&Pick::<R>::new())`), so it wins for `Vec<u8>`,
+/// `Vec<f64>`, ... With a ttl, it is stored whole.
+pub trait ViaBulk<P: Number> {
+    /// `r`, to be stored as bytes.
+    fn wrap(&self, r: Vec<P>) -> Bulk<P>;
+    /// `r`, to be cached whole with when it was computed.
+    fn wrap_timed(&self, r: Vec<P>) -> Timed<Vec<P>>;
+    /// What is stored: the bytes of the vector.
+    fn stored(&self) -> StoredAs<PodVec<P>> {
+        StoredAs(core::marker::PhantomData)
+    }
+}
+
+impl<P: Number> ViaBulk<P> for &&Pick<Vec<P>> {
+    fn wrap(&self, r: Vec<P>) -> Bulk<P> {
+        Bulk(PodVec(r))
+    }
+    fn wrap_timed(&self, r: Vec<P>) -> Timed<Vec<P>> {
+        Timed(Stamped::now(r))
+    }
+}
+
+/// A vector of numbers, stored as its bytes.
+pub struct Bulk<P>(PodVec<P>);
+
+impl<P: Number> Outcome for Bulk<P> {
+    type Stored = PodVec<P>;
+    type Value = Vec<P>;
+    fn stored(&self) -> Option<&PodVec<P>> {
+        Some(&self.0)
+    }
+    fn from_stored(v: PodVec<P>) -> Self {
+        Bulk(v)
+    }
+    fn value(self) -> Vec<P> {
+        self.0.0
+    }
+}
 
 /// A `Result` caches its `Ok` only (see [`Pick`]).
 pub trait ViaOk<R> {

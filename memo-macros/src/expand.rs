@@ -297,7 +297,7 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) 
     let min_cost = args.min_cost.map(|us| quote! { .min_cost(#us) });
     let setup = quote! {
         #[allow(unused_imports)]
-        use #krate::__private::{ViaOk as _, ViaTraced as _, ViaValue as _, ViaWhole as _};
+        use #krate::__private::{ViaBulk as _, ViaOk as _, ViaTraced as _, ViaValue as _, ViaWhole as _};
         static #func: #krate::__private::Function =
             #krate::__private::Function::new(::core::module_path!(), #name, #tokens, #version)
                 #ttl #min_cost #uses;
@@ -310,7 +310,7 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) 
     let ret = &sig.ret;
     let rkrate = n.krate(ret.span());
     let result_check = quote_spanned! {ret.span()=>
-        #rkrate::memoize_result((&&#rkrate::__private::Pick::<#ret>::new()).stored());
+        #rkrate::memoize_result((&&&#rkrate::__private::Pick::<#ret>::new()).stored());
     };
     let (base_schema, call_schema) = schemas(sig, n);
     let key = quote! {
@@ -348,7 +348,7 @@ fn schemas(sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) {
     }
     // At the return type, as every call that needs the result storable.
     let stored = quote_spanned! {ret.span()=>
-        #rkrate::__private::Schema::stored(&mut #s, (&&#rkrate::__private::Pick::<#ret>::new()).stored());
+        #rkrate::__private::Schema::stored(&mut #s, (&&&#rkrate::__private::Pick::<#ret>::new()).stored());
     };
     let build = quote! {
         || {
@@ -453,7 +453,7 @@ fn wrap(sig: &Sig<'_>, n: &Names, value: &TokenStream) -> TokenStream {
         quote_spanned! {ret.span()=> wrap }
     };
     quote_spanned! {ret.span()=>
-        (&&#krate::__private::Pick::<#ret>::new()).#method(#value)
+        (&&&#krate::__private::Pick::<#ret>::new()).#method(#value)
     }
 }
 
