@@ -601,3 +601,24 @@ fn vectors_of_numbers_round_trip() {
     assert_eq!(generic_series(2.5_f64, 3), vec![2.5; 3]);
     assert_eq!(generic_series(2.5_f64, 3), vec![2.5; 3]);
 }
+
+#[memoize(store = BULK)]
+fn parsed(text: String) -> Result<Vec<f32>, std::num::ParseFloatError> {
+    BULK_RUNS.fetch_add(1, Ordering::SeqCst);
+    text.split(',').map(str::parse).collect()
+}
+
+/// A `Result` of a vector of numbers keeps `Ok` only, stored as bytes.
+#[test]
+fn a_result_of_numbers_keeps_ok_only() {
+    let before = BULK_RUNS.load(Ordering::SeqCst);
+    assert_eq!(parsed("1.5,2".into()), Ok(vec![1.5, 2.0]));
+    assert_eq!(parsed("1.5,2".into()), Ok(vec![1.5, 2.0]));
+    assert!(parsed("x".into()).is_err());
+    assert!(parsed("x".into()).is_err());
+    assert_eq!(
+        BULK_RUNS.load(Ordering::SeqCst),
+        before + 3,
+        "Ok stored, Err not"
+    );
+}

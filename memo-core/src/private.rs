@@ -660,6 +660,45 @@ impl<P: Number> ViaBulk<P> for &&Pick<Vec<P>> {
     }
 }
 
+/// A `Result` whose `Ok` is a vector of numbers: `Ok` only, stored as its
+/// bytes (as [`ViaBulk`]).
+pub trait ViaBulkOk<P: Number, E> {
+    /// `r`, to be cached `Ok`-only, as bytes.
+    fn wrap(&self, r: core::result::Result<Vec<P>, E>) -> BulkOk<P, E>;
+    /// `r`, to be cached `Ok`-only with when it was computed.
+    fn wrap_timed(&self, r: core::result::Result<Vec<P>, E>) -> TimedOk<Vec<P>, E>;
+    /// What is stored: the bytes of the `Ok` vector.
+    fn stored(&self) -> StoredAs<PodVec<P>> {
+        StoredAs(core::marker::PhantomData)
+    }
+}
+
+impl<P: Number, E> ViaBulkOk<P, E> for &&Pick<core::result::Result<Vec<P>, E>> {
+    fn wrap(&self, r: core::result::Result<Vec<P>, E>) -> BulkOk<P, E> {
+        BulkOk(r.map(PodVec))
+    }
+    fn wrap_timed(&self, r: core::result::Result<Vec<P>, E>) -> TimedOk<Vec<P>, E> {
+        TimedOk(r.map(Stamped::now))
+    }
+}
+
+/// A `Result`'s `Ok` vector of numbers, stored as its bytes.
+pub struct BulkOk<P, E>(core::result::Result<PodVec<P>, E>);
+
+impl<P: Number, E> Outcome for BulkOk<P, E> {
+    type Stored = PodVec<P>;
+    type Value = core::result::Result<Vec<P>, E>;
+    fn stored(&self) -> Option<&PodVec<P>> {
+        self.0.as_ref().ok()
+    }
+    fn from_stored(v: PodVec<P>) -> Self {
+        BulkOk(Ok(v))
+    }
+    fn value(self) -> core::result::Result<Vec<P>, E> {
+        self.0.map(|v| v.0)
+    }
+}
+
 /// A vector of numbers, stored as its bytes.
 pub struct Bulk<P>(PodVec<P>);
 

@@ -297,7 +297,9 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) 
     let min_cost = args.min_cost.map(|us| quote! { .min_cost(#us) });
     let setup = quote! {
         #[allow(unused_imports)]
-        use #krate::__private::{ViaBulk as _, ViaOk as _, ViaTraced as _, ViaValue as _, ViaWhole as _};
+        use #krate::__private::{
+            ViaBulk as _, ViaBulkOk as _, ViaOk as _, ViaTraced as _, ViaValue as _, ViaWhole as _,
+        };
         static #func: #krate::__private::Function =
             #krate::__private::Function::new(::core::module_path!(), #name, #tokens, #version)
                 #ttl #min_cost #uses;
