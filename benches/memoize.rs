@@ -37,6 +37,12 @@ fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len() as f64
 }
 
+/// The same with the in-process tier in front of the store.
+#[memoize(store = STORE, memory = 4096)]
+fn small_hot(x: u64) -> u64 {
+    x.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 #[cached::proc_macro::cached(max_size = 4096)]
 fn small_in_memory(x: u64) -> u64 {
     x.wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -51,6 +57,7 @@ fn hits(c: &mut Criterion) {
     let keys: Vec<Key> = (0..N).map(|x| Key::of(&x)).collect();
     for x in 0..N {
         small(x);
+        small_hot(x);
         small_in_memory(x);
         plain
             .put(&keys[x as usize], &x.wrapping_mul(3))
@@ -63,6 +70,9 @@ fn hits(c: &mut Criterion) {
     };
     g.bench_function("memo #[memoize] hit", |b| {
         b.iter(|| black_box(small(next())));
+    });
+    g.bench_function("memo #[memoize(memory = 4096)] hit", |b| {
+        b.iter(|| black_box(small_hot(next())));
     });
     g.bench_function("memo Store::get, key precomputed", |b| {
         b.iter(|| black_box(plain.get::<u64>(&keys[next() as usize]).expect("get")));

@@ -622,3 +622,44 @@ fn a_result_of_numbers_keeps_ok_only() {
         "Ok stored, Err not"
     );
 }
+
+static HOT: LazyLock<Store> = LazyLock::new(fresh);
+static HOT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(store = HOT, memory = 4, helpers)]
+fn hot(x: u64) -> u64 {
+    HOT_RUNS.fetch_add(1, Ordering::SeqCst) as u64 * 1000 + x
+}
+
+/// `memory = N`: repeated calls are answered in the process without
+/// touching the store (its hit count stays), at most N are kept, and
+/// `_recompute` and `_clear` leave nothing older than the store behind.
+#[test]
+fn the_memory_tier_is_bounded_and_coherent() {
+    let first = hot(1);
+    let hits = HOT.stats().hits;
+    for _ in 0..10 {
+        assert_eq!(hot(1), first);
+    }
+    assert_eq!(HOT.stats().hits, hits, "answered from memory");
+    // Eight distinct calls through a tier of four: the first ones come
+    // from the store again.
+    for x in 10..18 {
+        hot(x);
+    }
+    let hits = HOT.stats().hits;
+    assert_eq!(hot(10), hot(10));
+    assert!(
+        HOT.stats().hits > hits,
+        "evicted from memory, read from the store"
+    );
+    // A recomputed value replaces the kept one.
+    let again = hot_recompute(1);
+    assert_ne!(again, first);
+    assert_eq!(hot(1), again);
+    // Cleared: computed anew.
+    let runs = HOT_RUNS.load(Ordering::SeqCst);
+    hot_clear().unwrap();
+    hot(1);
+    assert_eq!(HOT_RUNS.load(Ordering::SeqCst), runs + 1);
+}

@@ -104,6 +104,7 @@ numbers!(u8, i8, u16, i16, u32, i32, u64, i64, u128, i128, f32, f64);
 /// little-endian targets). What `#[memoize]` stores for a `Vec<u8>`,
 /// `Vec<f64>`, ... result, so a hit is one copy instead of a decode per
 /// element.
+#[derive(Clone)]
 pub struct PodVec<P>(pub Vec<P>);
 
 impl<P: Number> Serialize for PodVec<P> {

@@ -92,6 +92,7 @@ mod format;
 mod index;
 mod key;
 mod lock;
+mod memory;
 mod mmap;
 #[doc(hidden)]
 pub mod __private {

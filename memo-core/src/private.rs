@@ -37,6 +37,9 @@ pub struct Function {
     /// `#[memoize(uses(...))]`: the tracked helpers whose code the keys
     /// cover.
     uses: &'static [fn() -> &'static Track],
+    /// `#[memoize(memory = N)]`: N, or 0.
+    memory_cap: usize,
+    memory: OnceLock<std::sync::Arc<crate::memory::Memory>>,
     /// The function's identity digest and tag, hashed once per process: for
     /// a free function here (one atomic load per call), for a method per
     /// `Self` type below.
@@ -66,6 +69,8 @@ impl Function {
             ttl: 0,
             min_cost: 0,
             uses: &[],
+            memory_cap: 0,
+            memory: OnceLock::new(),
             free: OnceLock::new(),
             methods: RwLock::new(Vec::new()),
             registered: AtomicU64::new(0),
@@ -97,6 +102,57 @@ impl Function {
     pub const fn uses(mut self, helpers: &'static [fn() -> &'static Track]) -> Function {
         self.uses = helpers;
         self
+    }
+
+    /// Empties this function's in-process tier, if it has one (the
+    /// function's own `Function` made it; a helper's reaches it by name).
+    fn forget(&self) {
+        if self.memory_cap > 0 {
+            crate::memory::of(self.module, self.name, self.memory_cap).clear();
+        }
+    }
+
+    /// `#[memoize(memory = N)]`: up to `n` results kept decoded in this
+    /// process, looked up by their calls' canonical bytes before any key
+    /// is hashed (`memory.rs`).
+    #[must_use]
+    pub const fn memory(mut self, n: usize) -> Function {
+        self.memory_cap = n;
+        self
+    }
+
+    /// A synchronous call with the in-process tier in front
+    /// (`#[memoize(memory = N)]`): the kept result if there is one, without
+    /// hashing the key `builder` holds the bytes of; else [`Function::call`],
+    /// whose stored result is then kept.
+    pub fn call_remembered<O>(
+        &self,
+        store: &Store,
+        self_ty: &'static str,
+        builder: KeyBuilder,
+        compute: impl FnOnce() -> O,
+    ) -> O
+    where
+        O: Outcome,
+        O::Stored: Clone + Send + Sync + 'static,
+    {
+        let memory = self
+            .memory
+            .get_or_init(|| crate::memory::of(self.module, self.name, self.memory_cap));
+        let call = builder.fed(crate::memory::MAX_ARGS);
+        if let Some(c) = call
+            && let Some(v) = memory.get::<O::Stored>(self_ty, c)
+            && self.fresh::<O>(&v)
+        {
+            return O::from_stored(v);
+        }
+        let call = call.map(<[u8]>::to_vec);
+        let key = builder.finish();
+        let out = self.call(store, &key, compute);
+        if let (Some(c), Some(v)) = (call, out.stored()) {
+            memory.put(self_ty, &c, v.clone());
+        }
+        out
     }
 
     fn identity<'a>(&'a self, self_ty: &'a str) -> Identity<'a> {
@@ -384,6 +440,10 @@ impl Function {
         let started = Instant::now();
         let out = compute();
         self.save(store, key, &out, started);
+        // The kept results are found by their calls' bytes, which this
+        // call's key does not give back: all go, so none is older than the
+        // store's.
+        self.forget();
         out
     }
 
@@ -400,6 +460,7 @@ impl Function {
     ///
     /// As [`Store::remove`].
     pub fn clear(&self, store: &Store, self_ty: &'static str) -> Result<u64> {
+        self.forget();
         let tag = self.tag(self_ty);
         match store.engine() {
             Some(e) => e.remove_matching(|k| has_tag(k, tag)),
@@ -542,6 +603,7 @@ pub trait Outcome: Sized {
 /// A value with the time it was computed (Unix milliseconds): what a
 /// function with `#[memoize(ttl = ...)]` stores, encoded as the pair
 /// `(at, value)`.
+#[derive(Clone)]
 pub struct Stamped<V> {
     at: u64,
     value: V,

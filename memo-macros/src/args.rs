@@ -7,7 +7,7 @@ use syn::{Expr, Ident, Lit, LitStr, Meta, Token};
 use crate::errors::Errors;
 
 /// Every option, for the message of an unknown one.
-const VALID: &str = "`store = EXPR`, `dir = \"path\"`, `ignore(arg, ...)`, `version = N`, `ttl = \"1h\"`, `min_cost = \"50ms\"`, `uses(helper, ...)`, `helpers`, `map` and `crate = path`";
+const VALID: &str = "`store = EXPR`, `dir = \"path\"`, `ignore(arg, ...)`, `version = N`, `ttl = \"1h\"`, `min_cost = \"50ms\"`, `uses(helper, ...)`, `memory = N`, `helpers`, `map` and `crate = path`";
 
 /// Where the cached values live.
 pub(crate) enum StoreArg {
@@ -39,6 +39,8 @@ pub(crate) struct Args {
     pub min_cost: Option<u64>,
     /// `uses(helper, m::other)`: tracked helpers whose code the key covers.
     pub uses: Vec<syn::Path>,
+    /// `memory = N`: results kept decoded in the process, and the literal.
+    pub memory: Option<(usize, syn::LitInt)>,
 }
 
 /// The part of `expr` that opens a store (`Store::open(..)`,
@@ -93,6 +95,23 @@ fn durations(args: &mut Args, name: &str, value: &Expr, errors: &mut Errors) {
     }
 }
 
+/// `memory = N`: a positive integer literal.
+fn memory(value: &Expr, errors: &mut Errors) -> Option<(usize, syn::LitInt)> {
+    if let Expr::Lit(syn::ExprLit {
+        lit: Lit::Int(i), ..
+    }) = value
+        && let Ok(n) = i.base10_parse::<usize>()
+        && n > 0
+    {
+        return Some((n, i.clone()));
+    }
+    errors.at(
+        value,
+        "`memory` takes how many results to keep in memory, a positive integer: `memory = 1000`",
+    );
+    None
+}
+
 /// The microseconds of a duration string literal, if `expr` is one.
 fn duration(expr: &Expr) -> Option<u64> {
     match expr {
@@ -114,6 +133,7 @@ pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args
         ttl: None,
         min_cost: None,
         uses: Vec::new(),
+        memory: None,
     };
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
         Ok(m) => m,
@@ -193,7 +213,8 @@ pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args
                 ),
             },
             ("ttl" | "min_cost", Meta::NameValue(nv)) => durations(&mut args, &name, &nv.value, errors),
-            ("store" | "dir" | "version" | "crate" | "ttl" | "min_cost", _) => {
+            ("memory", Meta::NameValue(nv)) => args.memory = memory(&nv.value, errors),
+            ("store" | "dir" | "version" | "crate" | "ttl" | "min_cost" | "memory", _) => {
                 errors.at(&meta, format!("`{name}` takes a value: `{name} = ...`"));
             }
             ("ignore", _) => errors.at(&meta, "`ignore` takes argument names: `ignore(verbose, progress)`"),

@@ -74,19 +74,34 @@ pub(crate) fn expand(args: &Args, sig: &Sig<'_>) -> TokenStream {
     let n = Names::new(args);
     let func = sig.func;
     let (attrs, vis, fsig) = (&func.attrs, &func.vis, &func.sig);
-    let (setup, key) = prelude(args, sig, &n);
+    let (setup, key, unhashed) = prelude(args, sig, &n);
     let key = &key;
     let prelude = quote! { #setup #key };
-    let call = if fsig.asyncness.is_some() {
-        async_call(sig, &n, Call::Cached)
+    if let (Some((_, lit)), Some(_)) = (&args.memory, &fsig.asyncness) {
+        let mut out = syn::Error::new(
+            lit.span(),
+            "`memory` keeps results of synchronous functions; an `async fn` has the store alone",
+        )
+        .to_compile_error();
+        out.extend(func.to_token_stream());
+        return out;
+    }
+    let body = if fsig.asyncness.is_some() {
+        let call = async_call(sig, &n, Call::Cached);
+        quote! { #prelude #call }
+    } else if args.memory.is_some() {
+        // The in-process tier looks the call up by its bytes, before the
+        // key is hashed.
+        let call = remembered_call(sig, &n);
+        quote! { #setup #unhashed #call }
     } else {
-        sync_call(sig, &n, Call::Cached)
+        let call = sync_call(sig, &n, Call::Cached);
+        quote! { #prelude #call }
     };
     let mut out = quote! {
         #(#attrs)*
         #vis #fsig {
-            #prelude
-            #call
+            #body
         }
     };
     if args.helpers {
@@ -251,7 +266,7 @@ fn name_lifetimes(ty: &mut syn::Type, lifetime: &syn::Lifetime) -> bool {
 
 /// What every generated function starts with: the function's static and
 /// the store (the setup), then the bound checks and the key.
-fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) {
+fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream, TokenStream) {
     let krate = n.krate(Span::call_site());
     let Names {
         func,
@@ -290,6 +305,7 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) 
         quote! { "" }
     };
     let ttl = args.ttl.map(|s| quote! { .ttl(#s) });
+    let memory = args.memory.as_ref().map(|(m, _)| quote! { .memory(#m) });
     let uses = (!args.uses.is_empty()).then(|| {
         let list = crate::track::track_list(&krate.to_token_stream(), &args.uses);
         quote! { .uses(#list) }
@@ -302,7 +318,7 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) 
         };
         static #func: #krate::__private::Function =
             #krate::__private::Function::new(::core::module_path!(), #name, #tokens, #version)
-                #ttl #min_cost #uses;
+                #ttl #min_cost #uses #memory;
         #store_init
     };
     // The result's type is checked first, as `Storable`'s: the calls that
@@ -315,16 +331,24 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) 
         #rkrate::memoize_result((&&&#rkrate::__private::Pick::<#ret>::new()).stored());
     };
     let (base_schema, call_schema) = schemas(sig, n);
+    let fed = quote! {
+        let mut #builder = #krate::__private::Function::key(&#func, #self_ty, #base_schema);
+        #call_schema
+        #(#feeds)*
+    };
     let key = quote! {
         #result_check
         let #key: #krate::Key = {
-            let mut #builder = #krate::__private::Function::key(&#func, #self_ty, #base_schema);
-            #call_schema
-            #(#feeds)*
+            #fed
             #krate::__private::KeyBuilder::finish(#builder)
         };
     };
-    (setup, key)
+    // What `memory = N` starts with: the key's bytes fed, not hashed.
+    let unhashed = quote! {
+        #result_check
+        #fed
+    };
+    (setup, key, unhashed)
 }
 
 /// The schema of the function's types (`memo_core::__private::Schema`): the
@@ -463,6 +487,38 @@ fn wrap(sig: &Sig<'_>, n: &Names, value: &TokenStream) -> TokenStream {
 fn value_of(sig: &Sig<'_>, n: &Names, out: &TokenStream) -> TokenStream {
     let krate = n.krate(sig.ret.span());
     quote_spanned! {sig.ret.span()=> #krate::__private::Outcome::value(#out) }
+}
+
+/// The cached call of a `memory = N` function: the in-process tier, then
+/// the store (`Function::call_remembered`).
+fn remembered_call(sig: &Sig<'_>, n: &Names) -> TokenStream {
+    let Names {
+        func,
+        store,
+        builder,
+        body,
+        ..
+    } = n;
+    let (ret, block) = (&sig.ret, &sig.func.block);
+    let krate = n.krate(Span::call_site());
+    let wrapped = wrap(sig, n, &quote! { #krate::__private::run(#body) });
+    let span = sig.ret.span();
+    let skrate = n.krate(span);
+    let self_ty = if sig.receiver.is_some() {
+        quote! { ::core::any::type_name::<Self>() }
+    } else {
+        quote! { "" }
+    };
+    let call = quote_spanned! {span=>
+        #skrate::__private::Function::call_remembered(&#func, #store, #self_ty, #builder, move || {
+            #wrapped
+        })
+    };
+    let call = value_of(sig, n, &call);
+    quote! {
+        let #body = move || -> #ret #block;
+        #call
+    }
 }
 
 fn sync_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {

@@ -185,6 +185,14 @@ impl KeyBuilder {
         self.hasher.value(value);
     }
 
+    /// The canonical bytes fed so far (type parameters, arguments), while
+    /// there are at most `max` of them: what `#[memoize(memory = N)]` looks
+    /// calls up by, without hashing them.
+    #[must_use]
+    pub fn fed(&self, max: usize) -> Option<&[u8]> {
+        self.hasher.fed().filter(|b| b.len() <= max)
+    }
+
     /// The key: 20 bytes of the call's hash, the code mark, then the
     /// function's tag.
     #[must_use]

@@ -195,6 +195,16 @@ impl Hasher {
         self.name(&e.0);
     }
 
+    /// Every byte fed so far, while they are all still in the buffer (not
+    /// yet spilled to blake3): the exact canonical encoding the key hashes.
+    pub(crate) fn fed(&self) -> Option<&[u8]> {
+        if self.inner.is_none() {
+            self.buf.get(..self.pos)
+        } else {
+            None
+        }
+    }
+
     pub(crate) fn finish(mut self) -> Key {
         let inner = self.inner.take();
         let pending = &self.buf[..self.pos];
