@@ -663,3 +663,20 @@ fn the_memory_tier_is_bounded_and_coherent() {
     hot(1);
     assert_eq!(HOT_RUNS.load(Ordering::SeqCst), runs + 1);
 }
+
+static OFF: LazyLock<Store> = LazyLock::new(Store::disabled);
+static OFF_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(store = OFF, memory = 8)]
+fn off(x: u64) -> u64 {
+    OFF_RUNS.fetch_add(1, Ordering::SeqCst);
+    x
+}
+
+/// A disabled store caches nothing, in memory neither.
+#[test]
+fn a_disabled_store_keeps_nothing_in_memory_either() {
+    off(1);
+    off(1);
+    assert_eq!(OFF_RUNS.load(Ordering::SeqCst), 2);
+}

@@ -136,6 +136,10 @@ impl Function {
         O: Outcome,
         O::Stored: Clone + Send + Sync + 'static,
     {
+        if store.engine().is_none() {
+            // A disabled store caches nothing, in memory neither.
+            return compute();
+        }
         let memory = self
             .memory
             .get_or_init(|| crate::memory::of(self.module, self.name, self.memory_cap));
