@@ -18,7 +18,25 @@ use std::sync::{Arc, PoisonError, RwLock};
 /// them for the key costs little next to building them.
 pub(crate) const MAX_ARGS: usize = 1024;
 
-type Map = HashMap<Box<[u8]>, Entry, BuildHasherDefault<xxhash_rust::xxh3::Xxh3>>;
+type Map = HashMap<Box<[u8]>, Entry, BuildHasherDefault<Bytes>>;
+
+/// Hashes a call's bytes with one-shot xxh3: a streaming xxh3 state (or
+/// `SipHash`) costs more than the lookup it serves.
+#[derive(Default)]
+struct Bytes(u64);
+
+impl std::hash::Hasher for Bytes {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+    fn write_usize(&mut self, n: usize) {
+        // The length prefix of a slice: mixed in cheaply.
+        self.0 ^= n as u64;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 struct Entry {
     value: Arc<dyn Any + Send + Sync>,
@@ -38,6 +56,13 @@ pub(crate) fn of(module: &'static str, name: &'static str, cap: usize) -> Arc<Me
         .entry((module, name))
         .or_insert_with(|| Arc::new(Memory::new(cap)))
         .clone()
+}
+
+/// Whether two `Self` type names are one: by address first, as they
+/// usually are the same `type_name` string (a `memcmp` call per lookup
+/// measured as much as the rest of a hit).
+fn same(a: &str, b: &str) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
 }
 
 /// One function's in-memory results (one map per `Self` type of a
@@ -61,7 +86,7 @@ impl Memory {
     /// and of type `V`.
     pub(crate) fn get<V: Clone + 'static>(&self, self_ty: &str, call: &[u8]) -> Option<V> {
         let maps = self.maps.read().unwrap_or_else(PoisonError::into_inner);
-        let e = maps.iter().find(|(t, _)| *t == self_ty)?.1.get(call)?;
+        let e = maps.iter().find(|(t, _)| same(t, self_ty))?.1.get(call)?;
         e.used.store(
             self.clock.fetch_add(1, Ordering::Relaxed),
             Ordering::Relaxed,
@@ -80,7 +105,7 @@ impl Memory {
         let mut maps = self.maps.write().unwrap_or_else(PoisonError::into_inner);
         let i = maps
             .iter()
-            .position(|(t, _)| *t == self_ty)
+            .position(|(t, _)| same(t, self_ty))
             .unwrap_or_else(|| {
                 maps.push((self_ty, Map::default()));
                 maps.len() - 1
@@ -132,6 +157,8 @@ impl Memory {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
     use super::Memory;
 
     #[test]
