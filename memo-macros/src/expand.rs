@@ -92,7 +92,7 @@ pub(crate) fn expand(args: &Args, sig: &Sig<'_>) -> TokenStream {
     } else if args.memory.is_some() {
         // The in-process tier looks the call up by its bytes, before the
         // key is hashed.
-        let call = remembered_call(sig, &n);
+        let call = sync_call(sig, &n, Call::Remembered);
         quote! { #setup #unhashed #call }
     } else {
         let call = sync_call(sig, &n, Call::Cached);
@@ -457,11 +457,13 @@ fn feeds(sig: &Sig<'_>, n: &Names) -> Vec<TokenStream> {
     feeds
 }
 
-/// The cached call, or the recomputing one of `<name>_recompute`.
+/// The cached call, the recomputing one of `<name>_recompute`, or the
+/// cached call of a `memory = N` function (the in-process tier first).
 #[derive(Clone, Copy)]
 enum Call {
     Cached,
     Recompute,
+    Remembered,
 }
 
 /// `value` wrapped as `Whole` or `OkOnly`, chosen by its type (not by how
@@ -489,38 +491,6 @@ fn value_of(sig: &Sig<'_>, n: &Names, out: &TokenStream) -> TokenStream {
     quote_spanned! {sig.ret.span()=> #krate::__private::Outcome::value(#out) }
 }
 
-/// The cached call of a `memory = N` function: the in-process tier, then
-/// the store (`Function::call_remembered`).
-fn remembered_call(sig: &Sig<'_>, n: &Names) -> TokenStream {
-    let Names {
-        func,
-        store,
-        builder,
-        body,
-        ..
-    } = n;
-    let (ret, block) = (&sig.ret, &sig.func.block);
-    let krate = n.krate(Span::call_site());
-    let wrapped = wrap(sig, n, &quote! { #krate::__private::run(#body) });
-    let span = sig.ret.span();
-    let skrate = n.krate(span);
-    let self_ty = if sig.receiver.is_some() {
-        quote! { ::core::any::type_name::<Self>() }
-    } else {
-        quote! { "" }
-    };
-    let call = quote_spanned! {span=>
-        #skrate::__private::Function::call_remembered(&#func, #store, #self_ty, #builder, move || {
-            #wrapped
-        })
-    };
-    let call = value_of(sig, n, &call);
-    quote! {
-        let #body = move || -> #ret #block;
-        #call
-    }
-}
-
 fn sync_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
     let Names {
         func,
@@ -533,16 +503,30 @@ fn sync_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
     let krate = n.krate(Span::call_site());
     let wrapped = wrap(sig, n, &quote! { #krate::__private::run(#body) });
     let span = sig.ret.span();
-    let method = match call {
-        Call::Cached => quote_spanned! {span=> call },
-        Call::Recompute => quote_spanned! {span=> recompute },
+    // The method and what it takes before the body: the key, or for the
+    // in-process tier the `Self` type and the key's bytes, not yet hashed.
+    let (method, head) = match call {
+        Call::Cached => (quote_spanned! {span=> call }, quote! { &#key }),
+        Call::Recompute => (quote_spanned! {span=> recompute }, quote! { &#key }),
+        Call::Remembered => {
+            let builder = &n.builder;
+            let self_ty = if sig.receiver.is_some() {
+                quote! { ::core::any::type_name::<Self>() }
+            } else {
+                quote! { "" }
+            };
+            (
+                quote_spanned! {span=> call_remembered },
+                quote! { #self_ty, #builder },
+            )
+        }
     };
     // The body is a closure of its own, so `return` and `?` leave it and
     // not the memoization; `run` calls it as `FnOnce`, so a body that
     // changes a `mut` argument needs no `mut` binding of the closure.
     let krate = n.krate(span);
     let call = quote_spanned! {span=>
-        #krate::__private::Function::#method(&#func, #store, &#key, move || {
+        #krate::__private::Function::#method(&#func, #store, #head, move || {
             #wrapped
         })
     };
@@ -580,7 +564,8 @@ fn async_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
                 ::core::result::Result::Err(#turn) => #turn,
             };
         },
-        Call::Recompute => quote! { let #turn = (); },
+        // `memory` is refused on an async fn (`expand`).
+        Call::Recompute | Call::Remembered => quote! { let #turn = (); },
     };
     let save = quote_spanned! {span=>
         #spanned::__private::Function::save(&#func, #store, &#key, &#out, #started);
