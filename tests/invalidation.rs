@@ -77,7 +77,7 @@ static COST: LazyLock<Store> = LazyLock::new(fresh);
 static COST_RUNS: AtomicUsize = AtomicUsize::new(0);
 
 /// Sleeps `ms` milliseconds: above `min_cost` it is stored, below not.
-#[memoize(store = COST, min_cost = "30ms")]
+#[memoize(store = COST, min_cost = "200ms")]
 fn work(ms: u64) -> u64 {
     COST_RUNS.fetch_add(1, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(ms));
@@ -91,11 +91,11 @@ fn results_cheaper_than_min_cost_are_not_stored() {
     assert_eq!(
         COST_RUNS.load(Ordering::SeqCst),
         2,
-        "1 ms < 30 ms: not stored"
+        "1 ms < 200 ms: not stored"
     );
-    assert_eq!(work(60), 60);
-    assert_eq!(work(60), 60);
-    assert_eq!(COST_RUNS.load(Ordering::SeqCst), 3, "60 ms: stored");
+    assert_eq!(work(300), 300);
+    assert_eq!(work(300), 300);
+    assert_eq!(COST_RUNS.load(Ordering::SeqCst), 3, "300 ms: stored");
     assert_eq!(COST.len(), 1);
 }
 
