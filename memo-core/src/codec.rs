@@ -62,12 +62,19 @@ impl Codec for Bincode {
         value: &V,
         out: &mut W,
     ) -> Result<()> {
-        bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
-            .map(drop)
-            .map_err(|e| Error::Codec {
-                key: *key,
-                message: e.to_string(),
-            })
+        // Counted, so an `Array` can align its elements within the
+        // payload (`array_pad`).
+        let previous = ENCODED.with(|c| c.replace(Some(0)));
+        let done = bincode::serde::encode_into_std_write(
+            value,
+            &mut Counted(out),
+            bincode::config::standard(),
+        );
+        ENCODED.with(|c| c.set(previous));
+        done.map(drop).map_err(|e| Error::Codec {
+            key: *key,
+            message: e.to_string(),
+        })
     }
 
     fn decode<V: DeserializeOwned>(key: &Key, bytes: &[u8]) -> Result<V> {
@@ -88,6 +95,57 @@ impl Codec for Bincode {
         }
         Ok(v)
     }
+}
+
+thread_local! {
+    /// Bytes `Bincode::encode` has written so far on this thread: `None`
+    /// when no store encoding is under way (a key being hashed, another
+    /// serializer).
+    static ENCODED: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// A writer that counts into `ENCODED`. bincode's `std::io::Write` adapter
+/// writes straight through, so the count is the payload offset of the next
+/// byte.
+struct Counted<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.0.write(data)?;
+        ENCODED.with(|c| c.set(c.get().map(|p| p + n as u64)));
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// bincode's standard varint size of a length.
+fn varint_len(n: u64) -> u64 {
+    match n {
+        0..251 => 1,
+        251..=0xFFFF => 3,
+        0x1_0000..=0xFFFF_FFFF => 5,
+        _ => 9,
+    }
+}
+
+/// Zero bytes an `Array` writes before its `len` bytes of elements so that
+/// they start `align`-aligned within the payload being encoded: the array
+/// is a pair of byte strings, the padding (its varint length, one byte,
+/// then the zeros) and the elements (a varint length, then the bytes).
+/// 0 outside a store encoding, where no offset means anything.
+pub(crate) fn array_pad(len: usize, align: usize) -> usize {
+    let Some(at) = ENCODED.with(std::cell::Cell::get) else {
+        return 0;
+    };
+    // Payloads start at most 64-byte aligned (docs/format.md): a larger
+    // alignment could not be kept anyway, and this keeps the padding's
+    // length one byte.
+    let align = align.clamp(1, 64) as u64;
+    let before = at + 1 + varint_len(len as u64);
+    ((align - before % align) % align) as usize
 }
 
 /// The element types whose vectors are stored as their bytes: plain

@@ -80,6 +80,7 @@ compile_error!("memo supports Unix systems only (Linux, macOS, the BSDs)");
 #[cfg(target_endian = "big")]
 compile_error!("memo's on-disk format is little-endian; big-endian targets are not supported");
 
+mod array;
 mod blob;
 mod bounds;
 mod clock;
@@ -91,6 +92,7 @@ mod evict;
 mod format;
 mod index;
 mod key;
+mod lazy;
 mod lock;
 mod memory;
 mod mmap;
@@ -109,13 +111,19 @@ mod store;
 mod sweep;
 mod units;
 
+pub use array::Array;
 pub use bounds::{Hashable, Storable};
 #[doc(hidden)]
 pub use bounds::{memoize_argument, memoize_result};
+/// The traits an [`Array`]'s element type needs (`Pod` for plain old data),
+/// re-exported so a user needs no `bytemuck` dependency of their own for
+/// the built-in number types.
+pub use bytemuck::{self, Pod, Zeroable};
 pub use data_file::DataFile;
 pub use error::{Error, Result};
 pub use evict::Policy;
 pub use key::{Key, ParseKeyError};
+pub use lazy::Lazy;
 pub use memo_macros::{memoize, track};
 pub use mmap::Bytes;
 pub use remote::RemoteMode;

@@ -228,6 +228,50 @@ impl PartialEq<[u8]> for Bytes {
     }
 }
 
+thread_local! {
+    /// The value this thread is decoding (`decoding_from`), so that an
+    /// [`Array`](crate::Array) found in it can keep a view of the mapping
+    /// instead of copying. Null outside a decode.
+    static SOURCE: std::cell::Cell<*const Bytes> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+/// Runs `f` on `bytes` with `bytes` as this thread's decode source, so that
+/// [`view_of`] can turn a slice of them back into a [`Bytes`].
+pub(crate) fn decoding_from<R>(bytes: &Bytes, f: impl FnOnce(&[u8]) -> R) -> R {
+    /// Puts the previous source back, on return and on unwinding alike, so
+    /// `SOURCE` never outlives the borrow it was made from.
+    struct Restore(*const Bytes);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SOURCE.with(|s| s.set(self.0));
+        }
+    }
+    let previous = SOURCE.with(|s| s.replace(std::ptr::from_ref(bytes)));
+    let _restore = Restore(previous);
+    f(bytes)
+}
+
+/// `slice` as a [`Bytes`] sharing its mapping, if it lies inside the value
+/// this thread is decoding (`decoding_from`); `None` otherwise.
+pub(crate) fn view_of(slice: &[u8]) -> Option<Bytes> {
+    let source = SOURCE.with(std::cell::Cell::get);
+    if source.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null `SOURCE` was set by `decoding_from` on this thread
+    // from a `&Bytes` that is borrowed for the whole of that call, and its
+    // guard resets `SOURCE` before the call returns or unwinds. `view_of`
+    // only runs inside `f` there (it is called from within the decode), so
+    // the `Bytes` is alive and only shared-borrowed.
+    let source = unsafe { &*source };
+    let base = source.as_ptr() as usize;
+    let off = (slice.as_ptr() as usize).checked_sub(base)?;
+    if off.checked_add(slice.len())? > source.len {
+        return None;
+    }
+    Bytes::new(source.region.clone(), source.off + off, slice.len())
+}
+
 /// One index slot as it lies in the shared file (32 bytes, see
 /// `docs/format.md`). Every field is atomic because other processes write it.
 #[repr(C)]

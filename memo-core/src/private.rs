@@ -9,6 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, OnceLock, PoisonError, RwLock};
 pub use std::time::Instant;
 
+/// What `<name>_lazy` returns: `key`, and how to load or compute its value.
+pub fn lazy<T>(key: crate::Key, make: impl FnOnce() -> T + Send + 'static) -> crate::Lazy<T> {
+    crate::Lazy::new(key, make)
+}
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

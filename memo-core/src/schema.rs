@@ -272,6 +272,15 @@ mod tests {
     }
 
     #[test]
+    fn arrays_trace_with_their_element_type() {
+        use crate::Array;
+        let f = trace::<Array<f32>>().unwrap();
+        assert_ne!(trace::<Array<u32>>().unwrap(), f, "same size, another type");
+        assert_ne!(trace::<Vec<f32>>().unwrap(), f);
+        trace::<(String, Array<f64>, Option<Array<u8>>)>().unwrap();
+    }
+
+    #[test]
     fn an_untraceable_type_says_so_and_still_has_a_digest() {
         assert!(trace::<std::num::NonZeroU32>().is_err());
         assert_ne!(shape::<std::num::NonZeroU32>(), shape::<u32>());

@@ -74,7 +74,12 @@ pub(crate) fn expand(args: &Args, sig: &Sig<'_>) -> TokenStream {
     let n = Names::new(args);
     let func = sig.func;
     let (attrs, vis, fsig) = (&func.attrs, &func.vis, &func.sig);
-    let (setup, key, unhashed) = prelude(args, sig, &n);
+    let Prelude {
+        setup,
+        key,
+        unhashed,
+        store,
+    } = prelude(args, sig, &n);
     let key = &key;
     let prelude = quote! { #setup #key };
     if let (Some((_, lit)), Some(_)) = (&args.memory, &fsig.asyncness) {
@@ -106,6 +111,9 @@ pub(crate) fn expand(args: &Args, sig: &Sig<'_>) -> TokenStream {
     };
     if args.helpers {
         out.extend(helpers(sig, &n, &prelude, &setup));
+        if lazy_applies(sig) {
+            out.extend(lazy(sig, &n, &prelude, &store));
+        }
     }
     if let Some(token) = &args.map {
         out.extend(map(sig, &n, &setup, key, token));
@@ -266,7 +274,7 @@ fn name_lifetimes(ty: &mut syn::Type, lifetime: &syn::Lifetime) -> bool {
 
 /// What every generated function starts with: the function's static and
 /// the store (the setup), then the bound checks and the key.
-fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream, TokenStream) {
+fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> Prelude {
     let krate = n.krate(Span::call_site());
     let Names {
         func,
@@ -280,23 +288,35 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream, 
     let name = fsig.ident.to_string();
     let tokens = fingerprint::canonical(sig.func.to_token_stream());
     let version = &args.version;
-    let store_init = match &args.store {
-        StoreArg::Global => quote! {
-            let #store: &#krate::Store = #krate::Store::global();
-        },
+    // The store: a static when it has one (`dir`), then the reference to
+    // it, which `<name>_lazy`'s loader takes again.
+    let (store_static, store_init) = match &args.store {
+        StoreArg::Global => (
+            quote! {},
+            quote! {
+                let #store: &#krate::Store = #krate::Store::global();
+            },
+        ),
         // Deref coercion: `&CACHE` is a `&Store` for a `Store`, a
         // `LazyLock<Store>`, an `Arc<Store>`, ...; a mismatch is reported at
         // the user's expression.
         StoreArg::Expr(e) => {
             let krate = n.krate(e.span());
-            quote_spanned! {e.span()=>
-                let #store: &#krate::Store = &#e;
-            }
+            (
+                quote! {},
+                quote_spanned! {e.span()=>
+                    let #store: &#krate::Store = &#e;
+                },
+            )
         }
-        StoreArg::Dir(d) => quote! {
-            static #dir: #krate::__private::StoreAt = #krate::__private::StoreAt::new(#d);
-            let #store: &#krate::Store = #krate::__private::StoreAt::get(&#dir);
-        },
+        StoreArg::Dir(d) => (
+            quote! {
+                static #dir: #krate::__private::StoreAt = #krate::__private::StoreAt::new(#d);
+            },
+            quote! {
+                let #store: &#krate::Store = #krate::__private::StoreAt::get(&#dir);
+            },
+        ),
     };
     let feeds = feeds(sig, n);
     let self_ty = if sig.receiver.is_some() {
@@ -319,6 +339,7 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream, 
         static #func: #krate::__private::Function =
             #krate::__private::Function::new(::core::module_path!(), #name, #tokens, #version)
                 #ttl #min_cost #uses #memory;
+        #store_static
         #store_init
     };
     // The result's type is checked first, as `Storable`'s: the calls that
@@ -348,7 +369,24 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream, 
         #result_check
         #fed
     };
-    (setup, key, unhashed)
+    Prelude {
+        setup,
+        key,
+        unhashed,
+        store: store_init,
+    }
+}
+
+/// What `prelude` makes.
+struct Prelude {
+    /// The function's static and the store.
+    setup: TokenStream,
+    /// The bound checks and the key.
+    key: TokenStream,
+    /// The bound checks and the key's bytes, fed but not hashed.
+    unhashed: TokenStream,
+    /// Just the store's reference (the setup has it too).
+    store: TokenStream,
 }
 
 /// The schema of the function's types (`memo_core::__private::Schema`): the
@@ -665,6 +703,68 @@ fn helpers(sig: &Sig<'_>, n: &Names, prelude: &TokenStream, setup: &TokenStream)
         #vis fn #stats() -> #krate::FunctionStats {
             #setup
             #krate::__private::Function::stats(&#f, #store, #self_ty, #base_schema)
+        }
+    }
+}
+
+/// Whether `<name>_lazy` can be generated: its loader owns the arguments
+/// and outlives the call, so they must be owned values, with no `self`,
+/// generics, references, lifetimes or `impl Trait`; and it runs the body
+/// synchronously on first deref.
+fn lazy_applies(sig: &Sig<'_>) -> bool {
+    use syn::visit::Visit;
+    struct Borrows(bool);
+    impl Visit<'_> for Borrows {
+        fn visit_type_reference(&mut self, _: &syn::TypeReference) {
+            self.0 = true;
+        }
+        fn visit_lifetime(&mut self, _: &syn::Lifetime) {
+            self.0 = true;
+        }
+        fn visit_type_impl_trait(&mut self, _: &syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let fsig = &sig.func.sig;
+    if fsig.asyncness.is_some() || sig.receiver.is_some() || !fsig.generics.params.is_empty() {
+        return false;
+    }
+    let mut borrows = Borrows(false);
+    for arg in &fsig.inputs {
+        if let syn::FnArg::Typed(t) = arg {
+            borrows.visit_type(&t.ty);
+        }
+    }
+    !borrows.0
+}
+
+/// `<name>_lazy(args…) -> Lazy<R>`: the call's key now; a loader that owns
+/// the arguments and makes the cached call (load, or compute once) on
+/// first deref, with the key already made.
+fn lazy(sig: &Sig<'_>, n: &Names, prelude: &TokenStream, store_init: &TokenStream) -> TokenStream {
+    let krate = n.krate(Span::call_site());
+    let fsig = &sig.func.sig;
+    let (vis, ret, name) = (&sig.func.vis, &sig.ret, &fsig.ident);
+    let mut lsig = fsig.clone();
+    lsig.ident = format_ident!("{}_lazy", name, span = name.span());
+    lsig.output = syn::parse_quote!(-> #krate::Lazy<#ret>);
+    let Names { store, key, .. } = n;
+    let call = sync_call(sig, n, Call::Cached);
+    let doc = format!(
+        "`{name}` by reference (generated by `#[memoize(helpers)]`): the call's key now, \
+         nothing computed or read; its value on first deref, loaded or computed once. \
+         As an argument of another memoized function it is hashed as its key alone."
+    );
+    quote! {
+        #[doc = #doc]
+        #[allow(dead_code, reason = "helpers are generated together; a program may use some")]
+        #vis #lsig {
+            #prelude
+            let _ = #store;
+            #krate::__private::lazy(#key, move || {
+                #store_init
+                #call
+            })
         }
     }
 }

@@ -140,6 +140,17 @@ impl ser::Error for CanonError {
     }
 }
 
+/// Hashes a large byte string (an `Array`, a `serde_bytes` buffer) into
+/// `h`: on rayon's threads with the `sweep` feature, else on this one.
+/// blake3 is a tree hash, so the result is the same whatever the split and
+/// the thread count: keys do not depend on the machine.
+fn update_large(h: &mut blake3::Hasher, bytes: &[u8]) {
+    #[cfg(feature = "sweep")]
+    h.update_rayon(bytes);
+    #[cfg(not(feature = "sweep"))]
+    h.update(bytes);
+}
+
 /// `Key::of`'s hasher state after the context: derived once, cloned after
 /// (about 400 ns saved on every key).
 static BASE: std::sync::LazyLock<blake3::Hasher> =
@@ -256,7 +267,7 @@ impl Hasher {
         inner.update(&self.buf[..self.pos]);
         self.pos = 0;
         if bytes.len() >= BUF {
-            inner.update(bytes);
+            update_large(inner, bytes);
         } else {
             self.write(bytes);
         }

@@ -201,9 +201,11 @@ impl Engine {
 }
 
 /// Decodes a stored value written by codec `codec`.
-fn decode<V: DeserializeOwned>(key: &Key, bytes: &[u8], codec: u8) -> Result<Option<V>> {
+fn decode<V: DeserializeOwned>(key: &Key, bytes: &Bytes, codec: u8) -> Result<Option<V>> {
     match codec {
-        Bincode::ID => Bincode::decode(key, bytes).map(Some),
+        // With the mapped bytes as the decode source, an `Array` in the
+        // value is a view of them, not a copy.
+        Bincode::ID => crate::mmap::decoding_from(bytes, |b| Bincode::decode(key, b)).map(Some),
         RAW_ID => Err(Error::Codec {
             key: *key,
             message: "the entry holds raw bytes stored by put_bytes; read it with get_bytes".into(),
