@@ -5,7 +5,8 @@
 //!   machinery), vs `Key::of` + `Store::get` (what a hand-written lookup
 //!   costs), vs the `cached` crate's in-memory `#[cached]` (what persistence
 //!   costs against not having it);
-//! - a hit whose argument is 64 MiB of `f64`, vs raw blake3 of its bytes;
+//! - a hit whose argument is 64 MiB of `f64` (a slice, and an `Array`
+//!   hashed on rayon's threads), vs raw single-threaded blake3 of its bytes;
 //! - a miss whose body is trivial (what memo adds to a computation: the
 //!   lookup, single flight across threads and processes, the put) vs a
 //!   `Store::put` of the same value, on ext4 and on tmpfs.
@@ -20,7 +21,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use memo_core::{Key, Store, memoize};
+use memo_core::{Array, Key, Store, memoize};
 
 static DIR: LazyLock<tempfile::TempDir> = LazyLock::new(|| tempfile::tempdir().expect("dir"));
 static STORE: LazyLock<Store> = LazyLock::new(|| Store::open(DIR.path()).expect("store"));
@@ -34,6 +35,12 @@ fn small(x: u64) -> u64 {
 /// A large argument and a small value.
 #[memoize(store = STORE)]
 fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+/// A large `Array` argument: hashed as its bytes, on rayon's threads.
+#[memoize(store = STORE)]
+fn array_mean(xs: Array<f64>) -> f64 {
     xs.iter().sum::<f64>() / xs.len() as f64
 }
 
@@ -100,6 +107,14 @@ fn large_argument(c: &mut Criterion) {
     let raw: Vec<u8> = floats.iter().flat_map(|f| f.to_le_bytes()).collect();
     g.bench_function("floor: blake3 of the Vec<f64>'s bytes", |b| {
         b.iter(|| black_box(blake3::hash(&raw)));
+    });
+    let array = Array::from(floats.clone());
+    let _ = array_mean(array.clone());
+    g.bench_function("memo #[memoize] hit, Array<f64> argument", |b| {
+        b.iter(|| black_box(array_mean(array.clone())));
+    });
+    g.bench_function("Key::of(Array<f64>)", |b| {
+        b.iter(|| black_box(Key::of(&array)));
     });
     g.finish();
 }
