@@ -6,7 +6,7 @@
 //! 8 MiB `Array<f64>` result, a view of the mapped file (target: a hit in
 //! at most 5 µs), and the `cached` crate's in-memory `#[cached]` returning
 //! the same `Vec<f64>` (a clone per hit). Medians of 21 hits (201 for the
-//! microsecond ones).
+//! microsecond ones); each `Vec` hit alternates with its copy, 41 rounds.
 //!
 //! Results also go to `target/memo-bench/bulk.json`, for `benches/chart.py`.
 
@@ -62,6 +62,17 @@ fn median_of(n: usize, mut f: impl FnMut() -> Duration) -> Duration {
     v[v.len() / 2]
 }
 
+/// Medians of `a` and `b` over 41 rounds, each round timing one of each.
+fn paired(
+    mut a: impl FnMut() -> Duration,
+    mut b: impl FnMut() -> Duration,
+) -> (Duration, Duration) {
+    let (mut xs, mut ys): (Vec<Duration>, Vec<Duration>) = (0..41).map(|_| (a(), b())).unzip();
+    xs.sort();
+    ys.sort();
+    (xs[xs.len() / 2], ys[ys.len() / 2])
+}
+
 fn timed<T>(f: impl FnOnce() -> T) -> Duration {
     let t = Instant::now();
     std::hint::black_box(f());
@@ -75,10 +86,11 @@ fn main() {
     let b = bytes(1);
     let f = floats(1);
     wrapped(1);
-    let copy_b = median(|| timed(|| b.as_slice().to_owned()));
-    let copy_f = median(|| timed(|| f.as_slice().to_owned()));
-    let hit_b = median(|| timed(|| bytes(1)));
-    let hit_f = median(|| timed(|| floats(1)));
+    // Each hit and its baseline alternate, round by round, so that both
+    // see the same machine: a fresh 8 MiB allocation faults its pages in,
+    // and on this shared machine that alone moved medians 2x between runs.
+    let (hit_b, copy_b) = paired(|| timed(|| bytes(1)), || timed(|| b.as_slice().to_owned()));
+    let (hit_f, copy_f) = paired(|| timed(|| floats(1)), || timed(|| f.as_slice().to_owned()));
     let hit_w = median(|| timed(|| wrapped(1)));
     array(1);
     in_memory(1);

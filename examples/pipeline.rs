@@ -26,6 +26,11 @@
 //! Options: `--rows N` (load), `--clip Z` (clean), `--degree D` (features),
 //! `--ridge L` (fit). The store is `target/memo-pipeline`.
 
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "a step takes its upstream by value, as its key is made of it"
+)]
+
 use std::time::Instant;
 
 use memo_core::{Array, Lazy, memoize};
@@ -249,6 +254,10 @@ mod kernel {
 
     /// Ridge regression by the normal equations, solved with Gaussian
     /// elimination: the weights.
+    #[allow(
+        clippy::many_single_char_names,
+        reason = "the textbook names of the normal equations"
+    )]
     pub fn ridge(data: &[f64], k: usize, y: &[f64], ridge: f64) -> Vec<f64> {
         // [X'X + λI | X'y]
         let mut a = vec![vec![0.0; k + 1]; k];

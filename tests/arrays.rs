@@ -205,6 +205,25 @@ fn memoized_hits_return_mapped_arrays() {
 }
 
 #[test]
+fn arrays_and_lazies_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Array<f64>>();
+    send_sync::<Lazy<Array<f64>>>();
+    send_sync::<Lazy<Frame>>();
+    // A view outlives the store that loaded it, as `Bytes` does.
+    let store = fresh();
+    let key = Key::of("outlives");
+    let a: Array<u64> = (0..10_000).collect();
+    store.put(&key, &a).unwrap();
+    let view: Array<u64> = store.get(&key).unwrap().unwrap();
+    drop(store);
+    let sum = std::thread::spawn(move || view.iter().sum::<u64>())
+        .join()
+        .unwrap();
+    assert_eq!(sum, (0..10_000).sum::<u64>());
+}
+
+#[test]
 fn array_keys_are_their_bytes_whatever_the_thread_count() {
     // Golden: keys are part of the on-disk format.
     let small: Array<f64> = vec![1.0, 2.0, 3.0].into();

@@ -27,7 +27,9 @@ use crate::Bytes;
 /// same whatever the thread count).
 ///
 /// It derefs to `[T]`, clones in O(1) (the view or the vector is shared),
-/// and is `Send + Sync`.
+/// and is `Send + Sync`. A view keeps its file's mapping alive, as
+/// [`Bytes`] does: it stays valid after the store is dropped and after the
+/// entry is evicted or replaced.
 ///
 /// # Examples
 ///
