@@ -23,6 +23,14 @@ use crate::Key;
 /// Clones share the value: it is loaded once. `Lazy<T>` is `Send + Sync`
 /// when `T` is.
 ///
+/// An upstream that returns a `Result` derefs to that `Result`, and its
+/// `Err` is not stored (Ok-only caching: an error may be transient). A
+/// downstream step keyed by that `Lazy` should then fail too, by returning
+/// a `Result` and passing the error on (`?`), so that nothing is stored
+/// under its key either: a downstream result made from an upstream error
+/// and stored would be served again after the upstream succeeds, since the
+/// key is the same.
+///
 /// # Panics
 ///
 /// Dereferencing panics if computing the value panicked (here or on another

@@ -130,7 +130,21 @@ fn through_a_reexport(x: u32) -> u32 {
     x + 1
 }
 
+// `<name>_lazy` through a re-export, and a `Lazy` argument of a function
+// with the in-process tier.
+#[memoize(crate = reexport::memo, store = CACHE, helpers, ignore(note))]
+fn upstream(x: u32, note: String) -> Vec<u32> {
+    let _ = note;
+    vec![x; 3]
+}
+
+#[memoize(store = CACHE, memory = 8)]
+fn downstream(up: memo_core::Lazy<Vec<u32>>) -> u32 {
+    up.iter().sum()
+}
+
 fn main() {
+    assert_eq!(downstream(upstream_lazy(2, "n".to_owned())), 6);
     assert_eq!(through_a_reexport(1), 2);
     let tags = HashMap::from([("a".to_owned(), 1)]);
     assert_eq!(borrowed("x", &[1.0], &tags).len(), 2);
