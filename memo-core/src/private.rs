@@ -188,7 +188,19 @@ impl Function {
     /// The base of this function's calls (of `Self` type `self_ty` for a
     /// method); `schema` gives the digest of its types' shapes, and runs
     /// only when the base is first made in this process.
+    #[inline]
     fn base(&self, self_ty: &'static str, schema: impl FnOnce() -> [u8; 32]) -> Base {
+        if self_ty.is_empty()
+            && let Some(b) = self.free.get()
+        {
+            return *b;
+        }
+        self.first_base(self_ty, schema)
+    }
+
+    /// `base` when it is not yet made, or of a method.
+    #[inline(never)]
+    fn first_base(&self, self_ty: &'static str, schema: impl FnOnce() -> [u8; 32]) -> Base {
         let with_schema = |self_ty| {
             Identity {
                 schema: Some(schema()),
@@ -256,6 +268,7 @@ impl Function {
     /// method, else empty; `schema` the digest of the function's types'
     /// shapes (`Schema`), asked for once per process.
     #[must_use]
+    #[inline]
     pub fn key(&self, self_ty: &'static str, schema: impl FnOnce() -> [u8; 32]) -> KeyBuilder {
         KeyBuilder::new(self.base(self_ty, schema))
     }

@@ -159,6 +159,7 @@ pub struct KeyBuilder {
 
 impl KeyBuilder {
     /// Starts the key of a call of the function with this base.
+    #[inline]
     pub(crate) fn new(base: Base) -> KeyBuilder {
         KeyBuilder {
             hasher: Hasher::keyed(base.key),

@@ -163,10 +163,12 @@ impl Hasher {
     }
 
     /// A hasher whose result is blake3 keyed by `key`: a memoized call's.
+    #[inline]
     pub(crate) fn keyed(key: [u8; 32]) -> Hasher {
         Hasher::with(Start::Keyed(key))
     }
 
+    #[inline]
     fn with(start: Start) -> Hasher {
         let mut buf = SPARE.try_with(std::cell::Cell::take).unwrap_or_default();
         if buf.len() < SMALL_BUF {
@@ -316,11 +318,15 @@ impl Drop for Hasher {
     fn drop(&mut self) {
         if self.buf.len() <= SPARE_MAX {
             let buf = std::mem::take(&mut self.buf);
-            // Keeps the larger buffer when a nested hasher (a map entry's)
-            // returns one too.
+            let len = buf.len();
+            // Usually the slot is empty (this hasher took its buffer): one
+            // store. Keeps the larger buffer when a nested hasher (a map
+            // entry's) returned one too.
             let _ = SPARE.try_with(|spare| {
-                let held = spare.take();
-                spare.set(if held.len() >= buf.len() { held } else { buf });
+                let held = spare.replace(buf);
+                if held.len() > len {
+                    spare.set(held);
+                }
             });
         }
     }
