@@ -222,8 +222,8 @@ impl<T: Pod> Serialize for Array<T> {
     /// byte strings: padding, then the elements' bytes. The padding is
     /// empty except in a store's encoding, where it makes the elements
     /// start aligned for `T` within the payload (`docs/format.md`,
-    /// "Arrays"); hashed into a key it is always empty, so a key is the
-    /// element type and the elements' bytes. The name costs nothing in the
+    /// `Array<T>` under "Keys of memoized calls"); hashed into a key it is
+    /// always empty, so a key is the element type and the elements' bytes. The name costs nothing in the
     /// store (bincode writes no names) and keeps the result shape of an
     /// `Array<f32>` apart from an `Array<u32>`'s (the key's schema).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
