@@ -664,6 +664,54 @@ fn the_memory_tier_is_bounded_and_coherent() {
     assert_eq!(HOT_RUNS.load(Ordering::SeqCst), runs + 1);
 }
 
+static NESTED: LazyLock<Store> = LazyLock::new(fresh);
+static NESTED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(store = NESTED, memory = 16)]
+fn inner_hot(x: u64) -> u64 {
+    NESTED_RUNS.fetch_add(1, Ordering::SeqCst);
+    x * 3
+}
+
+/// An argument whose `Serialize` makes a memoized call of its own while
+/// the outer call's key is being fed.
+struct Reentrant(u64);
+
+impl Serialize for Reentrant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(inner_hot(self.0))
+    }
+}
+
+#[memoize(store = NESTED, memory = 16)]
+fn outer_hot(r: Reentrant, y: u64) -> u64 {
+    NESTED_RUNS.fetch_add(1, Ordering::SeqCst);
+    r.0 + y
+}
+
+/// `memory = N` keeps one key builder per thread; a call made while it is
+/// in use (from an argument's `Serialize`) gets one of its own, and both
+/// calls keep their keys apart, on every thread.
+#[test]
+fn a_memory_call_inside_another_keeps_both_keys() {
+    let runs = || NESTED_RUNS.load(Ordering::SeqCst);
+    assert_eq!(outer_hot(Reentrant(2), 5), 7);
+    assert_eq!(runs(), 2, "outer and inner each ran once");
+    assert_eq!(outer_hot(Reentrant(2), 5), 7);
+    assert_eq!(outer_hot(Reentrant(3), 5), 8);
+    assert_eq!(runs(), 4);
+    std::thread::scope(|s| {
+        for t in 0..4_u64 {
+            s.spawn(move || {
+                for i in 0..50 {
+                    assert_eq!(outer_hot(Reentrant(i % 5), t), i % 5 + t);
+                    assert_eq!(inner_hot(i), i * 3);
+                }
+            });
+        }
+    });
+}
+
 static OFF: LazyLock<Store> = LazyLock::new(Store::disabled);
 static OFF_RUNS: AtomicUsize = AtomicUsize::new(0);
 

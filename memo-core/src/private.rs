@@ -126,39 +126,108 @@ impl Function {
         self
     }
 
-    /// A synchronous call with the in-process tier in front
-    /// (`#[memoize(memory = N)]`): the kept result if there is one, without
-    /// hashing the key `builder` holds the bytes of; else [`Function::call`],
-    /// whose stored result is then kept.
-    pub fn call_remembered<O>(
+    /// The first half of a synchronous call with the in-process tier in
+    /// front (`#[memoize(memory = N)]`): the kept result of the call whose
+    /// arguments `feed` gives, found by their canonical bytes without
+    /// hashing them; else the [`Miss`] that [`Function::call_missed`]
+    /// completes. Two halves, so the arguments are only borrowed here and
+    /// the body (which may own them) is made only on a miss.
+    ///
+    /// The key builder is kept per thread and restarted: taking a fresh
+    /// one's buffer from the thread and giving it back cost a quarter of a
+    /// hit.
+    pub fn remembered<O>(
         &self,
         store: &Store,
         self_ty: &'static str,
-        builder: KeyBuilder,
-        compute: impl FnOnce() -> O,
-    ) -> O
+        schema: impl FnOnce() -> [u8; 32],
+        feed: impl FnOnce(&mut KeyBuilder),
+    ) -> core::result::Result<O, Miss>
     where
         O: Outcome,
         O::Stored: Clone + Send + Sync + 'static,
     {
         if store.engine().is_none() {
             // A disabled store caches nothing, in memory neither.
-            return compute();
+            return Err(Miss(None));
         }
         let memory = self
             .memory
             .get_or_init(|| crate::memory::of(self.module, self.name, self.memory_cap));
-        let call = builder.fed(crate::memory::MAX_ARGS);
-        if let Some(c) = call
-            && let Some(v) = memory.get::<O::Stored>(self_ty, c)
-            && self.fresh::<O>(&v)
-        {
-            return O::from_stored(v);
+        let look = |b: &mut KeyBuilder| -> core::result::Result<O, Miss> {
+            let call = b.fed(crate::memory::MAX_ARGS);
+            if let Some(c) = call
+                && let Some(v) = memory.get::<O::Stored>(self_ty, c)
+                && self.fresh::<O>(&v)
+            {
+                return Ok(O::from_stored(v));
+            }
+            let call = call.map(<[u8]>::to_vec);
+            Err(Miss(Some(Box::new((b.take_key(), call)))))
+        };
+        thread_local! {
+            static BUILDER: std::cell::RefCell<Option<KeyBuilder>> =
+                const { std::cell::RefCell::new(None) };
         }
-        let call = call.map(<[u8]>::to_vec);
-        let key = builder.finish();
+        // By reference where it is kept (a free function's): copied
+        // through the stack, its bytes stalled the restart on store
+        // forwarding.
+        let kept;
+        let base = if self_ty.is_empty()
+            && let Some(b) = self.free.get()
+        {
+            b
+        } else {
+            kept = self.base(self_ty, schema);
+            &kept
+        };
+        let mut feed = Some(feed);
+        let reused = BUILDER.try_with(|slot| {
+            // Taken already: a `Serialize` impl of an argument made a
+            // memoized call. That call gets a builder of its own.
+            let mut slot = slot.try_borrow_mut().ok()?;
+            let feed = feed.take()?;
+            let b = match &mut *slot {
+                Some(b) => {
+                    b.restart(base);
+                    b
+                }
+                None => slot.insert(KeyBuilder::new(*base)),
+            };
+            feed(b);
+            Some(look(b))
+        });
+        if let Ok(Some(found)) = reused {
+            return found;
+        }
+        // The thread's builder is in use (or gone, as the thread exits).
+        let mut b = KeyBuilder::new(*base);
+        if let Some(feed) = feed.take() {
+            feed(&mut b);
+        }
+        look(&mut b)
+    }
+
+    /// The second half of a call with the in-process tier (see
+    /// [`Function::remembered`]): [`Function::call`], whose stored result
+    /// is then kept in memory.
+    pub fn call_missed<O>(
+        &self,
+        store: &Store,
+        self_ty: &'static str,
+        miss: Miss,
+        compute: impl FnOnce() -> O,
+    ) -> O
+    where
+        O: Outcome,
+        O::Stored: Clone + Send + Sync + 'static,
+    {
+        let Miss(Some(miss)) = miss else {
+            return compute();
+        };
+        let (key, call) = *miss;
         let out = self.call(store, &key, compute);
-        if let (Some(c), Some(v)) = (call, out.stored()) {
+        if let (Some(c), Some(v), Some(memory)) = (call, out.stored(), self.memory.get()) {
             memory.put(self_ty, &c, v.clone());
         }
         out
@@ -598,6 +667,15 @@ fn cause(e: &Error) -> String {
         Error::ReadOnly { dir } => format!("read-only {}", dir.display()),
     }
 }
+
+/// A call the in-process tier did not have: its key and the canonical
+/// bytes of its arguments (when short enough to keep), or nothing when the
+/// store caches nothing.
+///
+/// Boxed: a hit's `Result<O, Miss>` is then as small as its value (two
+/// registers for a number), where an inline miss made every hit copy the
+/// whole result through the stack, stalling on store forwarding.
+pub struct Miss(Option<Box<(Key, Option<Vec<u8>>)>>);
 
 /// What of a function's result is cached.
 #[diagnostic::on_unimplemented(

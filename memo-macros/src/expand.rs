@@ -30,6 +30,10 @@ struct Names {
     store: Ident,
     key: Ident,
     builder: Ident,
+    /// `memory = N`: the base schema's closure, and the closure feeding
+    /// the arguments to a key builder.
+    schema_fn: Ident,
+    feed: Ident,
     body: Ident,
     out: Ident,
     started: Ident,
@@ -50,6 +54,8 @@ impl Names {
             store: m("__memo_store"),
             key: m("__memo_key"),
             builder: m("__memo_k"),
+            schema_fn: m("__memo_schema_fn"),
+            feed: m("__memo_feed"),
             body: m("__memo_body"),
             out: m("__memo_out"),
             started: m("__memo_started"),
@@ -352,22 +358,30 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> Prelude {
         #rkrate::memoize_result((&&&#rkrate::__private::Pick::<#ret>::new()).stored());
     };
     let (base_schema, call_schema) = schemas(sig, n);
+    // The arguments fed to `#builder`, a `&mut KeyBuilder`.
     let fed = quote! {
-        let mut #builder = #krate::__private::Function::key(&#func, #self_ty, #base_schema);
         #call_schema
         #(#feeds)*
     };
+    let owned = Ident::new("__memo_kb", Span::mixed_site());
     let key = quote! {
         #result_check
         let #key: #krate::Key = {
-            #fed
-            #krate::__private::KeyBuilder::finish(#builder)
+            let mut #owned = #krate::__private::Function::key(&#func, #self_ty, #base_schema);
+            {
+                let #builder = &mut #owned;
+                #fed
+            }
+            #krate::__private::KeyBuilder::finish(#owned)
         };
     };
-    // What `memory = N` starts with: the key's bytes fed, not hashed.
+    // What `memory = N` starts with: how to feed the arguments to the
+    // thread's key builder, whose bytes are looked up before any hashing.
+    let (schema_fn, feeder) = (&n.schema_fn, &n.feed);
     let unhashed = quote! {
         #result_check
-        #fed
+        let #schema_fn = #base_schema;
+        let #feeder = |#builder: &mut #krate::__private::KeyBuilder| { #fed };
     };
     Prelude {
         setup,
@@ -428,7 +442,7 @@ fn schemas(sig: &Sig<'_>, n: &Names) -> (TokenStream, TokenStream) {
         let b = &n.builder;
         let per_call = quote! {
             #krate::__private::KeyBuilder::schema(
-                &mut #b,
+                #b,
                 &#krate::__private::schema_cached(
                     ::core::any::type_name::<(#ret, #(#types,)*)>(),
                     #build,
@@ -447,11 +461,11 @@ fn feeds(sig: &Sig<'_>, n: &Names) -> Vec<TokenStream> {
     let mut feeds = Vec::new();
     for t in &sig.type_params {
         feeds.push(quote! {
-            #krate::__private::KeyBuilder::type_param(&mut #builder, ::core::any::type_name::<#t>());
+            #krate::__private::KeyBuilder::type_param(#builder, ::core::any::type_name::<#t>());
         });
     }
     for c in &sig.const_params {
-        feeds.push(quote! { #krate::__private::KeyBuilder::arg(&mut #builder, &#c); });
+        feeds.push(quote! { #krate::__private::KeyBuilder::arg(#builder, &#c); });
     }
     if let Some(r) = sig.receiver {
         let this = &r.self_token;
@@ -463,7 +477,7 @@ fn feeds(sig: &Sig<'_>, n: &Names) -> Vec<TokenStream> {
             quote_spanned! {r.span()=> &#this }
         };
         feeds.push(quote_spanned! {r.span()=>
-            #krate::memoize_argument(&mut #builder, #value);
+            #krate::memoize_argument(#builder, #value);
         });
     }
     for input in &sig.inputs {
@@ -488,7 +502,7 @@ fn feeds(sig: &Sig<'_>, n: &Names) -> Vec<TokenStream> {
             }
             let stars = stars.clone();
             feeds.push(quote_spanned! {at=>
-                #krate::memoize_argument(&mut #builder, &#(#stars)* #b);
+                #krate::memoize_argument(#builder, &#(#stars)* #b);
             });
         }
     }
@@ -541,30 +555,40 @@ fn sync_call(sig: &Sig<'_>, n: &Names, call: Call) -> TokenStream {
     let krate = n.krate(Span::call_site());
     let wrapped = wrap(sig, n, &quote! { #krate::__private::run(#body) });
     let span = sig.ret.span();
-    // The method and what it takes before the body: the key, or for the
-    // in-process tier the `Self` type and the key's bytes, not yet hashed.
-    let (method, head) = match call {
-        Call::Cached => (quote_spanned! {span=> call }, quote! { &#key }),
-        Call::Recompute => (quote_spanned! {span=> recompute }, quote! { &#key }),
+    // The body is a closure of its own, so `return` and `?` leave it and
+    // not the memoization; `run` calls it as `FnOnce`, so a body that
+    // changes a `mut` argument needs no `mut` binding of the closure.
+    let krate = n.krate(span);
+    let method = match call {
+        Call::Cached => quote_spanned! {span=> call },
+        Call::Recompute => quote_spanned! {span=> recompute },
         Call::Remembered => {
-            let builder = &n.builder;
+            // The in-process tier: looked up with the arguments borrowed
+            // by the feed, then, on a miss only, the body made and called.
+            let (schema_fn, feed) = (&n.schema_fn, &n.feed);
             let self_ty = if sig.receiver.is_some() {
                 quote! { ::core::any::type_name::<Self>() }
             } else {
                 quote! { "" }
             };
-            (
-                quote_spanned! {span=> call_remembered },
-                quote! { #self_ty, #builder },
-            )
+            let out = Ident::new("__memo_found", Span::mixed_site());
+            let miss = Ident::new("__memo_miss", Span::mixed_site());
+            let found = quote_spanned! {span=>
+                match #krate::__private::Function::remembered(&#func, #store, #self_ty, #schema_fn, #feed) {
+                    ::core::result::Result::Ok(#out) => #out,
+                    ::core::result::Result::Err(#miss) => {
+                        let #body = move || -> #ret #block;
+                        #krate::__private::Function::call_missed(&#func, #store, #self_ty, #miss, move || {
+                            #wrapped
+                        })
+                    }
+                }
+            };
+            return value_of(sig, n, &found);
         }
     };
-    // The body is a closure of its own, so `return` and `?` leave it and
-    // not the memoization; `run` calls it as `FnOnce`, so a body that
-    // changes a `mut` argument needs no `mut` binding of the closure.
-    let krate = n.krate(span);
     let call = quote_spanned! {span=>
-        #krate::__private::Function::#method(&#func, #store, #head, move || {
+        #krate::__private::Function::#method(&#func, #store, &#key, move || {
             #wrapped
         })
     };

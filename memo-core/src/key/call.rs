@@ -168,6 +168,23 @@ impl KeyBuilder {
         }
     }
 
+    /// Starts over as the key of another call of the function with this
+    /// base, keeping the buffer.
+    #[inline]
+    pub(crate) fn restart(&mut self, base: &Base) {
+        self.hasher.restart_keyed(&base.key);
+        self.code = base.code();
+        self.tag = base.tag;
+    }
+
+    /// The key, leaving the builder to be `restart`ed.
+    pub(crate) fn take_key(&mut self) -> Key {
+        let mut bytes = *self.hasher.take_key().as_bytes();
+        bytes[CODE_AT..TAG_AT].copy_from_slice(&self.code.to_le_bytes());
+        bytes[TAG_AT..].copy_from_slice(&self.tag);
+        Key::from_bytes(bytes)
+    }
+
     /// Feeds a type parameter's `type_name`.
     pub fn type_param(&mut self, name: &'static str) {
         self.hasher.value(name);
@@ -197,11 +214,8 @@ impl KeyBuilder {
     /// The key: 20 bytes of the call's hash, the code mark, then the
     /// function's tag.
     #[must_use]
-    pub fn finish(self) -> Key {
-        let mut bytes = *self.hasher.finish().as_bytes();
-        bytes[CODE_AT..TAG_AT].copy_from_slice(&self.code.to_le_bytes());
-        bytes[TAG_AT..].copy_from_slice(&self.tag);
-        Key::from_bytes(bytes)
+    pub fn finish(mut self) -> Key {
+        self.take_key()
     }
 }
 

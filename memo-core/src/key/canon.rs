@@ -183,6 +183,21 @@ impl Hasher {
         }
     }
 
+    /// Makes this hasher a fresh keyed one, keeping its buffer (unless it
+    /// grew past what a thread keeps): what a reused key builder does
+    /// instead of taking a buffer from the thread each time.
+    #[inline]
+    pub(crate) fn restart_keyed(&mut self, key: &[u8; 32]) {
+        self.start = Start::Keyed(*key);
+        self.inner = None;
+        self.pos = 0;
+        self.pending = "";
+        if self.buf.len() > SPARE_MAX {
+            self.buf.truncate(SMALL_BUF);
+            self.buf.shrink_to_fit();
+        }
+    }
+
     fn begin(start: Start) -> blake3::Hasher {
         match start {
             Start::KeyOf => BASE.clone(),
@@ -219,6 +234,12 @@ impl Hasher {
     }
 
     pub(crate) fn finish(mut self) -> Key {
+        self.take_key()
+    }
+
+    /// The key of what was fed; the hasher must be `restart`ed before it
+    /// is fed again.
+    pub(crate) fn take_key(&mut self) -> Key {
         let inner = self.inner.take();
         let pending = &self.buf[..self.pos];
         // blake3 gives the same hash however the input is split, so the
