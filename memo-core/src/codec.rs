@@ -64,13 +64,18 @@ impl Codec for Bincode {
     ) -> Result<()> {
         // Counted, so an `Array` can align its elements within the
         // payload (`array_pad`).
-        let previous = ENCODED.with(|c| c.replace(Some(0)));
-        let done = bincode::serde::encode_into_std_write(
-            value,
-            &mut Counted(out),
-            bincode::config::standard(),
-        );
-        ENCODED.with(|c| c.set(previous));
+        // The writer holds the thread's counter itself: a thread-local
+        // lookup per write cost 8% of an element-by-element put.
+        let done = ENCODED.with(|pos| {
+            let previous = pos.replace(Some(0));
+            let done = bincode::serde::encode_into_std_write(
+                value,
+                &mut Counted { out, pos },
+                bincode::config::standard(),
+            );
+            pos.set(previous);
+            done
+        });
         done.map(drop).map_err(|e| Error::Codec {
             key: *key,
             message: e.to_string(),
@@ -107,17 +112,20 @@ thread_local! {
 /// A writer that counts into `ENCODED`. bincode's `std::io::Write` adapter
 /// writes straight through, so the count is the payload offset of the next
 /// byte.
-struct Counted<W>(W);
+struct Counted<'a, W> {
+    out: W,
+    pos: &'a std::cell::Cell<Option<u64>>,
+}
 
-impl<W: std::io::Write> std::io::Write for Counted<W> {
+impl<W: std::io::Write> std::io::Write for Counted<'_, W> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let n = self.0.write(data)?;
-        ENCODED.with(|c| c.set(c.get().map(|p| p + n as u64)));
+        let n = self.out.write(data)?;
+        self.pos.set(self.pos.get().map(|p| p + n as u64));
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+        self.out.flush()
     }
 }
 
