@@ -35,17 +35,12 @@ fn child_role() {
 /// Runs a child from `cwd` without `MEMO_DIR`; how many values it computed.
 fn computed_from(cwd: &Path, log: &Path) -> usize {
     let _ = std::fs::remove_file(log);
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
-        .current_dir(cwd)
-        .env_remove("MEMO_DIR")
-        .env("MEMO_TEST_LOG", log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    memo_tests::succeed(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
+            .current_dir(cwd)
+            .env_remove("MEMO_DIR")
+            .env("MEMO_TEST_LOG", log),
     );
     std::fs::read_to_string(log)
         .unwrap_or_default()

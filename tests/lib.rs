@@ -111,6 +111,22 @@ pub fn log_line(line: &str) {
         .expect("write the log");
 }
 
+/// Runs `cmd` to its end and returns its output, failing the test with
+/// the child's stderr if it did not succeed.
+///
+/// # Panics
+///
+/// If the child cannot be started or exits unsuccessfully.
+pub fn succeed(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().expect("start the child process");
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Builds a program of its own: a crate named `name` in `krate` whose
 /// `src/main.rs` is `main`, depending on this workspace's memo-core and on
 /// `deps` (more `[dependencies]` lines), with the workspace's lock file and

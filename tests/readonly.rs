@@ -37,19 +37,14 @@ fn child_role() {
 /// and how many values it computed.
 fn run(dir: &Path, n: u64, log: &Path) -> (Output, usize) {
     let _ = std::fs::remove_file(log);
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
-        .env("MEMO_DIR", dir)
-        .env("MEMO_TEST_N", n.to_string())
-        .env("MEMO_TEST_LOG", log)
-        .env_remove("MEMO_QUIET")
-        .env_remove("MEMO_STRICT")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "child failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = memo_tests::succeed(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
+            .env("MEMO_DIR", dir)
+            .env("MEMO_TEST_N", n.to_string())
+            .env("MEMO_TEST_LOG", log)
+            .env_remove("MEMO_QUIET")
+            .env_remove("MEMO_STRICT"),
     );
     let computed = std::fs::read_to_string(log)
         .unwrap_or_default()

@@ -25,16 +25,11 @@ fn build(krate: &Path, main: &str) -> PathBuf {
 
 /// Runs the program on `store`; its output lines.
 fn run(bin: &Path, store: &Path) -> Vec<String> {
-    let out = Command::new(bin)
-        .env("MEMO_DIR", store)
-        .env("MEMO_QUIET", "1")
-        .env_remove("MEMO_REMOTE")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = memo_tests::succeed(
+        Command::new(bin)
+            .env("MEMO_DIR", store)
+            .env("MEMO_QUIET", "1")
+            .env_remove("MEMO_REMOTE"),
     );
     String::from_utf8(out.stdout)
         .unwrap()
