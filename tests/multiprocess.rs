@@ -113,6 +113,13 @@ fn child_role() {
             assert_eq!(v, (0..1000).collect::<Vec<u64>>());
             append("got");
         }
+        "grower" => {
+            // Grows the index (and so replaces the table every other
+            // process maps) many times over.
+            for i in 0..grower_puts() {
+                store.put(&Key::of(&("grow", i)), &i).unwrap();
+            }
+        }
         "reader" => {
             // Reads while the writer writes: every hit must be exact.
             let mut seen = 0;
@@ -378,4 +385,85 @@ fn a_second_process_reads_what_the_first_wrote() {
         assert!(*store.get_bytes(&Key::of(&i)).unwrap().unwrap() == value(i)[..]);
     }
     assert!(store.verify().unwrap().is_clean());
+}
+
+/// Puts of the growing process in the index-reload test:
+/// `MEMO_RELOAD_PUTS`, default 150,000 (the figure that hung within seconds
+/// before the fix).
+fn grower_puts() -> u64 {
+    std::env::var("MEMO_RELOAD_PUTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150_000)
+}
+
+/// Issue 25: eight threads reading and writing while another process grows
+/// the index. Every growth replaces the table, and every thread that
+/// notices reloads it; before the fix the second thread to notice the same
+/// replacement waited on a lock it held, for ever. A watchdog turns a hang
+/// into a failure that names the stalled thread's last call.
+#[test]
+fn threads_reload_the_index_while_another_process_grows_it() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    let dir = tempdir();
+    let store = Store::open(dir.path()).unwrap();
+    let mut grower = child("grower", dir.path()).spawn().unwrap();
+    let done = AtomicBool::new(false);
+    // Per thread: calls made, and when the last one returned (ms since start).
+    let progress: Vec<(AtomicU64, AtomicU64)> = (0..8)
+        .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+        .collect();
+    let start = Instant::now();
+    let limit = Duration::from_secs(60);
+    std::thread::scope(|s| {
+        for (t, (calls, last)) in progress.iter().enumerate() {
+            let (store, done) = (&store, &done);
+            s.spawn(move || {
+                let mut i = 0_u64;
+                while !done.load(Ordering::Relaxed) {
+                    let k = Key::of(&("reload", t, i % 2000));
+                    if i % 4 == 0 {
+                        store.put(&k, &i).unwrap();
+                    } else {
+                        let _ = store.get::<u64>(&k).unwrap();
+                    }
+                    let _ = store.get::<u64>(&Key::of(&("grow", i))).unwrap();
+                    i += 1;
+                    calls.store(i, Ordering::Relaxed);
+                    last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+                }
+            });
+        }
+        // The watchdog: the grower finishing ends the run; a thread whose
+        // last call returned more than `limit` ago fails it.
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if let Some(status) = grower.try_wait().unwrap() {
+                assert!(status.success(), "the growing process failed");
+                break;
+            }
+            let now = start.elapsed().as_millis() as u64;
+            for (t, (calls, last)) in progress.iter().enumerate() {
+                let idle = now.saturating_sub(last.load(Ordering::Relaxed));
+                if idle > limit.as_millis() as u64 {
+                    let _ = grower.kill();
+                    eprintln!(
+                        "thread {t} made no progress for {idle} ms after {} calls: \
+                         a get or put hung (issue 25)",
+                        calls.load(Ordering::Relaxed)
+                    );
+                    // The stalled threads never return: end the process
+                    // rather than join them.
+                    std::process::exit(101);
+                }
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    for (t, (calls, _)) in progress.iter().enumerate() {
+        assert!(calls.load(Ordering::Relaxed) > 0, "thread {t} made no call");
+    }
+    assert!(store.len() >= grower_puts());
 }

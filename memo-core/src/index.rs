@@ -20,10 +20,12 @@ use crate::format::{
 use crate::mmap::{SharedMap, Slot};
 
 mod append;
+mod current;
 mod file;
 mod grow;
 
 pub(crate) use append::AppendPos;
+pub(crate) use current::{Current, Table};
 
 /// A consistent read of a slot's published fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +165,16 @@ impl Index {
     pub(crate) fn stale(&self) -> bool {
         self.replaced() || (self.prev.is_some() && self.moving().is_none())
     }
+}
 
+impl Table for Index {
+    #[inline]
+    fn stale(&self) -> bool {
+        Index::stale(self)
+    }
+}
+
+impl Index {
     /// Slots taken (entries and tombstones), plus `extra`, as a fraction
     /// `num / den` of the table at most.
     pub(crate) fn fits(&self, extra: u64, num: u64, den: u64) -> bool {

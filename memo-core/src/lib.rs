@@ -109,6 +109,7 @@ mod segment;
 mod stats;
 mod store;
 mod sweep;
+mod sync;
 mod units;
 
 pub use array::Array;

@@ -5,6 +5,8 @@ use std::fs::{File, TryLockError};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::sync::unpoison;
+
 use nix::fcntl::FcntlArg;
 use nix::libc;
 
@@ -109,9 +111,15 @@ impl<T> std::ops::DerefMut for WriterGuard<'_, T> {
 
 /// Computations in flight in this process, one mutex per key: the first
 /// caller computes, the others wait on its mutex and then find the value.
+///
+/// Lock order: `keys` is a leaf (held only to find or drop an entry); a
+/// key's gate is held while `f` runs — the user's computation, which may
+/// take other keys' gates (a memoized function calling another) but never
+/// its own key's again unless it recurses into the same call, which would
+/// not terminate anyway. Waiting for a gate is bounded by the holder's `f`.
 #[derive(Default)]
 pub(crate) struct Inflight {
-    keys: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
+    keys: crate::sync::Mutex<HashMap<Key, Arc<crate::sync::Mutex<()>>>>,
 }
 
 impl Inflight {
@@ -119,13 +127,13 @@ impl Inflight {
     /// wait until `f` returns.
     pub(crate) fn run<R>(&self, key: &Key, f: impl FnOnce() -> R) -> R {
         let flight = {
-            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut keys = unpoison(self.keys.lock());
             keys.entry(*key).or_default().clone()
         };
-        let held = flight.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = unpoison(flight.lock());
         let out = f();
         {
-            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut keys = unpoison(self.keys.lock());
             // Only the last holder removes the entry; a waiter that already
             // cloned it still serialises on the same mutex.
             if keys.get(key).is_some_and(|f| Arc::strong_count(f) <= 2) {
@@ -376,7 +384,50 @@ pub(crate) fn sweep_unlocked(dir: &Dir, ours: fn(&str) -> bool) -> usize {
     swept
 }
 
-#[cfg(test)]
+/// The flight gate under the model checker (`--cfg loom`).
+#[cfg(all(test, loom))]
+mod loom_model {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::Inflight;
+    use crate::Key;
+
+    /// Threads missing one key at once: exactly one computes, the others
+    /// find its value, nobody waits forever, and no gate is left behind.
+    #[test]
+    fn loom_one_computation_per_key_and_no_gate_left() {
+        loom::model(|| {
+            let flights = Arc::new(Inflight::default());
+            let stored = Arc::new(AtomicBool::new(false));
+            let computed = Arc::new(AtomicUsize::new(0));
+            let key = Key::from_bytes([7; 32]);
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let (flights, stored, computed) =
+                        (flights.clone(), stored.clone(), computed.clone());
+                    loom::thread::spawn(move || {
+                        flights.run(&key, || {
+                            if !stored.load(Ordering::SeqCst) {
+                                computed.fetch_add(1, Ordering::SeqCst);
+                                stored.store(true, Ordering::SeqCst);
+                            }
+                        });
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(computed.load(Ordering::SeqCst), 1);
+            assert!(flights.keys.lock().unwrap().is_empty(), "a gate leaked");
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 

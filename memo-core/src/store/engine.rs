@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::durable::{self, GroupSync};
 use super::{Durability, Options, adopt, read, recover};
@@ -12,7 +12,7 @@ use crate::dir::Dir;
 use crate::error::{Error, Result};
 use crate::evict::Budget;
 use crate::format::{self, BLOB_DIR, INDEX_FILE, LOCK_FILE, LOCKS_DIR, SEG_DIR, TMP_DIR};
-use crate::index::Index;
+use crate::index::{Current, Index};
 use crate::lock::{self, Flights, Inflight, WriterLock};
 use crate::registry::{Registered, Registry};
 use crate::remote::Remote;
@@ -29,7 +29,8 @@ pub(crate) struct Engine {
     pub(super) tmp: Dir,
     pub(super) locks: Dir,
     pub(super) opts: Options,
-    pub(super) index: RwLock<Arc<Index>>,
+    /// The table in use (`index/current.rs`).
+    pub(super) index: Current<Index>,
     pub(super) segs: Segments,
     pub(super) blobs: Blobs,
     /// The writer lock, guarding the appender of the current segment.
@@ -149,7 +150,7 @@ impl Engine {
             tmp,
             locks,
             opts,
-            index: RwLock::new(Arc::new(index)),
+            index: Current::new(Arc::new(index)),
             segs,
             blobs: Blobs::new(blob),
             writer,

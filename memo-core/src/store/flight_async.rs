@@ -21,16 +21,18 @@ use crate::lock::KeyLock;
 
 /// Opened once; wakes every task that awaits it. Runtime-agnostic: it
 /// keeps the tasks' wakers.
+///
+/// Lock rule: `state` is a leaf; wakers are woken after it is let go.
 #[derive(Default)]
 pub(crate) struct Gate {
-    state: Mutex<(bool, Vec<Waker>)>,
+    state: crate::sync::Mutex<(bool, Vec<Waker>)>,
 }
 
 impl Gate {
     /// Opens the gate: every waiting task is woken.
     pub(crate) fn open(&self) {
         let wakers = {
-            let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut s = crate::sync::unpoison(self.state.lock());
             s.0 = true;
             std::mem::take(&mut s.1)
         };
@@ -51,7 +53,7 @@ pub(crate) struct Opened(Arc<Gate>);
 impl Future for Opened {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut s = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = crate::sync::unpoison(self.0.state.lock());
         if s.0 {
             return Poll::Ready(());
         }
@@ -232,5 +234,35 @@ impl Engine {
         gate.wait().await;
         let v = out.lock().unwrap_or_else(PoisonError::into_inner).take();
         v.unwrap_or_default()
+    }
+}
+
+/// The async flight's gate under the model checker (`--cfg loom`).
+#[cfg(all(test, loom))]
+mod loom_model {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::sync::Arc;
+
+    use super::Gate;
+
+    /// Tasks awaiting a gate while the leader opens it: no wake-up is lost,
+    /// whichever comes first (a lost one would leave a task pending forever,
+    /// which loom reports as a deadlock).
+    #[test]
+    fn loom_a_gate_wakes_every_waiter() {
+        loom::model(|| {
+            let gate = Arc::new(Gate::default());
+            let waiters: Vec<_> = (0..2)
+                .map(|_| {
+                    let gate = gate.clone();
+                    loom::thread::spawn(move || loom::future::block_on(gate.wait()))
+                })
+                .collect();
+            gate.open();
+            for w in waiters {
+                w.join().unwrap();
+            }
+        });
     }
 }

@@ -204,7 +204,7 @@ impl Engine {
         }
         old.set(hdr::REPLACED, 1);
         let new = Arc::new(new);
-        *self.index.write().unwrap_or_else(PoisonError::into_inner) = new.clone();
+        self.index.install(new.clone());
         tracing::debug!(
             from = old.capacity(),
             to = new.capacity(),

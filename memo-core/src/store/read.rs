@@ -21,11 +21,7 @@ const RETRIES: usize = 8;
 impl Engine {
     /// The current index: one atomic load when nothing changed.
     pub(super) fn index(&self) -> Result<Arc<Index>> {
-        let cur = self
-            .index
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let cur = self.index.get();
         if !cur.stale() {
             return Ok(cur);
         }
@@ -36,50 +32,48 @@ impl Engine {
     }
 
     pub(super) fn reload_index(&self) -> Result<Arc<Index>> {
-        let mut slot = self.index.write().unwrap_or_else(PoisonError::into_inner);
-        if slot.stale() {
-            let fresh = Index::open_current(&self.root, self.read_only())?.ok_or_else(|| {
+        let (now, old) = self.index.reload(|| {
+            Index::open_current(&self.root, self.read_only())?.ok_or_else(|| {
                 Error::corrupt(&self.root.child(INDEX_FILE), 0, "index file vanished")
-            })?;
-            let old = std::mem::replace(&mut *slot, Arc::new(fresh));
-            drop(slot);
+            })
+        })?;
+        if let Some(old) = old {
             crate::index::release(old);
         }
-        Ok(self
-            .index
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone())
+        Ok(now)
     }
 
     /// Finds `key`'s value: its bytes and the id of the codec that wrote
     /// them. Counts a hit or a miss when `count` is set.
     pub(super) fn lookup(&self, key: &Key, count: bool) -> Result<Option<(Bytes, u8)>> {
         for _ in 0..RETRIES {
-            // The guard, not a clone of the Arc: one uncontended read lock
-            // instead of two reference-count updates on a shared line.
-            let idx = self.index.read().unwrap_or_else(PoisonError::into_inner);
-            if idx.stale() {
-                drop(idx);
-                self.reload_index()?;
-                continue;
-            }
-            match self.lookup_once(&idx, key)? {
-                Found::Value(bytes, codec, slot) => {
-                    if count {
-                        idx.bump(hdr::HITS, 1);
-                        idx.touch(slot, idx.tick());
-                    }
-                    return Ok(Some((bytes, codec)));
-                }
-                Found::Nothing => {
-                    if count {
-                        idx.bump(hdr::MISSES, 1);
-                    }
+            // Under the read guard, not a clone of the Arc: one uncontended
+            // read lock instead of two reference-count updates on a shared
+            // line. Nothing in `lookup_once` uses `self.index` (its lock rule).
+            let found = self.index.with(|idx| {
+                if idx.stale() {
                     return Ok(None);
                 }
+                let found = self.lookup_once(idx, key)?;
+                match &found {
+                    Found::Value(_, _, slot) if count => {
+                        idx.bump(hdr::HITS, 1);
+                        idx.touch(*slot, idx.tick());
+                    }
+                    Found::Nothing if count => idx.bump(hdr::MISSES, 1),
+                    _ => {}
+                }
+                Ok::<_, Error>(Some(found))
+            })?;
+            match found {
+                // Replaced: reload, outside the read guard, and look again.
+                None => {
+                    self.reload_index()?;
+                }
+                Some(Found::Value(bytes, codec, _)) => return Ok(Some((bytes, codec))),
+                Some(Found::Nothing) => return Ok(None),
                 // A file vanished under the lookup: look again.
-                Found::Changed => {}
+                Some(Found::Changed) => {}
             }
         }
         if count {

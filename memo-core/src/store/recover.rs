@@ -320,7 +320,7 @@ impl Engine {
         old.set(hdr::REPLACED, 1);
         durable::stamp_boot(&new);
         let new = Arc::new(new);
-        *self.index.write().unwrap_or_else(PoisonError::into_inner) = new.clone();
+        self.index.install(new.clone());
         tracing::info!(
             path = %new.path().display(),
             "memo: the system restarted during a growth of the index; rebuilt it from the segments"

@@ -1,8 +1,8 @@
 //! The write path: everything here runs under the writer lock, except
 //! encoding values and writing blob files, which happen before it is taken.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError};
 
 use serde::Serialize;
 
@@ -352,7 +352,7 @@ impl Engine {
         if self.sync() {
             self.root.sync()?;
         }
-        *self.index.write().unwrap_or_else(PoisonError::into_inner) = new.clone();
+        self.index.install(new.clone());
         Ok(new)
     }
 
