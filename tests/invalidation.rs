@@ -182,3 +182,86 @@ fn a_data_file_is_keyed_by_its_contents() {
         memo_core::Key::of(&DataFile::new(&path))
     );
 }
+
+static REL: LazyLock<Store> = LazyLock::new(|| {
+    Store::open(std::env::var_os("MEMO_TEST_DIR").map_or_else(
+        || memo_tests::tempdir().keep(),
+        std::path::PathBuf::from,
+    ))
+    .unwrap()
+});
+
+/// Counts its lines, and zero for a file it cannot read: the case that
+/// hid a wrong cached result (issue 30).
+#[memoize(store = REL)]
+fn line_count(input: memo_core::DataFile) -> usize {
+    log_run();
+    std::fs::read_to_string(input.path()).map_or(0, |t| t.lines().count())
+}
+
+fn log_run() {
+    memo_tests::log_line("ran");
+}
+
+/// Not a test of its own: a program run from some working directory,
+/// calling `line_count` on a relative path three times.
+#[test]
+fn child_relative_data_file() {
+    if std::env::var_os("MEMO_TEST_DIR").is_none() {
+        return;
+    }
+    for _ in 0..3 {
+        println!("count {}", line_count(memo_core::DataFile::new("data/points.csv")));
+    }
+}
+
+/// A new user's mistake: run from `sub/deeper`, a path relative to the
+/// project cannot be read. The call runs every time, nothing is stored,
+/// and stderr says once which path (as resolved) and why. Run from the
+/// project root, the same call is computed once and then loaded.
+#[test]
+fn an_unreadable_data_file_is_never_a_cached_result() {
+    let t = memo_tests::tempdir();
+    let project = t.path().join("project");
+    std::fs::create_dir_all(project.join("sub/deeper")).unwrap();
+    std::fs::create_dir_all(project.join("data")).unwrap();
+    std::fs::write(project.join("data/points.csv"), "x,y\n1,2\n3,4\n").unwrap();
+    let store = t.path().join("store");
+    let log = t.path().join("runs");
+    let run_in = |cwd: &std::path::Path| {
+        let out = memo_tests::succeed(
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "child_relative_data_file", "--nocapture"])
+                .current_dir(cwd)
+                .env("MEMO_TEST_DIR", &store)
+                .env("MEMO_TEST_LOG", &log)
+                .env_remove("MEMO_QUIET"),
+        );
+        let runs = std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+        let _ = std::fs::remove_file(&log);
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            runs,
+        )
+    };
+
+    let (stdout, stderr, runs) = run_in(&project.join("sub/deeper"));
+    assert_eq!(stdout.matches("count 0").count(), 3, "{stdout}");
+    assert_eq!(runs, 3, "never a hit: each call ran");
+    let said: Vec<&str> = stderr.lines().filter(|l| l.contains("cannot be read")).collect();
+    assert_eq!(said.len(), 1, "said once: {stderr}");
+    assert!(
+        said[0].contains("data/points.csv (relative to the working directory")
+            && said[0].contains("sub/deeper")
+            && said[0].contains("not stored"),
+        "{}",
+        said[0]
+    );
+    assert_eq!(Store::open(&store).unwrap().len(), 0, "nothing was stored");
+
+    let (stdout, stderr, runs) = run_in(&project);
+    assert_eq!(stdout.matches("count 3").count(), 3, "{stdout}");
+    assert_eq!(runs, 1, "readable: computed once, then loaded");
+    assert!(!stderr.contains("cannot be read"), "{stderr}");
+}

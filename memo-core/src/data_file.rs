@@ -30,9 +30,19 @@ use serde::ser::{Serialize, SerializeStruct, Serializer};
 ///
 /// Digests are cached for the process by (device, inode, size, modified,
 /// changed) times, so an unchanged multi-gigabyte input is read once per
-/// process and then costs a `stat` per call. A file that cannot be read
-/// (missing, no permission) is hashed as such, with the reason: the call
-/// runs, and a later call with the file in place is another call.
+/// process and then costs a `stat` per call.
+///
+/// A relative path is resolved against the process's working directory
+/// when the key is made (as `std::fs` resolves it), not against the
+/// project: a program run from a subdirectory should build its paths from
+/// something fixed, such as `env!("CARGO_MANIFEST_DIR")`.
+///
+/// A file that cannot be read (missing, no permission) never becomes a
+/// cached result: the call runs, nothing is stored or looked up for it,
+/// and memo says so once per path on stderr, naming the path as resolved
+/// and the reason. A later call with the file in place is cached as usual.
+/// (Failing the call instead would take the choice from a function that
+/// handles a missing input on purpose.)
 ///
 /// # Examples
 ///
@@ -89,10 +99,85 @@ impl Serialize for DataFile {
         st.serialize_field("path", &self.path.to_string_lossy())?;
         match self.digest() {
             Ok(d) => st.serialize_field("content", &d)?,
-            Err(e) => st.serialize_field("unreadable", &format!("{:?}", e.kind()))?,
+            Err(e) => {
+                unreadable(&self.path, &e);
+                st.serialize_field("unreadable", &format!("{:?}", e.kind()))?;
+            }
         }
         st.end()
     }
+}
+
+thread_local! {
+    /// Set when an unreadable data file is hashed into the key this thread
+    /// is making (`KeyBuilder` clears it when it starts a key and reads it
+    /// when it ends one).
+    static HASHED_UNREADABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether any key of this process had an unreadable data file in it: the
+/// check of every call is one load until one has.
+static ANY_UNCACHEABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Keys of calls whose data files could not be read. A key hashes the
+/// reason a file was unreadable, not contents, so the set is as small as
+/// the number of distinct missing inputs a process meets.
+static UNCACHEABLE: LazyLock<Mutex<std::collections::HashSet<crate::Key>>> =
+    LazyLock::new(Mutex::default);
+
+/// Notes an unreadable data file in the key being made, and says so once
+/// per path.
+fn unreadable(path: &Path, e: &std::io::Error) {
+    static SAID: LazyLock<Mutex<std::collections::HashSet<PathBuf>>> =
+        LazyLock::new(Mutex::default);
+    let _ = HASHED_UNREADABLE.try_with(|f| f.set(true));
+    if SAID
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(path.to_path_buf())
+    {
+        let cwd = std::env::current_dir().map_or_else(|_| "?".into(), |d| d.display().to_string());
+        let shown = if path.is_absolute() {
+            path.display().to_string()
+        } else {
+            format!("{} (relative to the working directory {cwd})", path.display())
+        };
+        let message = format!(
+            "memo: the data file {shown} cannot be read ({e}); calls with it run and are not stored"
+        );
+        tracing::warn!("{message}");
+        crate::store::on_stderr(&message);
+    }
+}
+
+/// A key is starting on this thread: nothing unreadable in it yet.
+#[inline]
+pub(crate) fn key_started() {
+    let _ = HASHED_UNREADABLE.try_with(|f| f.set(false));
+}
+
+/// A key was made on this thread: if an unreadable data file went into it,
+/// it is remembered as one never to cache.
+#[inline]
+pub(crate) fn key_made(key: &crate::Key) {
+    if HASHED_UNREADABLE.try_with(std::cell::Cell::take).unwrap_or(false) {
+        ANY_UNCACHEABLE.store(true, Ordering::Release);
+        UNCACHEABLE
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(*key);
+    }
+}
+
+/// Whether `key` is a call with an unreadable data file: run, never
+/// looked up or stored.
+#[inline]
+pub(crate) fn uncacheable(key: &crate::Key) -> bool {
+    ANY_UNCACHEABLE.load(Ordering::Acquire)
+        && UNCACHEABLE
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(key)
 }
 
 /// What identifies a file's contents without reading them.

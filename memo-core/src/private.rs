@@ -226,6 +226,9 @@ impl Function {
             return compute();
         };
         let (key, call) = *miss;
+        if crate::data_file::uncacheable(&key) {
+            return compute();
+        }
         let out = self.call(store, &key, compute);
         if let (Some(c), Some(v), Some(memory)) = (call, out.stored(), self.memory.get()) {
             memory.put(self_ty, &c, v.clone());
@@ -349,6 +352,9 @@ impl Function {
         let Some(engine) = store.engine() else {
             return compute();
         };
+        if crate::data_file::uncacheable(key) {
+            return compute();
+        }
         self.register(engine, key);
         match self.flight(engine, key, true, compute) {
             Flown::Done(o, computed) => {
@@ -417,6 +423,13 @@ impl Function {
         let mut keys = Vec::with_capacity(calls.len());
         let mut slots = Vec::with_capacity(calls.len());
         for (key, f) in calls {
+            if crate::data_file::uncacheable(&key) {
+                // Run, not stored (an unreadable data file).
+                slots.push(crate::sweep::Slot::Done(f()));
+                progress.done(true);
+                keys.push(key);
+                continue;
+            }
             // Stored results first, from this machine: no waiting.
             let found = match engine.get_local::<O::Stored>(&key, true) {
                 Ok(v) => v.filter(|v| self.fresh::<O>(v)),
@@ -472,6 +485,9 @@ impl Function {
         let Some(engine) = store.engine_arc() else {
             return Err(Turn(None));
         };
+        if crate::data_file::uncacheable(key) {
+            return Err(Turn(None));
+        }
         self.register(engine, key);
         // The first look counts a hit or a miss; a value found after
         // waiting counts as a hit.
@@ -509,6 +525,9 @@ impl Function {
         let (Some(engine), Some(v)) = (store.engine(), out.stored()) else {
             return;
         };
+        if crate::data_file::uncacheable(key) {
+            return;
+        }
         let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         if took < self.min_cost {
             return;

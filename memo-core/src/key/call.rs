@@ -161,6 +161,7 @@ impl KeyBuilder {
     /// Starts the key of a call of the function with this base.
     #[inline]
     pub(crate) fn new(base: Base) -> KeyBuilder {
+        crate::data_file::key_started();
         KeyBuilder {
             hasher: Hasher::keyed(base.key),
             code: base.code(),
@@ -172,6 +173,7 @@ impl KeyBuilder {
     /// base, keeping the buffer.
     #[inline]
     pub(crate) fn restart(&mut self, base: &Base) {
+        crate::data_file::key_started();
         self.hasher.restart_keyed(&base.key);
         self.code = base.code();
         self.tag = base.tag;
@@ -182,7 +184,9 @@ impl KeyBuilder {
         let mut bytes = *self.hasher.take_key().as_bytes();
         bytes[CODE_AT..TAG_AT].copy_from_slice(&self.code.to_le_bytes());
         bytes[TAG_AT..].copy_from_slice(&self.tag);
-        Key::from_bytes(bytes)
+        let key = Key::from_bytes(bytes);
+        crate::data_file::key_made(&key);
+        key
     }
 
     /// Feeds a type parameter's `type_name`.
