@@ -184,10 +184,10 @@ fn a_data_file_is_keyed_by_its_contents() {
 }
 
 static REL: LazyLock<Store> = LazyLock::new(|| {
-    Store::open(std::env::var_os("MEMO_TEST_DIR").map_or_else(
-        || memo_tests::tempdir().keep(),
-        std::path::PathBuf::from,
-    ))
+    Store::open(
+        std::env::var_os("MEMO_TEST_DIR")
+            .map_or_else(|| memo_tests::tempdir().keep(), std::path::PathBuf::from),
+    )
     .unwrap()
 });
 
@@ -211,7 +211,10 @@ fn child_relative_data_file() {
         return;
     }
     for _ in 0..3 {
-        println!("count {}", line_count(memo_core::DataFile::new("data/points.csv")));
+        println!(
+            "count {}",
+            line_count(memo_core::DataFile::new("data/points.csv"))
+        );
     }
 }
 
@@ -237,7 +240,10 @@ fn an_unreadable_data_file_is_never_a_cached_result() {
                 .env("MEMO_TEST_LOG", &log)
                 .env_remove("MEMO_QUIET"),
         );
-        let runs = std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+        let runs = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count();
         let _ = std::fs::remove_file(&log);
         (
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -249,7 +255,10 @@ fn an_unreadable_data_file_is_never_a_cached_result() {
     let (stdout, stderr, runs) = run_in(&project.join("sub/deeper"));
     assert_eq!(stdout.matches("count 0").count(), 3, "{stdout}");
     assert_eq!(runs, 3, "never a hit: each call ran");
-    let said: Vec<&str> = stderr.lines().filter(|l| l.contains("cannot be read")).collect();
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("cannot be read"))
+        .collect();
     assert_eq!(said.len(), 1, "said once: {stderr}");
     assert!(
         said[0].contains("data/points.csv (relative to the working directory")

@@ -576,3 +576,57 @@ fn a_bad_url_is_a_clear_error_at_open() {
         .open()
         .unwrap();
 }
+
+/// Issue 30: a remote tier that is configured but unusable says so on
+/// stderr, once, with the URL (its password hidden) and the reason; the
+/// call still runs and is stored locally.
+#[test]
+fn a_misconfigured_remote_says_so_once() {
+    let port = free_port();
+    for (url, says) in [
+        ("ftp://host/x", "unknown scheme"),
+        ("redis://", "Redis URL"),
+        (
+            &*format!("redis://user:hunter2@127.0.0.1:{port}"),
+            "remote get failed",
+        ),
+        (&*format!("rediss://127.0.0.1:{port}"), "no TLS client"),
+    ] {
+        let dir = tempdir();
+        let out = Command::new(env!("CARGO_BIN_EXE_machine"))
+            .arg("tokio")
+            .env("MEMO_DIR", dir.path())
+            .env("MEMO_REMOTE", url)
+            .env_remove("MEMO_QUIET")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{url}: {stderr}");
+        assert!(stdout.contains("square 144"), "{url}: {stdout}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(says)).collect();
+        assert_eq!(lines.len(), 1, "{url}: said once: {stderr}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "the password is hidden: {stderr}"
+        );
+        let host = url.rsplit('@').next().unwrap().split('/').next().unwrap();
+        assert!(
+            lines[0].contains(
+                host.trim_start_matches("ftp:")
+                    .trim_start_matches("redis:")
+                    .trim_start_matches("rediss:")
+            ),
+            "{url}: names the URL: {}",
+            lines[0]
+        );
+        // The local store still works.
+        assert_eq!(
+            memo_core::Store::open(dir.path()).unwrap().len(),
+            1,
+            "{url}"
+        );
+    }
+}

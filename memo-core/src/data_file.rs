@@ -140,7 +140,10 @@ fn unreadable(path: &Path, e: &std::io::Error) {
         let shown = if path.is_absolute() {
             path.display().to_string()
         } else {
-            format!("{} (relative to the working directory {cwd})", path.display())
+            format!(
+                "{} (relative to the working directory {cwd})",
+                path.display()
+            )
         };
         let message = format!(
             "memo: the data file {shown} cannot be read ({e}); calls with it run and are not stored"
@@ -160,7 +163,10 @@ pub(crate) fn key_started() {
 /// it is remembered as one never to cache.
 #[inline]
 pub(crate) fn key_made(key: &crate::Key) {
-    if HASHED_UNREADABLE.try_with(std::cell::Cell::take).unwrap_or(false) {
+    if HASHED_UNREADABLE
+        .try_with(std::cell::Cell::take)
+        .unwrap_or(false)
+    {
         ANY_UNCACHEABLE.store(true, Ordering::Release);
         UNCACHEABLE
             .lock()

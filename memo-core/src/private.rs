@@ -1029,7 +1029,7 @@ fn open_shared(dir: &str) -> &'static Store {
         .or_else(|e| match e {
             // A bad remote setting costs the remote, not the cache.
             crate::Error::Remote { .. } => {
-                tracing::error!(error = %e, "memo: the remote tier is off for this store");
+                crate::store::remote_off(&e);
                 Store::builder(&path).limits_from_env().open()
             }
             e => Err(e),

@@ -191,14 +191,23 @@ impl Remote {
             .ok_or_else(|| bad("not a URL: expected redis://, s3:// or file://".into()))?;
         let backend: Box<dyn Backend> = match scheme {
             "file" => Box::new(file::FileBackend::open(rest, cfg.timeout).map_err(bad)?),
+            // The Redis client is built without a TLS stack (it would add
+            // rustls or OpenSSL to every build with the feature).
+            "rediss" => {
+                return Err(bad(
+                    "rediss:// (Redis over TLS) is not supported: this build of memo has no TLS \
+                     client; use redis:// on a trusted network, or through a TLS tunnel"
+                        .into(),
+                ));
+            }
             #[cfg(feature = "redis")]
-            "redis" | "rediss" | "valkey" => {
+            "redis" | "valkey" => {
                 Box::new(redis::RedisBackend::open(&cfg.url, cfg.timeout).map_err(bad)?)
             }
             #[cfg(feature = "s3")]
             "s3" => Box::new(s3::S3Backend::open(rest, cfg.timeout).map_err(bad)?),
             #[cfg(not(feature = "redis"))]
-            "redis" | "rediss" | "valkey" => {
+            "redis" | "valkey" => {
                 return Err(bad(
                     "this build of memo-core lacks the `redis` feature".into()
                 ));
@@ -281,7 +290,13 @@ impl Remote {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(cause.to_string());
         if first {
-            tracing::warn!(url = %redact(&self.cfg.url), "{message}");
+            let url = redact(&self.cfg.url);
+            tracing::warn!(url = %url, "{message}");
+            // Most programs install no `tracing` subscriber: without this
+            // line a remote that is configured but unusable (refused, timed
+            // out, a TLS URL without TLS support) would only show as a
+            // count in `memo stats`.
+            crate::store::on_stderr(&format!("{message} [{url}] (MEMO_QUIET=1 hides this line)"));
         }
     }
 

@@ -100,17 +100,22 @@ impl Store {
         static GLOBAL: OnceLock<Store> = OnceLock::new();
         GLOBAL.get_or_init(|| {
             let dir = Store::default_dir();
-            Store::builder(&dir).remote_from_env().limits_from_env().open().or_else(|e| match e {
-                // A bad remote setting costs the remote, not the cache.
-                Error::Remote { .. } => {
-                    tracing::error!(error = %e, "memo: the remote tier is off for the global store");
-                    Store::builder(&dir).limits_from_env().open()
-                }
-                e => Err(e),
-            }).unwrap_or_else(|e| {
-                caching_off(&dir, &e);
-                Store::disabled()
-            })
+            Store::builder(&dir)
+                .remote_from_env()
+                .limits_from_env()
+                .open()
+                .or_else(|e| match e {
+                    // A bad remote setting costs the remote, not the cache.
+                    Error::Remote { .. } => {
+                        remote_off(&e);
+                        Store::builder(&dir).limits_from_env().open()
+                    }
+                    e => Err(e),
+                })
+                .unwrap_or_else(|e| {
+                    caching_off(&dir, &e);
+                    Store::disabled()
+                })
         })
     }
 
@@ -680,6 +685,18 @@ pub(crate) fn caching_off(dir: &Path, e: &Error) {
     );
     on_stderr(&format!(
         "{message}; every call runs uncached (MEMO_QUIET=1 hides this line, MEMO_STRICT=1 fails instead)"
+    ));
+}
+
+/// Says, through `tracing` and on stderr as `caching_off` does, that the
+/// remote tier configured for a store (`MEMO_REMOTE`) cannot be used at
+/// all (an unknown scheme, an engine this build lacks, a bad URL), so the
+/// store works without it. Called once per store and process.
+pub(crate) fn remote_off(e: &Error) {
+    tracing::error!(error = %e, "memo: the remote tier is off");
+    on_stderr(&format!(
+        "memo: the remote tier is off: {e}; the local store works on its own \
+         (MEMO_QUIET=1 hides this line)"
     ));
 }
 
