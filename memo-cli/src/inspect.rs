@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::open::{failed, open};
 use crate::units::{ago, count, duration, size, unix};
-use crate::{Failure, Outcome, print_json, progress};
+use crate::{Failure, Outcome, out, print_json, progress};
 
 pub(crate) fn stats(dir: &Path, json: bool) -> Outcome {
     let store = open(dir, memo_core::StoreBuilder::remote_from_env)?;
@@ -50,35 +50,35 @@ pub(crate) fn stats(dir: &Path, json: bool) -> Outcome {
         return Ok(());
     }
     let live = s.bytes - s.dead_bytes - s.index_bytes;
-    println!("store          {}", dir.display());
-    println!("entries        {}", count(s.entries));
-    println!(
+    out!("store          {}", dir.display());
+    out!("entries        {}", count(s.entries));
+    out!(
         "bytes          {} (live {}, dead {}, index {})",
         size(s.bytes),
         size(live),
         size(s.dead_bytes),
         size(s.index_bytes)
     );
-    println!(
+    out!(
         "lookups        {} hits, {} misses ({:.1}% hits)",
         count(s.hits),
         count(s.misses),
         100.0 * ratio
     );
-    println!("evictions      {}", count(s.evictions));
-    println!(
+    out!("evictions      {}", count(s.evictions));
+    out!(
         "compute        {} stored, {} saved by hits",
         duration(all.compute_time),
         duration(all.compute_saved)
     );
-    println!(
+    out!(
         "stale          {} entries of code that no longer runs ({})",
         count(all.stale_entries),
         size(all.stale_bytes)
     );
     let remote_used = s.store_remote_hits + s.store_remote_misses + s.store_uploads > 0;
     if remote.is_some() || remote_used {
-        println!(
+        out!(
             "remote         {} hits, {} misses, {} uploads{}",
             count(s.store_remote_hits),
             count(s.store_remote_misses),
@@ -132,7 +132,7 @@ pub(crate) fn functions(dir: &Path, json: bool) -> Outcome {
         return Ok(());
     }
     if list.is_empty() {
-        println!("no memoized function has run with {}", dir.display());
+        out!("no memoized function has run with {}", dir.display());
     } else {
         let mut t = Table::new();
         t.load_style(presets::NOTHING);
@@ -166,12 +166,12 @@ pub(crate) fn functions(dir: &Path, json: bool) -> Outcome {
                 col.set_cell_alignment(CellAlignment::Right);
             }
         }
-        println!("{t}");
+        out!("{t}");
     }
     let total = store.stats().entries;
     let theirs: u64 = list.iter().map(|f| f.stats.entries).sum();
     if total > theirs {
-        println!(
+        out!(
             "\n{} more entries belong to no registered function (keys made with Key::of, or code that ran before the registry)",
             count(total - theirs)
         );
@@ -195,15 +195,15 @@ pub(crate) fn verify(dir: &Path, json: bool) -> Outcome {
         }));
     } else {
         for p in &r.problems {
-            println!("problem: {p}");
+            out!("problem: {p}");
         }
         if r.damaged_dead_records > 0 {
-            println!(
+            out!(
                 "problem: {} damaged records that no entry uses (the disk may be failing)",
                 r.damaged_dead_records
             );
         }
-        println!(
+        out!(
             "checked {} entries in {} segment{}: {}",
             count(r.entries_checked),
             count(r.segments_checked),

@@ -94,26 +94,52 @@ fn main() -> ExitCode {
         Command::Push(a) => share::push(&dir, a, cli.json),
         Command::Pull(a) => share::pull(&dir, a, cli.json),
     };
-    match out {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Found(msg)) => {
-            if !msg.is_empty() {
-                eprintln!("memo: {msg}");
-            }
-            ExitCode::from(1)
-        }
-        Err(Failure::Usage(msg)) => {
-            eprintln!("memo: {msg}");
-            ExitCode::from(2)
+    let (msg, code) = match out {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(Failure::Found(msg)) => (msg, 1),
+        Err(Failure::Usage(msg)) => (msg, 2),
+    };
+    if !msg.is_empty() {
+        eprintln!("memo: {msg}");
+        // With --json every answer is JSON, refusals and errors included
+        // (a command that already printed its document says nothing here).
+        if cli.json {
+            print_json(&serde_json::json!({ "error": msg, "exit_code": code }));
         }
     }
+    ExitCode::from(code)
 }
 
 /// Prints `value` as the command's one JSON document.
 pub(crate) fn print_json(value: &serde_json::Value) {
     // A serde_json::Value always serializes.
-    println!(
+    say(format_args!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
-    );
+    ));
 }
+
+/// Prints one line of the command's output on stdout. A reader that went
+/// away (`memo stats | head -1`) ends the command quietly with success, as
+/// Unix tools do; Rust ignores SIGPIPE, so `println!` would panic there.
+pub(crate) fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("memo: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` for the command's output, through [`say`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::say(format_args!($($arg)*)) };
+}
+pub(crate) use out;

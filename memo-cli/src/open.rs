@@ -52,6 +52,30 @@ pub(crate) fn open(
         })
 }
 
+/// Opens the store at `dir`, creating it if the directory is missing or
+/// empty (`memo pull` into a new machine's cache); an existing directory
+/// that is neither empty nor a store is refused by memo-core as always.
+pub(crate) fn open_or_create(
+    dir: &Path,
+    build: impl FnOnce(StoreBuilder) -> StoreBuilder,
+) -> Result<Store, Failure> {
+    let fresh = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Ok(mut entries) => entries.next().is_none(),
+        Err(_) => false,
+    };
+    if !fresh {
+        return open(dir, build);
+    }
+    build(Store::builder(dir)).open().map_err(|e| match e {
+        Error::Remote { .. } => Failure::Usage(e.to_string()),
+        e => Failure::Usage(format!(
+            "{}: cannot be created as a memo store: {e}",
+            dir.display()
+        )),
+    })
+}
+
 /// The failure of a store call that was not expected to fail.
 pub(crate) fn failed(dir: &Path, e: &Error) -> Failure {
     match e {

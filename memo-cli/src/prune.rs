@@ -10,8 +10,8 @@ use memo_core::{Policy, Selection};
 use serde_json::json;
 
 use crate::open::{failed, open};
-use crate::units::{count, parse_duration, parse_size, size};
-use crate::{Failure, Outcome, print_json, progress};
+use crate::units::{entries, parse_duration, parse_size, size};
+use crate::{Failure, Outcome, out, print_json, progress};
 
 #[derive(Args, Debug)]
 pub(crate) struct TrimArgs {
@@ -94,13 +94,13 @@ pub(crate) fn trim(dir: &Path, a: &TrimArgs, json: bool) -> Outcome {
             "evictions": after.evictions.saturating_sub(before.evictions),
         }));
     } else {
-        println!(
-            "{} entries, {} -> {} entries, {} (removed {})",
+        out!(
+            "{}: {} -> {}, {} (removed {})",
             dir.display(),
-            count(before.entries),
-            count(after.entries),
+            entries(before.entries),
+            entries(after.entries),
             size(after.bytes),
-            count(removed)
+            entries(removed)
         );
     }
     Ok(())
@@ -133,17 +133,29 @@ pub(crate) fn clear(dir: &Path, a: &ClearArgs, json: bool) -> Outcome {
             report(json, 0, 0, &described);
             return Ok(());
         }
-        let ask = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+        let ask = !json && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+        let refusal = "refusing to remove without --yes when not run from a terminal";
+        if json {
+            // The answer is the JSON document: what would go, and why not.
+            print_json(&json!({
+                "removed": 0,
+                "would_remove": n,
+                "bytes": bytes,
+                "selection": described,
+                "error": format!("{refusal} (--json never asks)"),
+                "exit_code": 1,
+            }));
+            eprintln!("memo: {refusal} (--json never asks)");
+            return Err(Failure::Found(String::new()));
+        }
         eprintln!(
-            "would remove {} entries ({}) of {}: {described}",
-            count(n),
+            "would remove {} ({}) of {}: {described}",
+            entries(n),
             size(bytes),
             dir.display()
         );
         if !ask {
-            return Err(Failure::Found(
-                "refusing to remove without --yes when not run from a terminal".into(),
-            ));
+            return Err(Failure::Found(refusal.into()));
         }
         eprint!("remove them? [y/N] ");
         let _ = std::io::stderr().flush();
@@ -188,10 +200,6 @@ fn report(json: bool, removed: u64, bytes: u64, what: &str) {
     if json {
         print_json(&json!({ "removed": removed, "bytes": bytes }));
     } else {
-        println!(
-            "removed {} entries ({}): {what}",
-            count(removed),
-            size(bytes)
-        );
+        out!("removed {} ({}): {what}", entries(removed), size(bytes));
     }
 }

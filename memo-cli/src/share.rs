@@ -6,9 +6,9 @@ use clap::Args;
 use memo_core::Transfer;
 use serde_json::json;
 
-use crate::open::{failed, open};
-use crate::units::{count, size};
-use crate::{Failure, Outcome, print_json, progress};
+use crate::open::{failed, open, open_or_create};
+use crate::units::{count, entries, size};
+use crate::{Failure, Outcome, out, print_json, progress};
 
 #[allow(
     clippy::doc_markdown,
@@ -29,20 +29,30 @@ fn transfer(
     verb: &str,
     run: impl FnOnce(&memo_core::Store, &mut dyn FnMut(&Transfer)) -> memo_core::Result<Transfer>,
 ) -> Outcome {
-    let store = open(dir, |b| {
+    let with_remote = |b: memo_core::StoreBuilder| {
         let b = b.remote_from_env();
         match &a.remote {
             Some(url) => b.remote(url),
             None => b,
         }
-    })?;
+    };
+    // Pulling is how a new machine or CI runner gets its cache: a missing
+    // or empty directory becomes a store. Push (like every other command)
+    // opens only what already is one.
+    let store = if verb == "pulled" {
+        open_or_create(dir, with_remote)?
+    } else {
+        open(dir, with_remote)?
+    };
     let bar = progress::bar(verb);
     let t = run(&store, &mut |t: &Transfer| {
         bar.set_length(t.total);
         bar.set_position(t.done);
     })
     .map_err(|e| match e {
-        memo_core::Error::Remote { .. } => Failure::Usage(e.to_string()),
+        memo_core::Error::Remote { .. } | memo_core::Error::NoRemote { .. } => {
+            Failure::Usage(e.to_string())
+        }
         e => failed(dir, &e),
     })?;
     bar.finish_and_clear();
@@ -55,9 +65,9 @@ fn transfer(
             "bytes": t.bytes,
         }));
     } else {
-        println!(
-            "{verb}: {} entries copied ({}), {} already there, {} failed",
-            count(t.copied),
+        out!(
+            "{verb}: {} copied ({}), {} already there, {} failed",
+            entries(t.copied),
             size(t.bytes),
             count(t.present),
             count(t.failed)

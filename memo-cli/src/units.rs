@@ -7,7 +7,9 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     s.trim()
         .parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
-        .map_err(|e| format!("{s:?} is not a size (e.g. 10GiB, 500M, 4096): {e}"))
+        // bytesize's own message speaks of floats ("cannot parse float
+        // from empty string"): say what a size looks like instead.
+        .map_err(|_| format!("{s:?} is not a size: a number with an optional unit, e.g. 10GiB, 500M, 1.5KiB, 4096"))
 }
 
 /// A duration: `30d`, `12h`, `1h 30m`, `90s`.
@@ -55,6 +57,15 @@ pub(crate) fn unix(t: Option<SystemTime>) -> Option<u64> {
         .map(|d| d.as_secs())
 }
 
+/// `n` entries, with the noun agreeing: `1 entry`, `1,234 entries`.
+pub(crate) fn entries(n: u64) -> String {
+    if n == 1 {
+        "1 entry".to_owned()
+    } else {
+        format!("{} entries", count(n))
+    }
+}
+
 /// A count with thousands separators: `1,234,567`.
 pub(crate) fn count(n: u64) -> String {
     let digits = n.to_string();
@@ -70,6 +81,13 @@ pub(crate) fn count(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn entries_agree_with_their_number() {
+        assert_eq!(super::entries(1), "1 entry");
+        assert_eq!(super::entries(0), "0 entries");
+        assert_eq!(super::entries(1234), "1,234 entries");
+    }
+
     use super::*;
 
     #[test]

@@ -444,10 +444,107 @@ fn push_and_pull_copy_what_the_other_side_lacks() {
     // once their functions run there; their bytes are the same.
     assert_eq!(json(&other, &["verify"])["corrupt"], 0);
 
-    // No remote at all: a usage error naming what to set.
+    // No remote at all: a usage error naming what to set, and the store.
     let out = memo(&other, &["push"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("MEMO_REMOTE"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("MEMO_REMOTE") && err.contains(&other.display().to_string()),
+        "{err}"
+    );
+    assert!(!err.contains("remote :"), "no empty URL: {err}");
+
+    // A new machine: pull into a directory that does not exist yet, and
+    // into an empty one.
+    for fresh in [t.path().join("new/cache"), t.path().join("empty")] {
+        if fresh.ends_with("empty") {
+            std::fs::create_dir(&fresh).unwrap();
+        }
+        let out = json(&fresh, &["pull", "--remote", &remote]);
+        assert_eq!(out["copied"].as_u64(), Some(19), "{out:#}");
+        assert_eq!(Store::open(&fresh).unwrap().len(), 19);
+    }
+    // A folder of someone else's files is still refused.
+    let foreign = t.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), b"mine").unwrap();
+    let out = memo(&foreign, &["pull", "--remote", &remote]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 1);
+}
+
+/// Issue 30: a command in a pipe whose reader stops early exits quietly
+/// (it used to panic with "failed printing to stdout: Broken pipe").
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    let _s = SERIAL.lock().unwrap();
+    let (_t, dir) = filled();
+    for cmd in ["stats", "functions"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_memo"))
+            .arg("--dir")
+            .arg(&dir)
+            .arg(cmd)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `| head -0`: the reader is gone before the first line.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{cmd}: {} {err}", out.status);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{err}"
+        );
+    }
+}
+
+/// Issue 30: with --json every answer is one JSON document on stdout,
+/// refusals and errors included; and the words agree with their numbers.
+#[test]
+fn json_answers_refusals_too_and_messages_read_right() {
+    let _s = SERIAL.lock().unwrap();
+    let (t, dir) = filled();
+    let out = memo(&dir, &["--json", "clear", "--function", "model::fit"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["removed"].as_u64(), v["would_remove"].as_u64()),
+        (Some(0), Some(10))
+    );
+    assert!(v["error"].as_str().unwrap().contains("--yes"), "{v:#}");
+    assert_eq!(Store::open(&dir).unwrap().len(), 19, "nothing removed");
+
+    let missing = t.path().join("missing");
+    let out = memo(&missing, &["--json", "stats"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("no such directory"),
+        "{v:#}"
+    );
+    assert_eq!(v["exit_code"], 2);
+
+    let out = memo(&dir, &["trim", "--max-bytes", "GiB"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not a size") && !err.contains("float"),
+        "{err}"
+    );
+
+    let out = ok(&memo(&dir, &["clear", "--yes", "--function", "extract"]));
+    assert!(out.starts_with("removed 3 entries ("), "{out}");
+    let out = ok(&memo(&dir, &["trim", "--max-entries", "14"]));
+    // Eviction goes below the limit (to its low-water mark): the figures
+    // vary, the words do not.
+    let after = Store::open(&dir).unwrap().len();
+    assert!(
+        out.contains(&format!(": 16 entries -> {after} entries,"))
+            && out.contains(&format!("(removed {} entries)", 16 - after)),
+        "{out}"
+    );
 }
 
 /// The child role of `stats_while_four_processes_write`: puts until told

@@ -72,6 +72,18 @@ pub enum Error {
         /// The largest length accepted.
         limit: u64,
     },
+    /// `push` or `pull` on a store with no remote tier configured.
+    #[error(
+        "{op} needs a remote tier, and none is configured for {}: set MEMO_REMOTE, \
+         use StoreBuilder::remote, or give `memo {op} --remote URL`",
+        dir.display()
+    )]
+    NoRemote {
+        /// The store directory.
+        dir: PathBuf,
+        /// `push` or `pull`.
+        op: String,
+    },
     /// The remote tier at `url` cannot be used as configured (a bad URL, an
     /// engine this build lacks), or one of its operations failed.
     #[error("remote {url}: {message}")]

@@ -682,6 +682,7 @@ fn cause(e: &Error) -> String {
         Error::TooLarge { .. } => "too large".to_owned(),
         Error::Refused { path, .. } => format!("refused {}", path.display()),
         Error::Remote { url, .. } => format!("remote {url}"),
+        Error::NoRemote { dir, .. } => format!("no remote {}", dir.display()),
         Error::Function { name, .. } => format!("function {name}"),
         Error::ReadOnly { dir } => format!("read-only {}", dir.display()),
     }

@@ -108,13 +108,9 @@ impl Engine {
 
     /// The remote tier, or the error a push or pull without one gets.
     fn remote_for(&self, op: &str) -> Result<&Remote> {
-        self.remote.as_deref().ok_or_else(|| Error::Remote {
-            url: String::new(),
-            message: format!(
-                "{op} needs a remote tier: none is configured for {} \
-                 (MEMO_REMOTE, StoreBuilder::remote, or `memo {op} --remote URL`)",
-                self.dir.display()
-            ),
+        self.remote.as_deref().ok_or_else(|| Error::NoRemote {
+            dir: self.dir.clone(),
+            op: op.to_owned(),
         })
     }
 
