@@ -561,3 +561,42 @@ fn hours_long_costs_keep_their_order() {
     assert!(!store.contains(&Key::of(&1_u32)), "the cheapest went first");
     assert!(store.contains(&Key::of(&2_u32)), "the 3-day one stayed");
 }
+
+static COUNTED: std::sync::LazyLock<Store> = std::sync::LazyLock::new(|| {
+    Store::builder(tempdir().keep())
+        .max_entries(50)
+        .policy(Policy::Lru)
+        .open()
+        .unwrap()
+});
+
+#[memo_core::memoize(store = COUNTED, helpers)]
+fn counted(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(2));
+    x * 3
+}
+
+/// Issue 30: hits and misses count the same span. A result hit twice,
+/// then evicted and computed again, still counts its two hits (they used
+/// to vanish with the entry, while its misses stayed), and the compute
+/// time they saved. A whole-store clear starts both anew.
+#[test]
+fn per_function_counts_survive_eviction() {
+    assert_eq!(counted(7), 21);
+    assert_eq!(counted(7), 21);
+    assert_eq!(counted(7), 21);
+    let s = counted_stats();
+    assert_eq!((s.hits, s.misses), (2, 1));
+    // Push it out: 50 entries at most, least recently used first.
+    for x in 100..200 {
+        counted(x);
+    }
+    assert!(!counted_is_cached(7), "evicted");
+    assert_eq!(counted(7), 21);
+    let s = counted_stats();
+    assert_eq!((s.hits, s.misses), (2, 102), "the hits outlive the entry");
+    assert!(s.compute_saved >= Duration::from_millis(4), "{s:?}");
+    COUNTED.clear().unwrap();
+    let s = counted_stats();
+    assert_eq!((s.hits, s.misses, s.entries), (0, 0, 0), "{s:?}");
+}

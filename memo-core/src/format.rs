@@ -23,6 +23,8 @@ pub(crate) const TMP_DIR: &str = "tmp";
 pub(crate) const FNS_DIR: &str = "fns";
 /// The per-function miss counters, in `fns/`.
 pub(crate) const FN_COUNTS_FILE: &str = "misses";
+/// What removed entries had earned, per function, in `fns/`.
+pub(crate) const FN_RETIRED_FILE: &str = "retired";
 
 mod names;
 pub(crate) use names::*;

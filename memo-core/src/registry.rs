@@ -25,6 +25,8 @@ use crate::mmap::SharedMap;
 const ENTRY_MAGIC: [u8; 8] = *b"memo-fn\0";
 /// Magic of the miss counter table.
 const COUNTS_MAGIC: u64 = u64::from_le_bytes(*b"memo-cnt");
+/// Magic of the table of what removed entries had earned.
+const RETIRED_MAGIC: u64 = u64::from_le_bytes(*b"memo-ret");
 /// Version of both layouts.
 const VERSION: u32 = 1;
 /// Fixed part of an entry file before the names.
@@ -33,10 +35,38 @@ const ENTRY_HEAD: usize = 56;
 const EARLIER_MAX: usize = 16;
 /// Longest name or version kept (longer ones are cut, marked with `…`).
 const TEXT_MAX: usize = 4096;
-/// The counter table: one page, a header line, then (tag, count) pairs.
+/// A counter table: one page, a header line, then rows of a tag and its
+/// counters (`misses`: the tag and a count; `retired`: the tag, hits and
+/// compute time saved in microseconds).
 const COUNTS_LEN: usize = 4096;
 const COUNTS_FIRST_PAIR: usize = 8;
 const COUNTS_WORDS: usize = COUNTS_LEN / 8;
+
+/// One of the shared counter tables of `fns/`.
+#[derive(Clone, Copy)]
+struct Table {
+    name: &'static str,
+    magic: u64,
+    /// Words per row, the tag's included.
+    stride: usize,
+}
+
+/// Computations per function, ever (since the store was made or cleared).
+const MISSES: Table = Table {
+    name: format::FN_COUNTS_FILE,
+    magic: COUNTS_MAGIC,
+    stride: 2,
+};
+
+/// What the entries of each function that were evicted, replaced or
+/// removed had earned (hits, compute time saved): with the live entries'
+/// figures, per-function hits span the same time as its misses, so an
+/// eviction does not make a function's history vanish.
+const RETIRED: Table = Table {
+    name: format::FN_RETIRED_FILE,
+    magic: RETIRED_MAGIC,
+    stride: 3,
+};
 
 /// What the registry knows of one function (one `Self` type of a method).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +112,7 @@ pub(crate) struct Registry {
     dir: Dir,
     tmp: Dir,
     counts: OnceLock<Option<SharedMap>>,
+    retired: OnceLock<Option<SharedMap>>,
 }
 
 impl Registry {
@@ -92,6 +123,7 @@ impl Registry {
             dir,
             tmp: tmp.clone(),
             counts: OnceLock::new(),
+            retired: OnceLock::new(),
         }))
     }
 
@@ -217,24 +249,29 @@ impl Registry {
         written.map(|()| found)
     }
 
-    /// The shared miss counters, made on first use; `None` if they cannot
-    /// be (reported once).
-    fn counts(&self, create: bool) -> Option<&SharedMap> {
-        if let Some(c) = self.counts.get() {
+    /// A shared counter table, made on first use; `None` if it cannot be
+    /// (reported once).
+    fn table(&self, t: Table, create: bool) -> Option<&SharedMap> {
+        let cell = if t.magic == COUNTS_MAGIC {
+            &self.counts
+        } else {
+            &self.retired
+        };
+        if let Some(c) = cell.get() {
             return c.as_ref();
         }
-        match self.map_counts(create) {
-            Ok(Some(m)) => self.counts.get_or_init(|| Some(m)).as_ref(),
+        match self.map_counts(t, create) {
+            Ok(Some(m)) => cell.get_or_init(|| Some(m)).as_ref(),
             Ok(None) => None,
             Err(e) => {
-                tracing::warn!(error = %e, "memo: per-function miss counts are off");
-                self.counts.get_or_init(|| None).as_ref()
+                tracing::warn!(error = %e, "memo: per-function counts are off");
+                cell.get_or_init(|| None).as_ref()
             }
         }
     }
 
-    fn map_counts(&self, create: bool) -> Result<Option<SharedMap>> {
-        let name = format::FN_COUNTS_FILE;
+    fn map_counts(&self, t: Table, create: bool) -> Result<Option<SharedMap>> {
+        let name = t.name;
         if create && self.dir.kind(name)?.is_none() {
             // Made whole in `tmp/` and linked in: a reader never maps a
             // short table, and a second maker's link fails harmlessly.
@@ -242,7 +279,7 @@ impl Registry {
             let _ = self.tmp.remove(&tmp_name);
             let mut file = self.tmp.create_new(&tmp_name)?;
             let mut page = vec![0_u8; COUNTS_LEN];
-            page[..8].copy_from_slice(&COUNTS_MAGIC.to_le_bytes());
+            page[..8].copy_from_slice(&t.magic.to_le_bytes());
             page[8..12].copy_from_slice(&VERSION.to_le_bytes());
             let path = self.tmp.child(&tmp_name);
             let made = file
@@ -268,19 +305,15 @@ impl Registry {
         let path = self.dir.child(name);
         let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         if len != COUNTS_LEN as u64 {
-            return Err(Error::corrupt(
-                &path,
-                len,
-                "miss counter table is not one page",
-            ));
+            return Err(Error::corrupt(&path, len, "counter table is not one page"));
         }
         let map = SharedMap::map(&file, &path, 0, false)?;
         let h = map.header();
-        if h[0].load(Ordering::Relaxed) != COUNTS_MAGIC {
+        if h[0].load(Ordering::Relaxed) != t.magic {
             return Err(Error::corrupt(
                 &path,
                 0,
-                "not a memo miss counter table (bad magic)",
+                "not a memo counter table (bad magic)",
             ));
         }
         let version = h[1].load(Ordering::Relaxed) as u32;
@@ -298,42 +331,91 @@ impl Registry {
     /// of words by compare-and-swap on first use; when the page is full,
     /// misses of further functions go uncounted.
     pub(crate) fn count_miss(&self, tag: [u8; 8]) {
-        let t = u64::from_le_bytes(tag);
-        let Some(map) = self.counts(true) else {
-            return;
-        };
-        if t == 0 {
-            return;
-        }
-        let h = map.header();
-        let pairs = (COUNTS_WORDS - COUNTS_FIRST_PAIR) / 2;
-        let start = (t % pairs as u64) as usize;
-        for k in 0..pairs {
-            let at = COUNTS_FIRST_PAIR + 2 * ((start + k) % pairs);
-            match h[at].compare_exchange(0, t, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {}
-                Err(other) if other == t => {}
-                Err(_) => continue,
-            }
-            h[at + 1].fetch_add(1, Ordering::Relaxed);
-            return;
+        if let Some(map) = self.table(MISSES, true) {
+            add(map, MISSES, tag, &[1]);
         }
     }
 
     /// Every function's miss count.
     pub(crate) fn misses(&self) -> HashMap<[u8; 8], u64> {
-        let mut out = HashMap::new();
-        if let Some(map) = self.counts(false) {
-            let h = map.header();
-            for at in (COUNTS_FIRST_PAIR..COUNTS_WORDS).step_by(2) {
-                let t = h[at].load(Ordering::Acquire);
-                if t != 0 {
-                    *out.entry(t.to_le_bytes()).or_default() += h[at + 1].load(Ordering::Relaxed);
+        self.table(MISSES, false)
+            .map(|m| rows(m, MISSES).map(|(t, c)| (t, c[0])).collect())
+            .unwrap_or_default()
+    }
+
+    /// Adds what a removed entry of function `tag` had earned: its hits and
+    /// the compute time they saved.
+    pub(crate) fn retire(&self, tag: [u8; 8], hits: u64, saved_us: u64) {
+        if hits == 0 {
+            return;
+        }
+        if let Some(map) = self.table(RETIRED, true) {
+            add(map, RETIRED, tag, &[hits, saved_us]);
+        }
+    }
+
+    /// Every function's retired hits and saved microseconds.
+    pub(crate) fn retired(&self) -> HashMap<[u8; 8], (u64, u64)> {
+        self.table(RETIRED, false)
+            .map(|m| rows(m, RETIRED).map(|(t, c)| (t, (c[0], c[1]))).collect())
+            .unwrap_or_default()
+    }
+
+    /// Zeroes every counter (`Store::clear`: the per-function counts then
+    /// span the time since the clear, like the entries).
+    pub(crate) fn reset_counts(&self) {
+        for t in [MISSES, RETIRED] {
+            if let Some(map) = self.table(t, false) {
+                for w in &map.header()[COUNTS_FIRST_PAIR..COUNTS_WORDS] {
+                    w.store(0, Ordering::Relaxed);
                 }
             }
         }
-        out
     }
+}
+
+/// Adds `by` to function `tag`'s counters in table `t`. A tag claims a row
+/// by compare-and-swap on first use; when the page is full, further
+/// functions go uncounted.
+fn add(map: &SharedMap, t: Table, tag: [u8; 8], by: &[u64]) {
+    let tag = u64::from_le_bytes(tag);
+    if tag == 0 {
+        return;
+    }
+    let h = map.header();
+    let rows = (COUNTS_WORDS - COUNTS_FIRST_PAIR) / t.stride;
+    let start = (tag % rows as u64) as usize;
+    for k in 0..rows {
+        let at = COUNTS_FIRST_PAIR + t.stride * ((start + k) % rows);
+        match h[at].compare_exchange(0, tag, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {}
+            Err(other) if other == tag => {}
+            Err(_) => continue,
+        }
+        for (i, &n) in by.iter().enumerate().take(t.stride - 1) {
+            h[at + 1 + i].fetch_add(n, Ordering::Relaxed);
+        }
+        return;
+    }
+}
+
+/// Every claimed row of table `t`: its tag and counters (summed, should a
+/// tag hold two rows after a race).
+fn rows(map: &SharedMap, t: Table) -> impl Iterator<Item = ([u8; 8], [u64; 2])> {
+    let h = map.header();
+    let mut out: HashMap<[u8; 8], [u64; 2]> = HashMap::new();
+    let rows = (COUNTS_WORDS - COUNTS_FIRST_PAIR) / t.stride;
+    for r in 0..rows {
+        let at = COUNTS_FIRST_PAIR + t.stride * r;
+        let tag = h[at].load(Ordering::Acquire);
+        if tag != 0 {
+            let c = out.entry(tag.to_le_bytes()).or_default();
+            for i in 0..(t.stride - 1).min(2) {
+                c[i] = c[i].saturating_add(h[at + 1 + i].load(Ordering::Relaxed));
+            }
+        }
+    }
+    out.into_iter()
 }
 
 fn cut(s: &str) -> &str {

@@ -70,14 +70,18 @@ pub struct FunctionStats {
     pub entries: u64,
     /// Bytes they take on disk: records and blob files.
     pub bytes: u64,
-    /// Hits on those entries since each was stored.
+    /// Calls answered from the store, store-wide: the live entries' hits
+    /// plus those of entries since evicted, replaced or removed, so hits
+    /// and misses span the same time — since the function first ran with
+    /// the store, or since the store was last cleared.
     pub hits: u64,
-    /// Calls that computed the function, store-wide, counted since the
-    /// function first ran with the store.
+    /// Calls that computed the function, store-wide, over the same span as
+    /// `hits`.
     pub misses: u64,
     /// What computing them took, as timed when each was stored.
     pub compute_time: std::time::Duration,
-    /// Compute time the hits saved: each entry's hits times its cost.
+    /// Compute time the hits saved: each hit times the cost of the entry
+    /// it hit, over the span of `hits` (evicted entries' share included).
     pub compute_saved: std::time::Duration,
     /// Entries stored by code (or a `version`) other than the one that
     /// ran last: they are never hit again unless that code comes back.

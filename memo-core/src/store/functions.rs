@@ -202,20 +202,34 @@ impl Engine {
                 last = last.max(s.used_tick);
             }
         }
-        stats.misses = self
-            .registry(false)
-            .and_then(|r| r.misses().get(&tag).copied())
-            .unwrap_or(0);
+        if let Some(r) = self.registry(false) {
+            stats.misses = r.misses().get(&tag).copied().unwrap_or(0);
+            add_retired(&mut stats, r.retired().get(&tag).copied());
+        }
         stats.last_used = used_at(&idx, last, stats.entries);
         stats
+    }
+
+    /// Notes what the entry in `slot` of `idx`, holding `key`, had earned,
+    /// as it is evicted, replaced or removed: its function's hits and
+    /// saved compute time outlive it (`Registry::retire`). Caller holds the
+    /// writer lock, before the slot is reused.
+    pub(super) fn retire_stats(&self, idx: &Index, slot: usize, key: &Key) {
+        let hits = u64::from(idx.slot(slot).hits.load(Ordering::Relaxed));
+        if hits == 0 || self.read_only() {
+            return;
+        }
+        if let Some(r) = self.registry(true) {
+            r.retire(tag_of(key), hits, idx.cost_us(slot).saturating_mul(hits));
+        }
     }
 
     /// Every registered function with the figures of its entries; the
     /// entries of no registered function are summed in the second value.
     pub(crate) fn functions(&self) -> Result<(Vec<FunctionInfo>, FunctionStats)> {
-        let (entries, misses) = match self.registry(false) {
-            Some(r) => (r.all()?.0, r.misses()),
-            None => (Vec::new(), HashMap::new()),
+        let (entries, misses, retired) = match self.registry(false) {
+            Some(r) => (r.all()?.0, r.misses(), r.retired()),
+            None => (Vec::new(), HashMap::new(), HashMap::new()),
         };
         let idx = self.index()?;
         let mut by_tag: HashMap<[u8; 8], (Entry, FunctionStats, u64)> = entries
@@ -236,6 +250,7 @@ impl Engine {
             .into_values()
             .map(|(e, mut stats, last)| {
                 stats.misses = misses.get(&e.tag).copied().unwrap_or(0);
+                add_retired(&mut stats, retired.get(&e.tag).copied());
                 // The ring dates uses only as finely as writers record
                 // time; the function's last registration is a use too
                 // (its first call in that process hit or stored).
@@ -306,6 +321,15 @@ impl Engine {
             }
         }
         Ok((keys, stats))
+    }
+}
+
+/// Adds what a function's removed entries had earned (hits, saved
+/// microseconds) to the figures of its live ones.
+fn add_retired(stats: &mut FunctionStats, retired: Option<(u64, u64)>) {
+    if let Some((hits, saved_us)) = retired {
+        stats.hits = stats.hits.saturating_add(hits);
+        stats.compute_saved += Duration::from_micros(saved_us);
     }
 }
 

@@ -203,6 +203,7 @@ impl Engine {
             }
             p.dead(batch.len() as u64);
             for (slot, rec) in chunk {
+                self.retire_stats(idx, *slot, &rec.header.key);
                 p.tombstone(*slot);
                 if let Some(id) = p.retire(rec) {
                     // The blob file goes once the lock is released.

@@ -200,6 +200,9 @@ impl Engine {
             }
         };
         let reused_tombstone = old.is_none() && idx.read(slot).loc == loc::TOMBSTONE;
+        if old.is_some() {
+            self.retire_stats(&idx, slot, key);
+        }
         idx.write(
             slot,
             Snap {
@@ -310,6 +313,7 @@ impl Engine {
             return Err(e);
         }
         p.dead(tomb.len() as u64);
+        self.retire_stats(idx, slot, &old.header.key);
         p.tombstone(slot);
         let old_blob = p.retire(old);
         p.commit();
@@ -367,6 +371,11 @@ impl Engine {
         )?;
         self.install(new, &old)?;
         w.reset();
+        // Per-function counts span the time since the last clear, like the
+        // entries they describe.
+        if let Some(r) = self.registry(false) {
+            r.reset_counts();
+        }
         // Unlinking keeps other processes' mappings (and our `Bytes`) valid.
         // Only files memo named are removed: anything else is left alone.
         self.segs.remove_all()?;
