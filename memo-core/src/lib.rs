@@ -82,7 +82,6 @@ compile_error!("memo's on-disk format is little-endian; big-endian targets are n
 
 mod array;
 mod blob;
-mod bounds;
 mod clock;
 mod codec;
 mod data_file;
@@ -92,30 +91,40 @@ mod evict;
 mod format;
 mod index;
 mod key;
-mod lazy;
 mod lock;
-mod memory;
 mod mmap;
 #[doc(hidden)]
 pub mod __private {
-    //! The runtime of `#[memoize]`; not a public API.
-    pub use crate::private::*;
+    //! What the expansion of `#[memoize]` and `#[track]` names; not a
+    //! public API (memo-core pins memo-macros at an exact version).
+    pub use std::time::Instant;
+
+    pub use crate::codec::{Number, PodVec};
+    pub use crate::data_file::bytes_read as data_file_bytes_read;
+    pub use crate::key::call::KeyBuilder;
+    pub use crate::memoize::body::{run, typed_future};
+    pub use crate::memoize::function::{Function, Miss, Turn};
+    pub use crate::memoize::lazy::lazy;
+    pub use crate::memoize::outcome::{
+        Bulk, BulkOk, OkOnly, Outcome, Pick, Stamped, StoredAs, Timed, TimedOk, ViaBulk, ViaBulkOk,
+        ViaOk, ViaWhole, Whole,
+    };
+    pub use crate::memoize::schema::{
+        ArgShape, Schema, ViaTraced, ViaValue, cached as schema_cached,
+    };
+    pub use crate::memoize::store_at::StoreAt;
+    pub use crate::memoize::track::{Track, Tracked};
 }
-mod private;
+mod memoize;
 mod registry;
 mod remote;
-mod schema;
 mod segment;
 mod stats;
 mod store;
-mod sweep;
 mod sync;
 mod units;
 
 pub use array::Array;
-pub use bounds::{Hashable, Storable};
-#[doc(hidden)]
-pub use bounds::{memoize_argument, memoize_result};
 /// The traits an [`Array`]'s element type needs (`Pod` for plain old data),
 /// re-exported so a user needs no `bytemuck` dependency of their own for
 /// the built-in number types.
@@ -124,8 +133,11 @@ pub use data_file::DataFile;
 pub use error::{Error, Result};
 pub use evict::Policy;
 pub use key::{Key, ParseKeyError};
-pub use lazy::Lazy;
 pub use memo_macros::{memoize, track};
+pub use memoize::bounds::{Hashable, Storable};
+#[doc(hidden)]
+pub use memoize::bounds::{memoize_argument, memoize_result};
+pub use memoize::lazy::Lazy;
 pub use mmap::Bytes;
 pub use remote::RemoteMode;
 pub use stats::{FunctionInfo, FunctionStats, Selection, Stats, Transfer, VerifyReport};

@@ -748,7 +748,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::Store;
-    use crate::private::tests::Count;
+    use crate::memoize::function::tests::Count;
 
     #[test]
     fn a_store_anyone_can_write_is_reported_once() {

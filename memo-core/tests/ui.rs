@@ -5,7 +5,7 @@
 //!
 //! Here, in memo-core, rather than in the integration tests' package: trybuild
 //! builds its cases with the dependencies of the package that runs it, and
-//! that package turns on the remote engines (redis, object_store, an AWS TLS
+//! that package turns on the remote engines (redis, `object_store`, an AWS TLS
 //! stack), which made this test take over four minutes on a clean clone.
 
 #[test]

@@ -1,27 +1,15 @@
-//! The runtime of `#[memoize]`: what the expanded code calls.
-//!
-//! Not a public API. memo-core pins memo-macros at an exact version, so this
-//! module changes with the macro and nothing else may use it.
+//! One memoized function at run time: its identity and key base, the
+//! call (lookup, memory tier, single flight, store), sweeps, `async`
+//! calls, and its per-function helpers (`recompute`, `clear`, `stats`).
 
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, OnceLock, PoisonError, RwLock};
-pub use std::time::Instant;
+use std::time::Instant;
 
-/// What `<name>_lazy` returns: `key`, and how to load or compute its value.
-pub fn lazy<T>(key: crate::Key, make: impl FnOnce() -> T + Send + 'static) -> crate::Lazy<T> {
-    crate::Lazy::new(key, make)
-}
-
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
-pub use crate::codec::{Number, PodVec};
-pub use crate::data_file::bytes_read as data_file_bytes_read;
-pub use crate::key::call::KeyBuilder;
-use crate::key::call::{Base, Identity, has_tag, tag_of};
-pub use crate::schema::{ArgShape, Schema, ViaTraced, ViaValue, cached as schema_cached};
+use super::outcome::Outcome;
+use super::track::{Track, helpers_digest};
+use crate::key::call::{Base, Identity, KeyBuilder, has_tag, tag_of};
 use crate::store::{Engine, FlightGuard, Flown, Led};
 use crate::{Error, FunctionStats, Key, Result, Store};
 
@@ -44,7 +32,7 @@ pub struct Function {
     uses: &'static [fn() -> &'static Track],
     /// `#[memoize(memory = N)]`: N, or 0.
     memory_cap: usize,
-    memory: OnceLock<std::sync::Arc<crate::memory::Memory>>,
+    memory: OnceLock<std::sync::Arc<super::memory::Memory>>,
     /// The function's identity digest and tag, hashed once per process: for
     /// a free function here (one atomic load per call), for a method per
     /// `Self` type below.
@@ -113,7 +101,7 @@ impl Function {
     /// function's own `Function` made it; a helper's reaches it by name).
     fn forget(&self) {
         if self.memory_cap > 0 {
-            crate::memory::of(self.module, self.name, self.memory_cap).clear();
+            super::memory::of(self.module, self.name, self.memory_cap).clear();
         }
     }
 
@@ -153,9 +141,9 @@ impl Function {
         }
         let memory = self
             .memory
-            .get_or_init(|| crate::memory::of(self.module, self.name, self.memory_cap));
+            .get_or_init(|| super::memory::of(self.module, self.name, self.memory_cap));
         let look = |b: &mut KeyBuilder| -> core::result::Result<O, Miss> {
-            let call = b.fed(crate::memory::MAX_ARGS);
+            let call = b.fed(super::memory::MAX_ARGS);
             if let Some(c) = call
                 && let Some(v) = memory.get::<O::Stored>(self_ty, c)
                 && self.fresh::<O>(&v)
@@ -419,13 +407,13 @@ impl Function {
         if let Some((key, _)) = calls.first() {
             self.register(engine, key);
         }
-        let progress = crate::sweep::Progress::new(calls.len(), self.name);
+        let progress = super::sweep::Progress::new(calls.len(), self.name);
         let mut keys = Vec::with_capacity(calls.len());
         let mut slots = Vec::with_capacity(calls.len());
         for (key, f) in calls {
             if crate::data_file::uncacheable(&key) {
                 // Run, not stored (an unreadable data file).
-                slots.push(crate::sweep::Slot::Done(f()));
+                slots.push(super::sweep::Slot::Done(f()));
                 progress.done(true);
                 keys.push(key);
                 continue;
@@ -441,9 +429,9 @@ impl Function {
             slots.push(match found {
                 Some(v) => {
                     progress.done(false);
-                    crate::sweep::Slot::Done(O::from_stored(v))
+                    super::sweep::Slot::Done(O::from_stored(v))
                 }
-                None => crate::sweep::Slot::Pending(f),
+                None => super::sweep::Slot::Pending(f),
             });
             keys.push(key);
         }
@@ -454,7 +442,7 @@ impl Function {
             }
             busy => busy,
         };
-        crate::sweep::run(slots, &progress, &flight)
+        super::sweep::run(slots, &progress, &flight)
     }
 
     /// Counts a miss of this function (a computation) and says why it
@@ -622,49 +610,6 @@ impl Function {
 /// lets them go on.
 pub struct Turn(#[allow(dead_code, reason = "held for its drop")] Option<FlightGuard>);
 
-/// A `#[track]` helper: its path, its code's canonical text, and the
-/// tracked helpers it uses. A `static` in the expansion of `#[track]`.
-pub struct Track {
-    /// `module_path!()::name`.
-    pub name: &'static str,
-    /// The helper's tokens in the macro's canonical text form.
-    pub tokens: &'static str,
-    /// `#[track(uses(...))]`.
-    pub uses: &'static [fn() -> &'static Track],
-}
-
-/// Implemented by `#[track]` for the empty enum it names after the helper,
-/// which `uses(helper)` names.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a #[memo_core::track] function",
-    label = "`uses` names functions marked #[memo_core::track]",
-    note = "put #[memo_core::track] on the helper, so its code goes into the keys of the functions that use it"
-)]
-pub trait Tracked {
-    /// The helper's record.
-    fn track() -> &'static Track;
-}
-
-/// The digest of every helper `uses` reaches (each once, in name order, so
-/// neither the order of `uses` nor cycles among helpers matter).
-fn helpers_digest(uses: &[fn() -> &'static Track]) -> [u8; 32] {
-    let mut seen = std::collections::BTreeMap::new();
-    let mut todo: Vec<&'static Track> = uses.iter().map(|f| f()).collect();
-    while let Some(t) = todo.pop() {
-        if seen.insert(t.name, t.tokens).is_none() {
-            todo.extend(t.uses.iter().map(|f| f()));
-        }
-    }
-    let mut h = blake3::Hasher::new_derive_key("memo 2026-12 #[track] helpers v1");
-    for (name, tokens) in seen {
-        for part in [name, tokens] {
-            h.update(&(part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
-        }
-    }
-    *h.finalize().as_bytes()
-}
-
 /// A type's name without its path: `Ridge<f64>` for `lab::model::Ridge<f64>`.
 fn short_type(t: &str) -> &str {
     let head = t.find('<').map_or(t, |i| &t[..i]);
@@ -697,362 +642,15 @@ fn cause(e: &Error) -> String {
 /// whole result through the stack, stalling on store forwarding.
 pub struct Miss(Option<Box<(Key, Option<Vec<u8>>)>>);
 
-/// What of a function's result is cached.
-#[diagnostic::on_unimplemented(
-    message = "the result of a #[memoize] function must be Serialize + DeserializeOwned",
-    note = "for a `Result<T, E>`, only `T` needs to be"
-)]
-pub trait Outcome: Sized {
-    /// The stored type.
-    type Stored: Serialize + DeserializeOwned;
-    /// What the function returns.
-    type Value;
-    /// What to store, if anything.
-    fn stored(&self) -> Option<&Self::Stored>;
-    /// A result from what was stored.
-    fn from_stored(v: Self::Stored) -> Self;
-    /// What the function returns.
-    fn value(self) -> Self::Value;
-    /// When a stored value was computed (Unix milliseconds), for outcomes
-    /// that record it (`#[memoize(ttl = ...)]`).
-    fn computed_at(_stored: &Self::Stored) -> Option<u64> {
-        None
-    }
-}
-
-/// A value with the time it was computed (Unix milliseconds): what a
-/// function with `#[memoize(ttl = ...)]` stores, encoded as the pair
-/// `(at, value)`.
-#[derive(Clone)]
-pub struct Stamped<V> {
-    at: u64,
-    value: V,
-}
-
-impl<V> Stamped<V> {
-    fn now(value: V) -> Stamped<V> {
-        Stamped {
-            at: crate::clock::unix_now_ms(),
-            value,
-        }
-    }
-}
-
-impl<V: Serialize> Serialize for Stamped<V> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (self.at, &self.value).serialize(s)
-    }
-}
-
-impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for Stamped<V> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (at, value) = <(u64, V)>::deserialize(d)?;
-        Ok(Stamped { at, value })
-    }
-}
-
-/// The whole return value is cached, with when it was computed.
-pub struct Timed<V>(Stamped<V>);
-
-impl<V: Serialize + DeserializeOwned> Outcome for Timed<V> {
-    type Stored = Stamped<V>;
-    type Value = V;
-    fn stored(&self) -> Option<&Stamped<V>> {
-        Some(&self.0)
-    }
-    fn from_stored(v: Stamped<V>) -> Self {
-        Timed(v)
-    }
-    fn value(self) -> V {
-        self.0.value
-    }
-    fn computed_at(stored: &Stamped<V>) -> Option<u64> {
-        Some(stored.at)
-    }
-}
-
-/// A `Result`'s `Ok` is cached with when it was computed.
-pub struct TimedOk<T, E>(core::result::Result<Stamped<T>, E>);
-
-impl<T: Serialize + DeserializeOwned, E> Outcome for TimedOk<T, E> {
-    type Stored = Stamped<T>;
-    type Value = core::result::Result<T, E>;
-    fn stored(&self) -> Option<&Stamped<T>> {
-        self.0.as_ref().ok()
-    }
-    fn from_stored(v: Stamped<T>) -> Self {
-        TimedOk(Ok(v))
-    }
-    fn value(self) -> core::result::Result<T, E> {
-        self.0.map(|s| s.value)
-    }
-    fn computed_at(stored: &Stamped<T>) -> Option<u64> {
-        Some(stored.at)
-    }
-}
-
-/// Chooses what of a result is cached by its type, however it is written
-/// (`Result<T, E>`, `io::Result<T>`, `anyhow::Result<T>`, an alias): the
-/// expansion calls `(&&&Pick::<R>::new()).wrap(value)`, and method lookup
-/// finds [`ViaBulk`] (implemented for `&&Pick<Vec<P>>` of numbers `P`),
-/// then [`ViaOk`] (for `&Pick<Result<T, E>>`, one reference nearer than
-/// the last), then [`ViaWhole`] (for every `Pick<R>`). A generic `R` that
-/// is only later a `Result` or a `Vec` of numbers is cached whole.
-pub struct Pick<R>(core::marker::PhantomData<fn() -> R>);
-
-impl<R> Default for Pick<R> {
-    fn default() -> Pick<R> {
-        Pick::new()
-    }
-}
-
-impl<R> Pick<R> {
-    /// The chooser for results of type `R`.
-    #[must_use]
-    pub const fn new() -> Pick<R> {
-        Pick(core::marker::PhantomData)
-    }
-}
-
-/// What a result of some type stores, as a type: `Pick::stored` gives it
-/// to `Storable::check` (the expansion's check of the result type).
-pub struct StoredAs<T>(core::marker::PhantomData<fn() -> T>);
-
-/// A vector of numbers is stored as its bytes (`codec::PodVec`): a hit is
-/// one copy instead of a decode per element. Nearest of the three (the
-/// expansion calls `(&&&Pick::<R>::new())`), so it wins for `Vec<u8>`,
-/// `Vec<f64>`, ... With a ttl, it is stored whole.
-pub trait ViaBulk<P: Number> {
-    /// `r`, to be stored as bytes.
-    fn wrap(&self, r: Vec<P>) -> Bulk<P>;
-    /// `r`, to be cached whole with when it was computed.
-    fn wrap_timed(&self, r: Vec<P>) -> Timed<Vec<P>>;
-    /// What is stored: the bytes of the vector.
-    fn stored(&self) -> StoredAs<PodVec<P>> {
-        StoredAs(core::marker::PhantomData)
-    }
-}
-
-impl<P: Number> ViaBulk<P> for &&Pick<Vec<P>> {
-    fn wrap(&self, r: Vec<P>) -> Bulk<P> {
-        Bulk(PodVec(r))
-    }
-    fn wrap_timed(&self, r: Vec<P>) -> Timed<Vec<P>> {
-        Timed(Stamped::now(r))
-    }
-}
-
-/// A `Result` whose `Ok` is a vector of numbers: `Ok` only, stored as its
-/// bytes (as [`ViaBulk`]).
-pub trait ViaBulkOk<P: Number, E> {
-    /// `r`, to be cached `Ok`-only, as bytes.
-    fn wrap(&self, r: core::result::Result<Vec<P>, E>) -> BulkOk<P, E>;
-    /// `r`, to be cached `Ok`-only with when it was computed.
-    fn wrap_timed(&self, r: core::result::Result<Vec<P>, E>) -> TimedOk<Vec<P>, E>;
-    /// What is stored: the bytes of the `Ok` vector.
-    fn stored(&self) -> StoredAs<PodVec<P>> {
-        StoredAs(core::marker::PhantomData)
-    }
-}
-
-impl<P: Number, E> ViaBulkOk<P, E> for &&Pick<core::result::Result<Vec<P>, E>> {
-    fn wrap(&self, r: core::result::Result<Vec<P>, E>) -> BulkOk<P, E> {
-        BulkOk(r.map(PodVec))
-    }
-    fn wrap_timed(&self, r: core::result::Result<Vec<P>, E>) -> TimedOk<Vec<P>, E> {
-        TimedOk(r.map(Stamped::now))
-    }
-}
-
-/// A `Result`'s `Ok` vector of numbers, stored as its bytes.
-pub struct BulkOk<P, E>(core::result::Result<PodVec<P>, E>);
-
-impl<P: Number, E> Outcome for BulkOk<P, E> {
-    type Stored = PodVec<P>;
-    type Value = core::result::Result<Vec<P>, E>;
-    fn stored(&self) -> Option<&PodVec<P>> {
-        self.0.as_ref().ok()
-    }
-    fn from_stored(v: PodVec<P>) -> Self {
-        BulkOk(Ok(v))
-    }
-    fn value(self) -> core::result::Result<Vec<P>, E> {
-        self.0.map(|v| v.0)
-    }
-}
-
-/// A vector of numbers, stored as its bytes.
-pub struct Bulk<P>(PodVec<P>);
-
-impl<P: Number> Outcome for Bulk<P> {
-    type Stored = PodVec<P>;
-    type Value = Vec<P>;
-    fn stored(&self) -> Option<&PodVec<P>> {
-        Some(&self.0)
-    }
-    fn from_stored(v: PodVec<P>) -> Self {
-        Bulk(v)
-    }
-    fn value(self) -> Vec<P> {
-        self.0.0
-    }
-}
-
-/// A `Result` caches its `Ok` only (see [`Pick`]).
-pub trait ViaOk<R> {
-    /// The `Ok` type.
-    type Ok;
-    /// The error type.
-    type Err;
-    /// `r`, to be cached `Ok`-only.
-    fn wrap(&self, r: R) -> OkOnly<R>;
-    /// `r`, to be cached `Ok`-only with when it was computed.
-    fn wrap_timed(&self, r: R) -> TimedOk<Self::Ok, Self::Err>;
-    /// What is stored: the `Ok` type.
-    fn stored(&self) -> StoredAs<Self::Ok> {
-        StoredAs(core::marker::PhantomData)
-    }
-}
-
-impl<T, E> ViaOk<core::result::Result<T, E>> for &Pick<core::result::Result<T, E>> {
-    type Ok = T;
-    type Err = E;
-    fn wrap(&self, r: core::result::Result<T, E>) -> OkOnly<core::result::Result<T, E>> {
-        OkOnly(r)
-    }
-    fn wrap_timed(&self, r: core::result::Result<T, E>) -> TimedOk<T, E> {
-        TimedOk(r.map(Stamped::now))
-    }
-}
-
-/// Any other result is cached whole (see [`Pick`]).
-pub trait ViaWhole<R> {
-    /// `r`, to be cached whole.
-    fn wrap(&self, r: R) -> Whole<R>;
-    /// `r`, to be cached whole with when it was computed.
-    fn wrap_timed(&self, r: R) -> Timed<R>;
-    /// What is stored: all of `R`.
-    fn stored(&self) -> StoredAs<R> {
-        StoredAs(core::marker::PhantomData)
-    }
-}
-
-impl<R> ViaWhole<R> for Pick<R> {
-    fn wrap(&self, r: R) -> Whole<R> {
-        Whole(r)
-    }
-    fn wrap_timed(&self, r: R) -> Timed<R> {
-        Timed(Stamped::now(r))
-    }
-}
-
-/// The whole return value is cached.
-pub struct Whole<V>(pub V);
-
-impl<V: Serialize + DeserializeOwned> Outcome for Whole<V> {
-    type Stored = V;
-    type Value = V;
-    fn stored(&self) -> Option<&V> {
-        Some(&self.0)
-    }
-    fn from_stored(v: V) -> Self {
-        Whole(v)
-    }
-    fn value(self) -> V {
-        self.0
-    }
-}
-
-/// A `Result`'s `Ok` is cached; an `Err` is returned and not stored.
-pub struct OkOnly<R>(pub R);
-
-impl<T: Serialize + DeserializeOwned, E> Outcome for OkOnly<core::result::Result<T, E>> {
-    type Stored = T;
-    type Value = core::result::Result<T, E>;
-    fn stored(&self) -> Option<&T> {
-        self.0.as_ref().ok()
-    }
-    fn from_stored(v: T) -> Self {
-        OkOnly(Ok(v))
-    }
-    fn value(self) -> core::result::Result<T, E> {
-        self.0
-    }
-}
-
-/// Calls a body closure as `FnOnce`.
-#[inline]
-pub fn run<R>(body: impl FnOnce() -> R) -> R {
-    body()
-}
-
-/// Fixes the output type of the `async` block that holds a body, so `?`
-/// and `return` inside it are typed as in the function.
-pub fn typed_future<R, F: core::future::Future<Output = R>>(f: F) -> F {
-    f
-}
-
-/// The store of `#[memoize(dir = "...")]`: opened on first use, once per
-/// directory and process whichever functions name it. If it cannot be
-/// opened, it caches nothing and says why once.
-pub struct StoreAt {
-    dir: &'static str,
-    store: OnceLock<&'static Store>,
-}
-
-impl StoreAt {
-    /// The store at `dir` (relative to the working directory at first use).
-    #[must_use]
-    pub const fn new(dir: &'static str) -> StoreAt {
-        StoreAt {
-            dir,
-            store: OnceLock::new(),
-        }
-    }
-
-    /// The opened store.
-    pub fn get(&self) -> &'static Store {
-        self.store.get_or_init(|| open_shared(self.dir))
-    }
-}
-
-fn open_shared(dir: &str) -> &'static Store {
-    static OPEN: LazyLock<Mutex<HashMap<PathBuf, &'static Store>>> = LazyLock::new(Mutex::default);
-    let path = std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir));
-    let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(s) = open.get(&path) {
-        return s;
-    }
-    let store = Store::builder(&path)
-        .remote_from_env()
-        .limits_from_env()
-        .open()
-        .or_else(|e| match e {
-            // A bad remote setting costs the remote, not the cache.
-            crate::Error::Remote { .. } => {
-                crate::store::remote_off(&e);
-                Store::builder(&path).limits_from_env().open()
-            }
-            e => Err(e),
-        })
-        .unwrap_or_else(|e| {
-            crate::store::caching_off(&path, &e);
-            Store::disabled()
-        });
-    // One per directory for the life of the process, like `Store::global`.
-    let store: &'static Store = Box::leak(Box::new(store));
-    open.insert(path, store);
-    store
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use std::cell::Cell;
 
-    use super::{Function, OkOnly, Whole};
+    use super::Function;
     use crate::key::call::TAG_AT;
+    use crate::memoize::outcome::{OkOnly, Whole};
     use crate::{Key, Store};
 
     fn key(f: &Function, self_ty: &'static str, arg: u32) -> Key {

@@ -132,7 +132,7 @@ impl Schema {
     }
 
     /// Adds the shape of the stored result type `T`.
-    pub fn stored<T: DeserializeOwned>(&mut self, _of: crate::private::StoredAs<T>) {
+    pub fn stored<T: DeserializeOwned>(&mut self, _of: crate::memoize::outcome::StoredAs<T>) {
         self.parts.push(shape::<T>());
     }
 

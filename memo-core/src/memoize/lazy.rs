@@ -155,6 +155,11 @@ impl<T> serde::Serialize for Lazy<T> {
     }
 }
 
+/// What `<name>_lazy` returns: `key`, and how to load or compute its value.
+pub fn lazy<T>(key: Key, make: impl FnOnce() -> T + Send + 'static) -> Lazy<T> {
+    Lazy::new(key, make)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -8,7 +8,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::private::{KeyBuilder, StoredAs};
+use crate::key::call::KeyBuilder;
+use crate::memoize::outcome::StoredAs;
 
 /// A type a `#[memoize]` function can take as an argument of its key:
 /// every [`serde::Serialize`] type is one. Name it (or `Serialize`) as
