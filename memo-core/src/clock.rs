@@ -4,25 +4,9 @@
 //! ring), and the cost-aware inflation clock's past values (the clock ring).
 //! Writers only, under `LOCK`, except reads.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::evict;
 use crate::format::hdr;
 use crate::index::Index;
-
-/// Seconds since the Unix epoch (0 if the system clock is before it).
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// A ring of (u64, u64) pairs in the index header, oldest first.
 #[derive(Clone, Copy)]

@@ -108,29 +108,12 @@ impl Serialize for DataFile {
     }
 }
 
-thread_local! {
-    /// Set when an unreadable data file is hashed into the key this thread
-    /// is making (`KeyBuilder` clears it when it starts a key and reads it
-    /// when it ends one).
-    static HASHED_UNREADABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether any key of this process had an unreadable data file in it: the
-/// check of every call is one load until one has.
-static ANY_UNCACHEABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Keys of calls whose data files could not be read. A key hashes the
-/// reason a file was unreadable, not contents, so the set is as small as
-/// the number of distinct missing inputs a process meets.
-static UNCACHEABLE: LazyLock<Mutex<std::collections::HashSet<crate::Key>>> =
-    LazyLock::new(Mutex::default);
-
 /// Notes an unreadable data file in the key being made, and says so once
 /// per path.
 fn unreadable(path: &Path, e: &std::io::Error) {
     static SAID: LazyLock<Mutex<std::collections::HashSet<PathBuf>>> =
         LazyLock::new(Mutex::default);
-    let _ = HASHED_UNREADABLE.try_with(|f| f.set(true));
+    crate::key::call::hashed_unreadable();
     if SAID
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -149,41 +132,8 @@ fn unreadable(path: &Path, e: &std::io::Error) {
             "memo: the data file {shown} cannot be read ({e}); calls with it run and are not stored"
         );
         tracing::warn!("{message}");
-        crate::store::on_stderr(&message);
+        crate::report::on_stderr(&message);
     }
-}
-
-/// A key is starting on this thread: nothing unreadable in it yet.
-#[inline]
-pub(crate) fn key_started() {
-    let _ = HASHED_UNREADABLE.try_with(|f| f.set(false));
-}
-
-/// A key was made on this thread: if an unreadable data file went into it,
-/// it is remembered as one never to cache.
-#[inline]
-pub(crate) fn key_made(key: &crate::Key) {
-    if HASHED_UNREADABLE
-        .try_with(std::cell::Cell::take)
-        .unwrap_or(false)
-    {
-        ANY_UNCACHEABLE.store(true, Ordering::Release);
-        UNCACHEABLE
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(*key);
-    }
-}
-
-/// Whether `key` is a call with an unreadable data file: run, never
-/// looked up or stored.
-#[inline]
-pub(crate) fn uncacheable(key: &crate::Key) -> bool {
-    ANY_UNCACHEABLE.load(Ordering::Acquire)
-        && UNCACHEABLE
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(key)
 }
 
 /// What identifies a file's contents without reading them.

@@ -20,6 +20,7 @@ use crate::format::{
 use crate::mmap::{SharedMap, Slot};
 
 mod append;
+pub(crate) mod boot;
 mod current;
 mod file;
 mod grow;

@@ -118,10 +118,12 @@ pub mod __private {
 mod memoize;
 mod registry;
 mod remote;
+mod report;
 mod segment;
 mod stats;
 mod store;
 mod sync;
+mod time;
 mod units;
 
 pub use array::Array;

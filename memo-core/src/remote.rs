@@ -296,7 +296,7 @@ impl Remote {
             // line a remote that is configured but unusable (refused, timed
             // out, a TLS URL without TLS support) would only show as a
             // count in `memo stats`.
-            crate::store::on_stderr(&format!("{message} [{url}] (MEMO_QUIET=1 hides this line)"));
+            crate::report::on_stderr(&format!("{message} [{url}] (MEMO_QUIET=1 hides this line)"));
         }
     }
 

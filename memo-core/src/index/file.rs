@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::Index;
-use crate::clock::unix_now;
 use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
@@ -16,6 +15,7 @@ use crate::format::{
     MIN_CAPACITY, PREV_INDEX_FILE, SLOT_LEN, hdr, le32, le64,
 };
 use crate::mmap::SharedMap;
+use crate::time::unix_now;
 
 impl Index {
     /// Opens and validates the index `name` in `dir`; `None` if there is
@@ -205,7 +205,7 @@ impl Index {
         let idx = Self::map(&file, name, &tmp.child(name), cap, false, false)?;
         // A table is built under the writer lock from the segments or from
         // a table already consistent with them: it agrees on this boot.
-        crate::store::stamp_boot(&idx);
+        super::boot::stamp_boot(&idx);
         if let Some((old, words)) = from {
             idx.carry(old, words);
         }

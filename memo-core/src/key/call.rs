@@ -1,6 +1,6 @@
 //! The keys of memoized calls. Format-bearing: changing anything here
 //! orphans every stored result, so the golden values in the tests below
-//! change only with `FORMAT_VERSION` (`docs/format.md` draws the layout).
+//! change only with `KEY_VERSION` (`docs/format.md` draws the layout).
 //!
 //! A call's key is blake3 in keyed mode: its key is the function's *base*
 //! (a blake3 derivation over the format version and the function's
@@ -10,11 +10,20 @@
 //! (8 bytes: its identity without the code), so every entry names its
 //! function across versions of its code, and which version stored it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, Mutex, PoisonError};
+
 use serde::Serialize;
 
 use super::Hasher;
 use crate::Key;
-use crate::format::FORMAT_VERSION;
+
+/// The version of the call key derivation, hashed first into every base.
+/// It was the store's `FORMAT_VERSION` (1) when the two were one number;
+/// they change for different reasons (a new key derivation orphans stored
+/// results, a new file layout need not), so the key keeps its own, pinned
+/// by the golden tests below. `docs/format.md` lists every version number.
+pub(crate) const KEY_VERSION: u32 = 1;
 
 /// blake3 key-derivation context of a function's base, apart from
 /// `Key::of`'s: a memoized call never collides with a key a user made.
@@ -90,7 +99,7 @@ impl Identity<'_> {
     /// The base of this function's calls.
     pub(crate) fn base(&self) -> Base {
         let mut h = blake3::Hasher::new_derive_key(CALL_CONTEXT);
-        h.update(&FORMAT_VERSION.to_le_bytes());
+        h.update(&KEY_VERSION.to_le_bytes());
         feed(
             &mut h,
             &[
@@ -161,7 +170,7 @@ impl KeyBuilder {
     /// Starts the key of a call of the function with this base.
     #[inline]
     pub(crate) fn new(base: Base) -> KeyBuilder {
-        crate::data_file::key_started();
+        key_started();
         KeyBuilder {
             hasher: Hasher::keyed(base.key),
             code: base.code(),
@@ -173,7 +182,7 @@ impl KeyBuilder {
     /// base, keeping the buffer.
     #[inline]
     pub(crate) fn restart(&mut self, base: &Base) {
-        crate::data_file::key_started();
+        key_started();
         self.hasher.restart_keyed(&base.key);
         self.code = base.code();
         self.tag = base.tag;
@@ -185,7 +194,7 @@ impl KeyBuilder {
         bytes[CODE_AT..TAG_AT].copy_from_slice(&self.code.to_le_bytes());
         bytes[TAG_AT..].copy_from_slice(&self.tag);
         let key = Key::from_bytes(bytes);
-        crate::data_file::key_made(&key);
+        key_made(&key);
         key
     }
 
@@ -223,6 +232,61 @@ impl KeyBuilder {
     }
 }
 
+thread_local! {
+    /// Set when an unreadable data file is hashed into the key this thread
+    /// is making (`KeyBuilder` clears it when it starts a key and reads it
+    /// when it ends one).
+    static HASHED_UNREADABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether any key of this process had an unreadable data file in it: the
+/// check of every call is one load until one has.
+static ANY_UNCACHEABLE: AtomicBool = AtomicBool::new(false);
+
+/// Keys of calls whose data files could not be read. A key hashes the
+/// reason a file was unreadable, not contents, so the set is as small as
+/// the number of distinct missing inputs a process meets.
+static UNCACHEABLE: LazyLock<Mutex<std::collections::HashSet<Key>>> = LazyLock::new(Mutex::default);
+
+/// An argument that could not be read (a `DataFile`) went into the key
+/// being made on this thread: the key is remembered as one never to cache.
+pub(crate) fn hashed_unreadable() {
+    let _ = HASHED_UNREADABLE.try_with(|f| f.set(true));
+}
+
+/// A key is starting on this thread: nothing unreadable in it yet.
+#[inline]
+pub(crate) fn key_started() {
+    let _ = HASHED_UNREADABLE.try_with(|f| f.set(false));
+}
+
+/// A key was made on this thread: if an unreadable data file went into it,
+/// it is remembered as one never to cache.
+#[inline]
+pub(crate) fn key_made(key: &Key) {
+    if HASHED_UNREADABLE
+        .try_with(std::cell::Cell::take)
+        .unwrap_or(false)
+    {
+        ANY_UNCACHEABLE.store(true, Ordering::Release);
+        UNCACHEABLE
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(*key);
+    }
+}
+
+/// Whether `key` is a call with an unreadable data file: run, never
+/// looked up or stored.
+#[inline]
+pub(crate) fn uncacheable(key: &Key) -> bool {
+    ANY_UNCACHEABLE.load(Ordering::Acquire)
+        && UNCACHEABLE
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,7 +313,7 @@ mod tests {
     }
 
     /// Golden values: a change here orphans every stored result, and must
-    /// come with a new `FORMAT_VERSION`.
+    /// come with a new `KEY_VERSION`.
     #[test]
     fn call_keys_are_stable() {
         let golden = [

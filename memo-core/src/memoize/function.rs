@@ -214,7 +214,7 @@ impl Function {
             return compute();
         };
         let (key, call) = *miss;
-        if crate::data_file::uncacheable(&key) {
+        if crate::key::call::uncacheable(&key) {
             return compute();
         }
         let out = self.call(store, &key, compute);
@@ -242,7 +242,7 @@ impl Function {
     fn fresh<O: Outcome>(&self, stored: &O::Stored) -> bool {
         self.ttl == 0
             || O::computed_at(stored)
-                .is_none_or(|at| crate::clock::unix_now_ms().saturating_sub(at) < self.ttl)
+                .is_none_or(|at| crate::time::unix_now_ms().saturating_sub(at) < self.ttl)
     }
 
     /// The base of this function's calls (of `Self` type `self_ty` for a
@@ -340,7 +340,7 @@ impl Function {
         let Some(engine) = store.engine() else {
             return compute();
         };
-        if crate::data_file::uncacheable(key) {
+        if crate::key::call::uncacheable(key) {
             return compute();
         }
         self.register(engine, key);
@@ -411,7 +411,7 @@ impl Function {
         let mut keys = Vec::with_capacity(calls.len());
         let mut slots = Vec::with_capacity(calls.len());
         for (key, f) in calls {
-            if crate::data_file::uncacheable(&key) {
+            if crate::key::call::uncacheable(&key) {
                 // Run, not stored (an unreadable data file).
                 slots.push(super::sweep::Slot::Done(f()));
                 progress.done(true);
@@ -473,7 +473,7 @@ impl Function {
         let Some(engine) = store.engine_arc() else {
             return Err(Turn(None));
         };
-        if crate::data_file::uncacheable(key) {
+        if crate::key::call::uncacheable(key) {
             return Err(Turn(None));
         }
         self.register(engine, key);
@@ -513,7 +513,7 @@ impl Function {
         let (Some(engine), Some(v)) = (store.engine(), out.stored()) else {
             return;
         };
-        if crate::data_file::uncacheable(key) {
+        if crate::key::call::uncacheable(key) {
             return;
         }
         let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);

@@ -42,7 +42,7 @@ pub struct Stamped<V> {
 impl<V> Stamped<V> {
     fn now(value: V) -> Stamped<V> {
         Stamped {
-            at: crate::clock::unix_now_ms(),
+            at: crate::time::unix_now_ms(),
             value,
         }
     }

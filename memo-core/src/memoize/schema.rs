@@ -109,7 +109,7 @@ fn untraceable(name: &str, why: &str) {
         reason = why,
         "memo: a type's shape cannot be traced; bump `version` when it changes"
     );
-    crate::store::on_stderr(&format!(
+    crate::report::on_stderr(&format!(
         "memo: the serde shape of `{name}` cannot be traced ({why}), so a change to it does not \
          change the keys of the functions that use it: bump their `version` when it changes \
          (MEMO_QUIET=1 hides this line)"

@@ -44,13 +44,13 @@ fn open_shared(dir: &str) -> &'static Store {
         .or_else(|e| match e {
             // A bad remote setting costs the remote, not the cache.
             crate::Error::Remote { .. } => {
-                crate::store::remote_off(&e);
+                crate::report::remote_off(&e);
                 Store::builder(&path).limits_from_env().open()
             }
             e => Err(e),
         })
         .unwrap_or_else(|e| {
-            crate::store::caching_off(&path, &e);
+            crate::report::caching_off(&path, &e);
             Store::disabled()
         });
     // One per directory for the life of the process, like `Store::global`.

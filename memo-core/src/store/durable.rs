@@ -31,7 +31,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Engine;
@@ -39,37 +39,6 @@ use crate::error::{IoContext, Result};
 use crate::format::{SEG_HEADER_LEN, hdr, loc};
 use crate::index::Index;
 use crate::sync::{Condvar, Mutex, MutexGuard, unpoison};
-
-/// The running system's boot id as two words, or `None` where there is
-/// none to read.
-pub(crate) fn boot_id() -> Option<[u64; 2]> {
-    static ID: OnceLock<Option<[u64; 2]>> = OnceLock::new();
-    *ID.get_or_init(|| {
-        let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-        let hex: String = text.trim().chars().filter(|c| *c != '-').collect();
-        if hex.len() != 32 {
-            return None;
-        }
-        let hi = u64::from_str_radix(&hex[..16], 16).ok()?;
-        let lo = u64::from_str_radix(&hex[16..], 16).ok()?;
-        // All zeros is what a table that never recorded one holds.
-        (hi | lo != 0).then_some([hi, lo])
-    })
-}
-
-/// Whether `idx` was last known consistent on this boot.
-pub(super) fn same_boot(idx: &Index) -> bool {
-    boot_id().is_none_or(|b| idx.word(hdr::BOOT_ID) == b[0] && idx.word(hdr::BOOT_ID + 1) == b[1])
-}
-
-/// Records this boot in `idx`; caller holds the writer lock (or owns the
-/// table).
-pub(crate) fn stamp_boot(idx: &Index) {
-    if let Some(b) = boot_id() {
-        idx.set(hdr::BOOT_ID, b[0]);
-        idx.set(hdr::BOOT_ID + 1, b[1]);
-    }
-}
 
 /// This process's durable appends not yet known to be on disk.
 #[derive(Default)]
@@ -228,7 +197,7 @@ impl Engine {
         if !self.sync() {
             return Ok(None);
         }
-        if boot_id().is_none() {
+        if crate::index::boot::boot_id().is_none() {
             match slot {
                 Some(slot) => idx.flush_slot(slot)?,
                 None => idx.flush_all()?,

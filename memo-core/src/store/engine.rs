@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::durable::{self, GroupSync};
+use super::durable::GroupSync;
 use super::{Durability, Options, adopt, read, recover};
 use crate::blob::Blobs;
 use crate::dir::Dir;
@@ -178,7 +178,7 @@ impl Engine {
             return Ok(());
         }
         let idx = self.index()?;
-        if !durable::same_boot(&idx) {
+        if !crate::index::boot::same_boot(&idx) {
             self.after_restart()?;
         }
         if idx.word(format::hdr::COST_UNITS) == 0 {
@@ -232,10 +232,10 @@ impl Engine {
     }
 
     /// Says once that a read-only store computes misses without storing
-    /// them (`store::misses_not_stored`).
+    /// them (`report::misses_not_stored`).
     pub(super) fn say_not_stored(&self) {
         self.said_not_stored
-            .call_once(|| super::misses_not_stored(&self.dir));
+            .call_once(|| crate::report::misses_not_stored(&self.dir));
     }
 
     /// Whether puts must survive power loss.

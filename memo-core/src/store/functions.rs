@@ -62,7 +62,7 @@ impl Engine {
             // are still explained.
             Some(r) if self.read_only() => Registered::of(r.read(tag).as_ref(), code),
             Some(r) => r
-                .record(tag, name, version, code, clock::unix_now())
+                .record(tag, name, version, code, crate::time::unix_now())
                 .unwrap_or_else(|e| {
                     tracing::debug!(function = name, error = %e, "memo: could not register the function");
                     Registered::default()
@@ -293,7 +293,7 @@ impl Engine {
         // is kept.
         let cutoff = match sel.older_than {
             Some(age) => {
-                match clock::tick_at(&idx, clock::unix_now().saturating_sub(age.as_secs())) {
+                match clock::tick_at(&idx, crate::time::unix_now().saturating_sub(age.as_secs())) {
                     Some(t) => Some(t),
                     None => return Ok((Vec::new(), FunctionStats::default())),
                 }

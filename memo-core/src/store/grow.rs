@@ -183,7 +183,7 @@ impl Engine {
             }
         };
         let mut new = new;
-        super::stamp_boot(&new);
+        crate::index::boot::stamp_boot(&new);
         new.carry(old, &CARRY_ALL);
         new.set(hdr::TOMBSTONES, 0);
         if !new.begin_move(old.clone()) {

@@ -216,7 +216,7 @@ impl Engine {
     pub(super) fn after_restart(&self) -> Result<()> {
         let _w = self.writer.lock()?;
         let mut idx = self.writer_index()?;
-        if durable::same_boot(&idx) {
+        if crate::index::boot::same_boot(&idx) {
             return Ok(());
         }
         if idx.header_says_moving() || self.root.kind(format::PREV_INDEX_FILE)?.is_some() {
@@ -300,7 +300,7 @@ impl Engine {
         idx.set(hdr::TOMBSTONES, tombstones);
         p.commit();
         recount_bytes(&self.segs, &idx);
-        durable::stamp_boot(&idx);
+        crate::index::boot::stamp_boot(&idx);
         tracing::info!(
             path = %idx.path().display(),
             replayed = records.len(),
@@ -318,7 +318,7 @@ impl Engine {
     fn rebuild_after_restart(&self, old: &Index) -> Result<()> {
         let new = rebuild(&self.segs, &self.tmp, &self.root, self.sync())?;
         old.set(hdr::REPLACED, 1);
-        durable::stamp_boot(&new);
+        crate::index::boot::stamp_boot(&new);
         let new = Arc::new(new);
         self.index.install(new.clone());
         tracing::info!(

@@ -56,7 +56,7 @@ impl Engine {
             // Kept by every writer (`enforce` keeps it too), so a process
             // opening the store later with `max_age` knows when existing
             // entries were last used.
-            clock::record_time(idx, clock::unix_now());
+            clock::record_time(idx, crate::time::unix_now());
             return Vec::new();
         }
         self.enforce(w, idx, false, Some(slot)).unwrap_or_else(|e| {
@@ -79,7 +79,7 @@ impl Engine {
         protect: Option<usize>,
     ) -> Result<Unlinks> {
         let mut unlinks = Vec::new();
-        let now = clock::unix_now();
+        let now = crate::time::unix_now();
         clock::record_time(idx, now);
         let o = &self.opts;
         if let Some(max_age) = o.max_age {
