@@ -424,7 +424,7 @@ fn threads_reload_the_index_while_another_process_grows_it() {
                 let mut i = 0_u64;
                 while !done.load(Ordering::Relaxed) {
                     let k = Key::of(&("reload", t, i % 2000));
-                    if i % 4 == 0 {
+                    if i.is_multiple_of(4) {
                         store.put(&k, &i).unwrap();
                     } else {
                         let _ = store.get::<u64>(&k).unwrap();

@@ -2,20 +2,16 @@
 
 use std::time::{Duration, SystemTime};
 
-/// A size: `10GiB`, `500M` (10^6), `1.5 KiB`, or bytes.
+/// A size: `20GiB`, `500M` (10^6), `1.5 KiB`, `1_000_000`, bytes (memo-core's
+/// grammar, as `MEMO_MAX_BYTES`).
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
-    s.trim()
-        .parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        // bytesize's own message speaks of floats ("cannot parse float
-        // from empty string"): say what a size looks like instead.
-        .map_err(|_| format!("{s:?} is not a size: a number with an optional unit, e.g. 10GiB, 500M, 1.5KiB, 4096"))
+    memo_core::units::parse_size(s)
 }
 
-/// A duration: `30d`, `12h`, `1h 30m`, `90s`.
+/// A duration: `30d`, `12h`, `1h 30m`, `1.5h`, `90s` (memo-core's grammar,
+/// as `MEMO_MAX_AGE` and `ttl`).
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration (e.g. 30d, 12h, 1h 30m): {e}"))
+    memo_core::units::parse_duration(s)
 }
 
 /// A size for people: `1.2 MiB`.

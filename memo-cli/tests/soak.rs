@@ -120,75 +120,12 @@ fn soak_worker() {
         for (t, w) in watches.iter().enumerate() {
             let ms = &ms;
             s.spawn(move || {
-                let mut rng = XorShift::new(me * 1000 + t as u64 + std::process::id() as u64);
+                let mut rng = XorShift::new(me * 1000 + t as u64 + u64::from(std::process::id()));
                 loop {
-                    let op = match rng.below(1000) {
-                        0..=349 => 0,
-                        350..=599 => 1,
-                        600..=749 => 2,
-                        750..=899 => 3,
-                        900..=969 => 4,
-                        970..=984 => 10,
-                        985..=990 => 5,
-                        991..=994 => 8,
-                        995..=997 => 6,
-                        998 => 7,
-                        _ => 9,
-                    };
-                    // Keys over a wide range, so the index keeps growing
-                    // between evictions and clears.
-                    let i = rng.below(200_000);
-                    let k = Key::of(&("soak", i));
+                    let op = pick(&mut rng);
                     w.since.store(ms(), Ordering::Relaxed);
                     w.call.store(op + 1, Ordering::Relaxed);
-                    match op {
-                        0 => store.put_bytes(&k, &value(i)).unwrap(),
-                        1 | 2 => {
-                            if let Some(b) = store.get_bytes(&k).unwrap() {
-                                assert!(*b == value(i)[..], "wrong bytes for key {i}");
-                            }
-                        }
-                        3 => {
-                            // A few keys, so processes race for them.
-                            let j = rng.below(64);
-                            let got: Vec<u64> = store
-                                .get_or_compute(&Key::of(&("flight", j)), || {
-                                    std::thread::sleep(Duration::from_millis(2));
-                                    vec![j; 100]
-                                })
-                                .unwrap();
-                            assert_eq!(got, vec![j; 100]);
-                        }
-                        4 => {
-                            store.remove(&k).unwrap();
-                        }
-                        5 => {
-                            let base = rng.below(10_000);
-                            let out = swept_map((base..base + 40).map(|x| (x,)));
-                            for (x, v) in (base..).zip(out) {
-                                assert_eq!(v, vec![x; (x % 50) as usize]);
-                            }
-                        }
-                        6 => store.trim().unwrap(),
-                        // Its findings mid-run may include what a killed
-                        // writer left for the next writer to repair: the
-                        // parent checks the store clean at the end.
-                        7 => {
-                            let _ = store.verify().unwrap();
-                        }
-                        8 => {
-                            let _ = store.stats();
-                            let _ = store.len();
-                        }
-                        // Rare, so the index grows between clears.
-                        9 if rng.below(40) == 0 => store.clear().unwrap(),
-                        9 => {
-                            let _ = store.len();
-                        }
-                        _ => {
-                            let _ = store.contains(&k);
-                        }
-                    }
+                    one_call(store, op, &mut rng);
                     let took = ms().saturating_sub(w.since.load(Ordering::Relaxed));
                     w.longest_ms.fetch_max(took, Ordering::Relaxed);
                     w.calls.fetch_add(1, Ordering::Relaxed);
@@ -228,6 +165,80 @@ fn soak_worker() {
             }
         }
     });
+}
+
+/// The next call, by its number in `CALLS`: mostly puts and gets, now and
+/// then the maintenance that contends with them.
+fn pick(rng: &mut XorShift) -> u64 {
+    match rng.below(1000) {
+        0..=349 => 0,
+        350..=599 => 1,
+        600..=749 => 2,
+        750..=899 => 3,
+        900..=969 => 4,
+        970..=984 => 10,
+        985..=990 => 5,
+        991..=994 => 8,
+        995..=997 => 6,
+        998 => 7,
+        _ => 9,
+    }
+}
+
+/// Makes call `op` (a number in `CALLS`) on `store`, checking what it reads.
+fn one_call(store: &Store, op: u64, rng: &mut XorShift) {
+    // Keys over a wide range, so the index keeps growing
+    // between evictions and clears.
+    let i = rng.below(200_000);
+    let k = Key::of(&("soak", i));
+    match op {
+        0 => store.put_bytes(&k, &value(i)).unwrap(),
+        1 | 2 => {
+            if let Some(b) = store.get_bytes(&k).unwrap() {
+                assert!(*b == value(i)[..], "wrong bytes for key {i}");
+            }
+        }
+        3 => {
+            // A few keys, so processes race for them.
+            let j = rng.below(64);
+            let got: Vec<u64> = store
+                .get_or_compute(&Key::of(&("flight", j)), || {
+                    std::thread::sleep(Duration::from_millis(2));
+                    vec![j; 100]
+                })
+                .unwrap();
+            assert_eq!(got, vec![j; 100]);
+        }
+        4 => {
+            store.remove(&k).unwrap();
+        }
+        5 => {
+            let base = rng.below(10_000);
+            let out = swept_map((base..base + 40).map(|x| (x,)));
+            for (x, v) in (base..).zip(out) {
+                assert_eq!(v, vec![x; (x % 50) as usize]);
+            }
+        }
+        6 => store.trim().unwrap(),
+        // Its findings mid-run may include what a killed
+        // writer left for the next writer to repair: the
+        // parent checks the store clean at the end.
+        7 => {
+            let _ = store.verify().unwrap();
+        }
+        8 => {
+            let _ = store.stats();
+            let _ = store.len();
+        }
+        // Rare, so the index grows between clears.
+        9 if rng.below(40) == 0 => store.clear().unwrap(),
+        9 => {
+            let _ = store.len();
+        }
+        _ => {
+            let _ = store.contains(&k);
+        }
+    }
 }
 
 /// Every thread's stack of this process, if gdb is there to print them.

@@ -124,7 +124,7 @@ mod stats;
 mod store;
 mod sync;
 mod time;
-mod units;
+pub mod units;
 
 pub use array::Array;
 /// The traits an [`Array`]'s element type needs (`Pod` for plain old data),

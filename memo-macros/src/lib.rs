@@ -6,11 +6,18 @@
 
 mod args;
 mod duration;
+// memo-core's grammar of sizes and durations, the same file: the macro
+// checks `ttl` and `min_cost` literals with the code that reads
+// `MEMO_MAX_AGE` and the `memo` command's options (memo-core cannot be a
+// dependency of the macro it re-exports).
 mod errors;
 mod expand;
 mod fingerprint;
 mod sig;
 mod track;
+#[path = "../../memo-core/src/units.rs"]
+#[allow(dead_code, reason = "the macro reads durations, not sizes")]
+mod units;
 
 use proc_macro::TokenStream;
 

@@ -253,7 +253,8 @@ impl StoreBuilder {
 
     /// Takes limits from the environment, where set: `MEMO_MAX_BYTES` (a
     /// size: `10GiB`, `500M`, bytes), `MEMO_MAX_ENTRIES` and `MEMO_MAX_AGE`
-    /// (a duration: `30d`, `12h`, `90m`, seconds). A value that does not
+    /// (a duration: `30d`, `12h`, `1h 30m`, `1.5h`, seconds), in the
+    /// grammar of [`units`](crate::units). A value that does not
     /// parse is reported through `tracing` and that limit left unset.
     /// [`Store::global`] and `#[memoize(dir = ...)]` stores do this, so
     /// the default store need not grow forever.
@@ -261,9 +262,9 @@ impl StoreBuilder {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         if let Some(v) = var("MEMO_MAX_BYTES") {
             match crate::units::parse_size(&v) {
-                Some(b) => self.opts.max_bytes = Some(b),
-                None => {
-                    tracing::warn!(value = %v, "memo: MEMO_MAX_BYTES is not a size (10GiB, 500M, bytes); ignored");
+                Ok(b) => self.opts.max_bytes = Some(b),
+                Err(e) => {
+                    tracing::warn!(value = %v, "memo: MEMO_MAX_BYTES: {e}; ignored");
                 }
             }
         }
@@ -277,9 +278,9 @@ impl StoreBuilder {
         }
         if let Some(v) = var("MEMO_MAX_AGE") {
             match crate::units::parse_duration(&v) {
-                Some(d) => self.opts.max_age = Some(d),
-                None => {
-                    tracing::warn!(value = %v, "memo: MEMO_MAX_AGE is not a duration (30d, 12h, 90m, seconds); ignored");
+                Ok(d) => self.opts.max_age = Some(d),
+                Err(e) => {
+                    tracing::warn!(value = %v, "memo: MEMO_MAX_AGE: {e}; ignored");
                 }
             }
         }
