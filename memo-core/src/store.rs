@@ -30,7 +30,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub(crate) use compute::{Flown, Keep};
+pub(crate) use compute::{Call, Flown, Source};
 pub(crate) use engine::Engine;
 pub(crate) use flight_async::{FlightGuard, Led};
 pub(crate) use options::Options;
@@ -390,16 +390,7 @@ impl Store {
         F: FnOnce() -> V,
     {
         match &self.engine {
-            Some(e) => e.compute_once(
-                key,
-                compute,
-                |v: &V| Some(v),
-                |v| v,
-                Err,
-                |err| {
-                    tracing::warn!(%key, error = %err, "memo: computed value could not be stored");
-                },
-            ),
+            Some(e) => e.compute_once(key, &compute::Whole(std::marker::PhantomData), compute),
             None => Ok(compute()),
         }
     }
@@ -443,16 +434,7 @@ impl Store {
         F: FnOnce() -> std::result::Result<V, E>,
     {
         match &self.engine {
-            Some(e) => e.compute_once(
-                key,
-                compute,
-                |r: &std::result::Result<V, E>| r.as_ref().ok(),
-                Ok,
-                Err,
-                |err| {
-                    tracing::warn!(%key, error = %err, "memo: computed value could not be stored");
-                },
-            ),
+            Some(e) => e.compute_once(key, &compute::OkOnly(std::marker::PhantomData), compute),
             None => Ok(compute()),
         }
     }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::outcome::Outcome;
 use super::track::{Track, helpers_digest};
 use crate::key::call::{Base, Identity, KeyBuilder, has_tag, tag_of};
-use crate::store::{Engine, FlightGuard, Flown, Led};
+use crate::store::{Call, Engine, FlightGuard, Flown, Led, Source};
 use crate::{Error, FunctionStats, Key, Result, Store};
 
 /// One memoized function, as the macro saw it. `static` in the expansion.
@@ -345,8 +345,8 @@ impl Function {
         }
         self.register(engine, key);
         match self.flight(engine, key, true, compute) {
-            Flown::Done(o, computed) => {
-                if !computed {
+            Flown::Done(o, from) => {
+                if from == Source::Stored {
                     tracing::debug!(function = self.name, module = self.module, %key, "memo: hit");
                 }
                 o
@@ -367,24 +367,13 @@ impl Function {
         wait: bool,
         compute: F,
     ) -> Flown<O, F> {
-        let flown = engine.compute_flight(
+        let call = Typed {
+            f: self,
+            engine,
             key,
-            wait,
-            compute,
-            || self.missed(engine, key),
-            &crate::store::Keep {
-                fresh: |v: &O::Stored| self.fresh::<O>(v),
-                min_cost_us: self.min_cost,
-            },
-            O::stored,
-            O::from_stored,
-            |e| {
-                self.report(key, &e);
-                Ok::<(), std::convert::Infallible>(())
-            },
-            |e| self.report(key, e),
-        );
-        match flown {
+            out: std::marker::PhantomData,
+        };
+        match engine.compute_flight(key, &call, wait, compute) {
             Ok(f) => f,
             Err(never) => match never {},
         }
@@ -436,8 +425,8 @@ impl Function {
             keys.push(key);
         }
         let flight = |i: usize, wait: bool, f: F| match self.flight(engine, &keys[i], wait, f) {
-            done @ Flown::Done(_, computed) => {
-                progress.done(computed);
+            done @ Flown::Done(_, from) => {
+                progress.done(from == Source::Computed);
                 done
             }
             busy => busy,
@@ -510,21 +499,19 @@ impl Function {
 
     /// Stores what an `async` call computed since `started`.
     pub fn save<O: Outcome>(&self, store: &Store, key: &Key, out: &O, started: Instant) {
-        let (Some(engine), Some(v)) = (store.engine(), out.stored()) else {
+        let Some(engine) = store.engine() else {
             return;
         };
         if crate::key::call::uncacheable(key) {
             return;
         }
-        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        if took < self.min_cost {
-            return;
-        }
-        let cost = crate::format::cost_word(took);
-        match engine.put_value(key, v, cost) {
-            Ok(()) => engine.write_through(key, cost),
-            Err(e) => self.report(key, &e),
-        }
+        let call = Typed {
+            f: self,
+            engine,
+            key,
+            out: std::marker::PhantomData,
+        };
+        engine.store_computed(key, &call, out, started);
     }
 
     /// Runs `compute` whatever is stored, and stores its result in place of
@@ -601,6 +588,47 @@ impl Function {
         } else {
             tracing::debug!(function = self.name, module = self.module, %key, error = %e, "memo: store problem");
         }
+    }
+}
+
+/// A memoized function's call as the engine's single flight sees it
+/// (`store::Call`): results of type `O`, stored as `O` says, loaded only
+/// while fresh (`ttl`), not stored below `min_cost`, problems reported and
+/// the body run instead.
+struct Typed<'a, O> {
+    f: &'a Function,
+    engine: &'a Engine,
+    key: &'a Key,
+    out: std::marker::PhantomData<fn() -> O>,
+}
+
+impl<O: Outcome> Call for Typed<'_, O> {
+    type Out = O;
+    type Stop = std::convert::Infallible;
+    fn load(&self, engine: &Engine, key: &Key, count: bool) -> Result<Option<O>> {
+        Ok(engine
+            .get_local::<O::Stored>(key, count)?
+            .filter(|v| self.f.fresh::<O>(v))
+            .map(O::from_stored))
+    }
+    fn store(&self, engine: &Engine, key: &Key, out: &O, cost: u32) -> Result<bool> {
+        match out.stored() {
+            Some(v) => engine.put_value(key, v, cost).map(|()| true),
+            None => Ok(false),
+        }
+    }
+    fn min_cost_us(&self) -> u64 {
+        self.f.min_cost
+    }
+    fn computing(&self) {
+        self.f.missed(self.engine, self.key);
+    }
+    fn lookup_failed(&self, e: Error) -> std::result::Result<(), Self::Stop> {
+        self.f.report(self.key, &e);
+        Ok(())
+    }
+    fn store_failed(&self, e: &Error) {
+        self.f.report(self.key, e);
     }
 }
 

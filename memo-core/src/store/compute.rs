@@ -36,79 +36,42 @@ impl Engine {
         }
     }
 
-    /// `get_or_compute`, generalised for the macro: `kept` says what of a
-    /// computed result is stored (all of it, or a `Result`'s `Ok`), `from`
-    /// turns a stored value back into a result. A lookup error goes to
-    /// `lookup_failed`, which returns it (`get_or_compute`) or reports it and
-    /// lets the value be computed (the macro, with `X = Infallible`); a
-    /// failure to store the result goes to `store_failed`.
-    pub(crate) fn compute_once<V, R, X>(
+    /// `get_or_compute`: the stored result of `key`, or `compute` run once
+    /// across threads, processes and machines and its result stored, as
+    /// `call` says.
+    pub(crate) fn compute_once<C: Call, F: FnOnce() -> C::Out>(
         &self,
         key: &Key,
-        compute: impl FnOnce() -> R,
-        kept: impl FnOnce(&R) -> Option<&V>,
-        from: impl FnOnce(V) -> R,
-        lookup_failed: impl Fn(Error) -> std::result::Result<(), X>,
-        store_failed: impl FnOnce(&Error),
-    ) -> std::result::Result<R, X>
-    where
-        V: Serialize + DeserializeOwned,
-    {
-        match self.compute_flight(
-            key,
-            true,
-            compute,
-            || {},
-            &Keep {
-                fresh: |_: &V| true,
-                min_cost_us: 0,
-            },
-            kept,
-            from,
-            lookup_failed,
-            store_failed,
-        )? {
-            Flown::Done(r, _) => Ok(r),
+        call: &C,
+        compute: F,
+    ) -> std::result::Result<C::Out, C::Stop> {
+        Ok(match self.compute_flight(key, call, true, compute)? {
+            Flown::Done(r, _) => r,
             // A waiting flight is never busy; should one be, computing is
             // what the caller asked for.
-            Flown::Busy(compute) => Ok(compute()),
-        }
+            Flown::Busy(compute) => compute(),
+        })
     }
 
-    /// As `compute_once`; without `wait`, a key another process (or, with
-    /// a remote tier, another machine) is computing is left to it: its
-    /// `compute` comes back unrun as `Busy`, for the caller to ask again
-    /// later (a sweep takes the next input meanwhile). `before` runs just
-    /// before `compute` does; `keep` says which stored values still count
-    /// and which computed ones are worth storing.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "compute_once's, whether to wait, a hook and what to keep"
-    )]
-    pub(crate) fn compute_flight<V, R, X, F>(
+    /// One call's flight: its lookup, then its computation once across
+    /// threads, processes and machines, then its store, as `call` says.
+    /// Without `wait`, a key another process (or, with a remote tier,
+    /// another machine) is computing is left to it: `compute` comes back
+    /// unrun as `Busy`, for the caller to ask again later (a sweep takes
+    /// the next input meanwhile).
+    pub(crate) fn compute_flight<C: Call, F: FnOnce() -> C::Out>(
         &self,
         key: &Key,
+        call: &C,
         wait: bool,
         compute: F,
-        before: impl FnOnce(),
-        keep: &Keep<impl Fn(&V) -> bool>,
-        kept: impl FnOnce(&R) -> Option<&V>,
-        from: impl FnOnce(V) -> R,
-        lookup_failed: impl Fn(Error) -> std::result::Result<(), X>,
-        store_failed: impl FnOnce(&Error),
-    ) -> std::result::Result<Flown<R, F>, X>
-    where
-        V: Serialize + DeserializeOwned,
-        F: FnOnce() -> R,
-    {
-        let found = |count: bool| match self.get_local::<V>(key, count) {
-            // A stale value (past its ttl) is a miss: computed again and
-            // replaced.
-            Ok(v) => Ok(v.filter(|v| (keep.fresh)(v))),
-            Err(e) => lookup_failed(e).map(|()| None),
+    ) -> std::result::Result<Flown<C::Out, F>, C::Stop> {
+        let found = |count: bool| match call.load(self, key, count) {
+            Ok(v) => Ok(v),
+            Err(e) => call.lookup_failed(e).map(|()| None),
         };
         if let Some(v) = found(true)? {
-            return Ok(Flown::Done(from(v), false));
+            return Ok(Flown::Done(v, Source::Stored));
         }
         let out = self.inflight.run(key, move || {
             // Another thread may have computed it while this one waited.
@@ -120,7 +83,7 @@ impl Engine {
                 // Nothing computed here can be stored, so there is no
                 // flight for others to wait on, and no value to put.
                 self.say_not_stored();
-                before();
+                call.computing();
                 return Ok(Step::Computed(compute()));
             }
             // Then one computation across processes: whoever holds the key's
@@ -167,35 +130,119 @@ impl Engine {
                     return Ok(Step::Found(v));
                 }
             }
-            before();
-            let t = Instant::now();
+            call.computing();
+            let started = Instant::now();
             let r = compute();
-            let took = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
-            let cost = crate::format::cost_word(took);
-            if let Some(v) = kept(&r).filter(|_| took >= keep.min_cost_us) {
-                match self.put_value(key, v, cost) {
-                    Ok(()) => self.write_through(key, cost),
-                    Err(err) => store_failed(&err),
-                }
-            }
+            self.store_computed(key, call, &r, started);
             // Released once the value is on the remote (or failed to be).
             drop(lease);
             Ok(Step::Computed(r))
         })?;
         Ok(match out {
-            Step::Found(v) => Flown::Done(from(v), false),
-            Step::Computed(r) => Flown::Done(r, true),
+            Step::Found(v) => Flown::Done(v, Source::Stored),
+            Step::Computed(r) => Flown::Done(r, Source::Computed),
             Step::Busy(compute) => Flown::Busy(compute),
         })
     }
+
+    /// Stores what `call` keeps of `out`, computed from `started` until now:
+    /// unless it took less than the call's `min_cost`, it is put locally
+    /// with its cost and written through to the remote tier. A failure is
+    /// the call's to report; the computed value stands. The one path by
+    /// which a computed result is stored, for sync calls, `async` calls,
+    /// sweeps and other languages' calls alike.
+    pub(crate) fn store_computed<C: Call>(
+        &self,
+        key: &Key,
+        call: &C,
+        out: &C::Out,
+        started: Instant,
+    ) {
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if took < call.min_cost_us() {
+            return;
+        }
+        let cost = crate::format::cost_word(took);
+        match call.store(self, key, out, cost) {
+            Ok(true) => self.write_through(key, cost),
+            Ok(false) => {}
+            Err(err) => call.store_failed(&err),
+        }
+    }
 }
 
-/// What a flight keeps: which stored values still count (`fresh`: all but
-/// those past a ttl), and which computed values are stored (those that
-/// took at least `min_cost_us` microseconds).
-pub(crate) struct Keep<F> {
-    pub fresh: F,
-    pub min_cost_us: u64,
+/// What the engine's single flight asks of a call's runtime: how to load a
+/// stored result (and whether it still counts), what of a computed one to
+/// store, the least cost worth storing, and what a failure means. The
+/// runtime of `#[memoize]` (`memoize/`), `Store::get_or_compute` and the
+/// byte-level call protocol for other languages each implement it; the
+/// engine knows none of them.
+pub(crate) trait Call {
+    /// A result as the caller returns it, computed or loaded.
+    type Out;
+    /// What ends a flight whose lookup failed (`Infallible` for a runtime
+    /// that reports the failure and computes instead).
+    type Stop;
+    /// The stored result of `key` in the local store, if there is one that
+    /// still counts (a ttl may have passed); `count` counts the lookup.
+    fn load(&self, engine: &Engine, key: &Key, count: bool) -> crate::Result<Option<Self::Out>>;
+    /// Stores what of `out` is kept (all of it, a `Result`'s `Ok`, nothing)
+    /// with its cost word; `false` when nothing of it is kept.
+    fn store(&self, engine: &Engine, key: &Key, out: &Self::Out, cost: u32) -> crate::Result<bool>;
+    /// Computations faster than this many microseconds are not stored.
+    fn min_cost_us(&self) -> u64 {
+        0
+    }
+    /// Runs just before the body does (a memoized function counts a miss).
+    fn computing(&self) {}
+    /// A lookup failed: `Err` ends the flight with it, `Ok` computes.
+    fn lookup_failed(&self, e: Error) -> std::result::Result<(), Self::Stop>;
+    /// Storing a computed result failed; the result is returned anyway.
+    fn store_failed(&self, e: &Error);
+}
+
+/// `Store::get_or_compute`'s call: any serde value, stored whole, lookup
+/// errors returned.
+pub(crate) struct Whole<V>(pub std::marker::PhantomData<fn() -> V>);
+
+impl<V: Serialize + DeserializeOwned> Call for Whole<V> {
+    type Out = V;
+    type Stop = Error;
+    fn load(&self, engine: &Engine, key: &Key, count: bool) -> crate::Result<Option<V>> {
+        engine.get_local(key, count)
+    }
+    fn store(&self, engine: &Engine, key: &Key, out: &V, cost: u32) -> crate::Result<bool> {
+        engine.put_value(key, out, cost).map(|()| true)
+    }
+    fn lookup_failed(&self, e: Error) -> crate::Result<()> {
+        Err(e)
+    }
+    fn store_failed(&self, e: &Error) {
+        tracing::warn!(error = %e, "memo: computed value could not be stored");
+    }
+}
+
+/// `Store::get_or_try_compute`'s call: a `Result` whose `Ok` is stored.
+pub(crate) struct OkOnly<V, E>(pub std::marker::PhantomData<fn() -> (V, E)>);
+
+impl<V: Serialize + DeserializeOwned, E> Call for OkOnly<V, E> {
+    type Out = std::result::Result<V, E>;
+    type Stop = Error;
+    fn load(&self, engine: &Engine, key: &Key, count: bool) -> crate::Result<Option<Self::Out>> {
+        Ok(engine.get_local(key, count)?.map(Ok))
+    }
+    fn store(&self, engine: &Engine, key: &Key, out: &Self::Out, cost: u32) -> crate::Result<bool> {
+        match out {
+            Ok(v) => engine.put_value(key, v, cost).map(|()| true),
+            Err(_) => Ok(false),
+        }
+    }
+    fn lookup_failed(&self, e: Error) -> crate::Result<()> {
+        Err(e)
+    }
+    fn store_failed(&self, e: &Error) {
+        tracing::warn!(error = %e, "memo: computed value could not be stored");
+    }
 }
 
 /// What a flight ended with, inside the in-process flight.
@@ -205,10 +252,19 @@ enum Step<V, R, F> {
     Busy(F),
 }
 
+/// Where a flight's value came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// Found in the local store, or fetched from the remote tier.
+    Stored,
+    /// Computed by this call.
+    Computed,
+}
+
 /// What `compute_flight` did.
 pub(crate) enum Flown<R, F> {
-    /// The value: found or fetched (`false`), or computed here (`true`).
-    Done(R, bool),
+    /// The value, and where it came from.
+    Done(R, Source),
     /// Another process or machine is computing it; `compute` was not run.
     Busy(F),
 }
