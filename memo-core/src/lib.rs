@@ -140,6 +140,7 @@ pub use memoize::bounds::{Hashable, Storable};
 #[doc(hidden)]
 pub use memoize::bounds::{memoize_argument, memoize_result};
 pub use memoize::lazy::Lazy;
+pub use memoize::protocol;
 pub use mmap::Bytes;
 pub use remote::RemoteMode;
 pub use stats::{FunctionInfo, FunctionStats, Selection, Stats, Transfer, VerifyReport};

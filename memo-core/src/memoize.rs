@@ -4,7 +4,8 @@
 //! (`sweep.rs`), results by reference (`lazy.rs`), the shapes of the types
 //! in a key (`schema.rs`), the compile-time checks of argument and result
 //! types (`bounds.rs`), the store of `dir = "..."` (`store_at.rs`) and how
-//! a body is run (`body.rs`).
+//! a body is run (`body.rs`), and the same runtime for functions of other
+//! languages (`protocol.rs`, public as `memo_core::protocol`).
 //!
 //! The engine (`store/`) knows none of this: it offers single flight
 //! through one trait (`store::compute::Call`), and this room drives it.
@@ -16,6 +17,7 @@ pub(crate) mod function;
 pub(crate) mod lazy;
 pub(crate) mod memory;
 pub(crate) mod outcome;
+pub mod protocol;
 pub(crate) mod schema;
 pub(crate) mod store_at;
 pub(crate) mod sweep;

@@ -190,6 +190,16 @@ impl Bytes {
         region.get(off, len)?;
         Some(Bytes { region, off, len })
     }
+
+    /// The bytes after the first `skip`, viewing the same mapping; `None`
+    /// if there are fewer.
+    pub(crate) fn skip(&self, skip: usize) -> Option<Bytes> {
+        Bytes::new(
+            self.region.clone(),
+            self.off + skip,
+            self.len.checked_sub(skip)?,
+        )
+    }
 }
 
 impl Deref for Bytes {

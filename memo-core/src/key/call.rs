@@ -62,6 +62,10 @@ pub(crate) struct Identity<'a> {
     pub helpers: Option<[u8; 32]>,
     /// The digest of its types' serde shapes (`schema.rs`), if known.
     pub schema: Option<[u8; 32]>,
+    /// The language of a function a binding memoizes (`"python"`); empty
+    /// for Rust. Hashed only when set, so Rust keys are as they were, and
+    /// a Python `lab.fit` never shares keys or a tag with a Rust one.
+    pub language: &'a str,
 }
 
 /// What every call's key of one function starts from.
@@ -123,6 +127,9 @@ impl Identity<'_> {
             h.update(b"schema");
             h.update(&d);
         }
+        if !self.language.is_empty() {
+            feed(&mut h, &["language", self.language]);
+        }
         Base {
             key: *h.finalize().as_bytes(),
             tag: self.tag(),
@@ -134,6 +141,9 @@ impl Identity<'_> {
     pub(crate) fn tag(&self) -> [u8; 8] {
         let mut h = blake3::Hasher::new_derive_key(TAG_CONTEXT);
         feed(&mut h, &[self.module, self.self_ty, self.name]);
+        if !self.language.is_empty() {
+            feed(&mut h, &["language", self.language]);
+        }
         let mut tag = [0; 8];
         tag.copy_from_slice(&h.finalize().as_bytes()[..8]);
         tag
@@ -214,6 +224,13 @@ impl KeyBuilder {
     #[inline]
     pub fn arg<T: Serialize + ?Sized>(&mut self, value: &T) {
         self.hasher.value(value);
+    }
+
+    /// Feeds bytes another encoder already put in canonical form (a
+    /// binding's arguments: `memoize::protocol`).
+    #[inline]
+    pub(crate) fn encoded(&mut self, bytes: &[u8]) {
+        self.hasher.write(bytes);
     }
 
     /// The canonical bytes fed so far (type parameters, arguments), while
@@ -300,6 +317,7 @@ mod tests {
         timed: false,
         helpers: None,
         schema: None,
+        language: "",
     };
 
     fn key(id: &Identity<'_>, type_params: &[&'static str], args: &(u32, &str)) -> String {

@@ -261,7 +261,7 @@ impl Hasher {
     }
 
     #[inline]
-    fn write(&mut self, bytes: &[u8]) {
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
         let pos = self.pos;
         if let Some(dst) = self.buf.get_mut(pos..pos + bytes.len()) {
             dst.copy_from_slice(bytes);

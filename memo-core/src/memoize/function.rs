@@ -43,6 +43,10 @@ pub struct Function {
     /// path checks them with two loads (`register`).
     registered: AtomicU64,
     registered_tag: AtomicU64,
+    /// The language of a function a binding memoizes (`protocol.rs`), or
+    /// empty for Rust; with it, the helpers' digest the binding computed.
+    language: &'static str,
+    foreign_helpers: Option<[u8; 32]>,
 }
 
 impl Function {
@@ -68,7 +72,22 @@ impl Function {
             methods: RwLock::new(Vec::new()),
             registered: AtomicU64::new(0),
             registered_tag: AtomicU64::new(0),
+            language: "",
+            foreign_helpers: None,
         }
+    }
+
+    /// A function of another language (`protocol.rs`), whose tracked
+    /// helpers' digest the binding computed.
+    #[must_use]
+    pub(crate) const fn foreign(
+        mut self,
+        language: &'static str,
+        helpers: Option<[u8; 32]>,
+    ) -> Function {
+        self.language = language;
+        self.foreign_helpers = helpers;
+        self
     }
 
     /// `#[memoize(ttl = ...)]`: results older than `millis` milliseconds
@@ -99,7 +118,7 @@ impl Function {
 
     /// Empties this function's in-process tier, if it has one (the
     /// function's own `Function` made it; a helper's reaches it by name).
-    fn forget(&self) {
+    pub(crate) fn forget(&self) {
         if self.memory_cap > 0 {
             super::memory::of(self.module, self.name, self.memory_cap).clear();
         }
@@ -232,8 +251,11 @@ impl Function {
             tokens: self.tokens,
             version: self.version,
             timed: self.ttl != 0,
-            helpers: (!self.uses.is_empty()).then(|| helpers_digest(self.uses)),
+            helpers: self
+                .foreign_helpers
+                .or_else(|| (!self.uses.is_empty()).then(|| helpers_digest(self.uses))),
             schema: None,
+            language: self.language,
         }
     }
 
@@ -288,7 +310,7 @@ impl Function {
     /// Registers this function with `engine`'s registry, once per process
     /// per store and `Self` type (the engine keeps the set; the atomic
     /// keeps the common case to one load).
-    fn register(&self, engine: &Engine, key: &Key) {
+    pub(crate) fn register(&self, engine: &Engine, key: &Key) {
         let serial = engine.serial();
         let tag = tag_of(key);
         let tag_word = u64::from_le_bytes(tag);
@@ -306,7 +328,10 @@ impl Function {
         let Some((self_ty, base)) = found else {
             return;
         };
-        let name = if self_ty.is_empty() {
+        let name = if !self.language.is_empty() {
+            // Named as its own language names it: `lab.models.fit`.
+            format!("{}.{}", self.module, self.name)
+        } else if self_ty.is_empty() {
             format!("{}::{}", self.module, self.name)
         } else {
             format!("{}::{}::{}", self.module, short_type(self_ty), self.name)
@@ -317,6 +342,32 @@ impl Function {
         engine.register(tag, base.code(), &name, self.version);
         self.registered_tag.store(tag_word, Ordering::Relaxed);
         self.registered.store(serial, Ordering::Relaxed);
+    }
+
+    /// `ttl` in milliseconds (0: none).
+    pub(crate) fn ttl_ms(&self) -> u64 {
+        self.ttl
+    }
+
+    /// `min_cost` in microseconds (0: none).
+    pub(crate) fn min_cost_us(&self) -> u64 {
+        self.min_cost
+    }
+
+    /// The in-process tier, if the function has one.
+    pub(crate) fn memory_tier(&self) -> Option<&super::memory::Memory> {
+        (self.memory_cap > 0).then(|| {
+            &**self
+                .memory
+                .get_or_init(|| super::memory::of(self.module, self.name, self.memory_cap))
+        })
+    }
+
+    /// The base of a function of another language (`protocol.rs`): its
+    /// identity says which language, so it never shares keys or a tag with
+    /// a Rust function of the same name.
+    pub(crate) fn foreign_base(&self) -> Base {
+        *self.free.get_or_init(|| self.identity("").base())
     }
 
     /// The tag of this function's entries (see `key::call`).
@@ -436,7 +487,7 @@ impl Function {
 
     /// Counts a miss of this function (a computation) and says why it
     /// missed in the `memo: miss` debug event.
-    fn missed(&self, engine: &Engine, key: &Key) {
+    pub(crate) fn missed(&self, engine: &Engine, key: &Key) {
         engine.count_miss(key);
         tracing::debug!(
             function = self.name,
@@ -511,7 +562,7 @@ impl Function {
             key,
             out: std::marker::PhantomData,
         };
-        engine.store_computed(key, &call, out, started);
+        engine.store_computed(key, &call, out, started.elapsed());
     }
 
     /// Runs `compute` whatever is stored, and stores its result in place of
@@ -570,7 +621,7 @@ impl Function {
     /// Reports a store problem through `tracing`: a warning the first time
     /// for each function and cause, a debug event after, so a broken store
     /// does not flood the log with a line per call.
-    fn report(&self, key: &Key, e: &Error) {
+    pub(crate) fn report(&self, key: &Key, e: &Error) {
         static SEEN: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
         let cause = format!("{}::{}: {}", self.module, self.name, cause(e));
         let first = SEEN

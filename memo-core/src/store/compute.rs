@@ -133,7 +133,7 @@ impl Engine {
             call.computing();
             let started = Instant::now();
             let r = compute();
-            self.store_computed(key, call, &r, started);
+            self.store_computed(key, call, &r, started.elapsed());
             // Released once the value is on the remote (or failed to be).
             drop(lease);
             Ok(Step::Computed(r))
@@ -145,7 +145,7 @@ impl Engine {
         })
     }
 
-    /// Stores what `call` keeps of `out`, computed from `started` until now:
+    /// Stores what `call` keeps of `out`, which took `took` to compute:
     /// unless it took less than the call's `min_cost`, it is put locally
     /// with its cost and written through to the remote tier. A failure is
     /// the call's to report; the computed value stands. The one path by
@@ -156,9 +156,9 @@ impl Engine {
         key: &Key,
         call: &C,
         out: &C::Out,
-        started: Instant,
+        took: std::time::Duration,
     ) {
-        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         if took < call.min_cost_us() {
             return;
         }

@@ -45,7 +45,7 @@ impl Engine {
 
     /// Finds `key`'s value: its bytes and the id of the codec that wrote
     /// them. Counts a hit or a miss when `count` is set.
-    pub(super) fn lookup(&self, key: &Key, count: bool) -> Result<Option<(Bytes, u8)>> {
+    pub(crate) fn lookup(&self, key: &Key, count: bool) -> Result<Option<(Bytes, u8)>> {
         for _ in 0..RETRIES {
             // Under the read guard, not a clone of the Arc: one uncontended
             // read lock instead of two reference-count updates on a shared

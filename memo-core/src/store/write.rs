@@ -87,7 +87,7 @@ impl Engine {
 
     /// Stores bytes a codec (`codec`, its id) already encoded: raw values,
     /// and values installed from the remote tier.
-    pub(super) fn put_encoded(&self, key: &Key, codec: u8, value: &[u8], cost: u32) -> Result<()> {
+    pub(crate) fn put_encoded(&self, key: &Key, codec: u8, value: &[u8], cost: u32) -> Result<()> {
         if value.len() as u64 > VALUE_MAX {
             return Err(Error::TooLarge {
                 key: *key,

@@ -1,0 +1,459 @@
+//! The call protocol for functions of other languages: what a binding (the
+//! Python package) drives instead of re-implementing memo's runtime.
+//!
+//! A binding gives a function's identity (its language, module, name,
+//! canonical code text, `version` and tracked helpers' digest) and, per
+//! call, the canonical encoding of its arguments (the type tags of
+//! `docs/format.md`, "Canonical encoding", so equal values give equal
+//! bytes in any language); it gets the call's [`Key`] back. A call then
+//! runs through the same runtime as a `#[memoize]` function's: the same
+//! key derivation, registry and per-function counts, the in-process tier,
+//! `ttl` and `min_cost`, single flight across threads, processes and
+//! machines, cost timing, and write-through to the remote tier. Values
+//! cross the protocol as bytes the binding encoded, tagged with one of the
+//! codec ids reserved for bindings ([`FOREIGN_CODECS`]); a stored value
+//! comes back as a view of the mapped file when it is one.
+//!
+//! # Examples
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! use memo_core::Store;
+//! use memo_core::protocol::{Encoded, Function, Identity, Options};
+//!
+//! let store = Store::open(dir.path())?;
+//! let f = Function::new(
+//!     &Identity {
+//!         language: "python",
+//!         module: "lab",
+//!         name: "fit",
+//!         code: "def fit(x): return x * 2",
+//!         version: "",
+//!         helpers: None,
+//!     },
+//!     Options::default(),
+//! );
+//! let key = f.key(b"canonical bytes of (21,)");
+//! let mut runs = 0;
+//! for _ in 0..2 {
+//!     let v = f.call(&store, &key, || {
+//!         runs += 1;
+//!         Ok::<_, std::io::Error>(Encoded::new(16, b"42".to_vec()))
+//!     })?;
+//!     assert_eq!((&*v, v.codec()), (&b"42"[..], 16));
+//! }
+//! assert_eq!(runs, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::convert::Infallible;
+use std::ops::{Deref, RangeInclusive};
+use std::time::Duration;
+
+use super::function::Function as Runtime;
+use crate::key::call::KeyBuilder;
+use crate::store::{Call, Engine, Flown};
+use crate::{Bytes, Error, FunctionStats, Key, Result, Store};
+
+/// Codec ids a binding may tag its values with (`docs/format.md` lists
+/// them); memo's own are below. Python uses 16 (its plain-data encoding)
+/// and 17 (pickle).
+pub const FOREIGN_CODECS: RangeInclusive<u8> = 16..=31;
+
+/// What identifies a function of another language.
+#[derive(Clone, Copy, Debug)]
+pub struct Identity<'a> {
+    /// The language (`"python"`): functions of different languages never
+    /// share keys.
+    pub language: &'a str,
+    /// Its module (`"lab.models"`).
+    pub module: &'a str,
+    /// Its name within the module (a qualified name: `"Ridge.fit"`).
+    pub name: &'a str,
+    /// Its code in a canonical form (Python: the parsed source without
+    /// comments, docstrings and formatting): editing it makes new keys.
+    pub code: &'a str,
+    /// A version the user bumps by hand, or empty.
+    pub version: &'a str,
+    /// The digest of the tracked helpers it uses, if any.
+    pub helpers: Option<[u8; 32]>,
+}
+
+/// How a function's results are kept.
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct Options {
+    /// Results older than this are computed again.
+    pub ttl: Option<Duration>,
+    /// Results that took less than this to compute are not stored.
+    pub min_cost: Option<Duration>,
+    /// Up to this many results kept decoded in this process (0: none).
+    pub memory: usize,
+}
+
+impl Options {
+    /// The options of a function with no `ttl`, `min_cost` or memory tier.
+    #[must_use]
+    pub fn new() -> Options {
+        Options::default()
+    }
+
+    /// Results older than `ttl` are computed again.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Options {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Results faster to compute than `min_cost` are not stored.
+    #[must_use]
+    pub fn min_cost(mut self, min_cost: Duration) -> Options {
+        self.min_cost = Some(min_cost);
+        self
+    }
+
+    /// Up to `n` results kept in this process in front of the store.
+    #[must_use]
+    pub fn memory(mut self, n: usize) -> Options {
+        self.memory = n;
+        self
+    }
+}
+
+/// A value a binding encoded: its bytes and the id of its encoding. One
+/// loaded from the store views the mapped file (no copy).
+#[derive(Clone)]
+pub struct Encoded {
+    codec: u8,
+    bytes: Held,
+}
+
+#[derive(Clone)]
+enum Held {
+    Mapped(Bytes),
+    Owned(std::sync::Arc<[u8]>),
+}
+
+impl Encoded {
+    /// `bytes` encoded by encoding `codec` (one of [`FOREIGN_CODECS`]).
+    #[must_use]
+    pub fn new(codec: u8, bytes: Vec<u8>) -> Encoded {
+        Encoded {
+            codec,
+            bytes: Held::Owned(bytes.into()),
+        }
+    }
+
+    /// The id of the value's encoding.
+    #[must_use]
+    pub fn codec(&self) -> u8 {
+        self.codec
+    }
+
+    /// The bytes as a view of the mapped file, if they were loaded from the
+    /// store (they stay valid as long as this or a clone lives).
+    #[must_use]
+    pub fn mapped(&self) -> Option<&Bytes> {
+        match &self.bytes {
+            Held::Mapped(b) => Some(b),
+            Held::Owned(_) => None,
+        }
+    }
+}
+
+impl Deref for Encoded {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.bytes {
+            Held::Mapped(b) => b,
+            Held::Owned(v) => v,
+        }
+    }
+}
+
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bytes themselves may be gigabytes: their length and where
+        // they live say enough.
+        f.debug_struct("Encoded")
+            .field("codec", &self.codec)
+            .field("len", &self.len())
+            .field("mapped", &self.mapped().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A memoized function of another language. Cheap to share between
+/// threads; make one per function and keep it.
+pub struct Function {
+    /// The same runtime a `#[memoize]` function has, over the names given
+    /// (kept for the life of the process, as a Rust function's are).
+    rt: &'static Runtime,
+}
+
+impl Function {
+    /// The function `id` is, with `options`.
+    #[must_use]
+    pub fn new(id: &Identity<'_>, options: Options) -> Function {
+        // A function is made once per definition (a notebook cell run
+        // again makes another): its names live as long as the process,
+        // like a Rust function's statics.
+        let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
+        let millis = |d: Option<Duration>| d.map_or(0, |d| (d.as_millis() as u64).max(1));
+        let micros = |d: Option<Duration>| d.map_or(0, |d| d.as_micros() as u64);
+        let rt = Runtime::new(
+            leak(id.module),
+            leak(id.name),
+            leak(id.code),
+            leak(id.version),
+        )
+        .ttl(millis(options.ttl))
+        .min_cost(micros(options.min_cost))
+        .memory(options.memory)
+        .foreign(leak(id.language), id.helpers);
+        Function {
+            rt: Box::leak(Box::new(rt)),
+        }
+    }
+
+    /// Starts the key of a call: feed it the canonical encoding of the
+    /// arguments, in one piece or several.
+    #[must_use]
+    pub fn key_builder(&self) -> CallKey {
+        CallKey(KeyBuilder::new(self.rt.foreign_base()))
+    }
+
+    /// The key of the call whose arguments' canonical encoding is `args`.
+    #[must_use]
+    pub fn key(&self, args: &[u8]) -> Key {
+        let mut k = self.key_builder();
+        k.feed(args);
+        k.finish()
+    }
+
+    /// The stored result of `key`, or `compute` run once across threads,
+    /// processes and machines and its result stored (unless it took less
+    /// than `min_cost`). An `Err` of `compute` is returned and not stored.
+    /// Store problems never fail the call: they are reported (once per
+    /// cause) and the body runs.
+    ///
+    /// # Errors
+    ///
+    /// `compute`'s.
+    pub fn call<E>(
+        &self,
+        store: &Store,
+        key: &Key,
+        compute: impl FnOnce() -> std::result::Result<Encoded, E>,
+    ) -> std::result::Result<Encoded, E> {
+        let Some(engine) = store.engine() else {
+            return compute();
+        };
+        if crate::key::call::uncacheable(key) {
+            return compute();
+        }
+        let memory = self.memory();
+        if let Some(v) = memory.and_then(|m| m.get::<Encoded>("", key.as_bytes())) {
+            return Ok(v);
+        }
+        self.rt.register(engine, key);
+        let call = Foreign::<E> {
+            f: self,
+            engine,
+            key,
+            err: std::marker::PhantomData,
+        };
+        let out = match engine.compute_flight(key, &call, true, compute) {
+            Ok(Flown::Done(v, _)) => v,
+            Ok(Flown::Busy(compute)) => compute(),
+            Err(never) => match never {},
+        };
+        if let (Ok(v), Some(m)) = (&out, memory) {
+            m.put("", key.as_bytes(), v.clone());
+        }
+        out
+    }
+
+    /// The stored result of `key`, if there is one that counts (a `ttl`
+    /// may have passed), without computing anything; counted as a hit or
+    /// a miss of the store.
+    #[must_use]
+    pub fn get(&self, store: &Store, key: &Key) -> Option<Encoded> {
+        let engine = store.engine()?;
+        let call = Foreign::<Infallible> {
+            f: self,
+            engine,
+            key,
+            err: std::marker::PhantomData,
+        };
+        match call.load(engine, key, true) {
+            Ok(Some(Ok(v))) => Some(v),
+            Ok(_) => None,
+            Err(e) => {
+                self.rt.report(key, &e);
+                None
+            }
+        }
+    }
+
+    /// Stores `value` as the result of `key` in place of any stored one
+    /// (`recompute`), with `took` as its cost.
+    pub fn put(&self, store: &Store, key: &Key, value: &Encoded, took: Duration) {
+        let Some(engine) = store.engine() else { return };
+        if crate::key::call::uncacheable(key) {
+            return;
+        }
+        let call = Foreign::<Infallible> {
+            f: self,
+            engine,
+            key,
+            err: std::marker::PhantomData,
+        };
+        engine.store_computed(key, &call, &Ok(value.clone()), took);
+        if let Some(m) = self.memory() {
+            m.put("", key.as_bytes(), value.clone());
+        }
+    }
+
+    /// The in-process tier (`Options::memory`), looked up by key: a hit
+    /// skips the store's lookup. Not with a `ttl`, whose freshness the
+    /// stored stamp decides.
+    fn memory(&self) -> Option<&super::memory::Memory> {
+        (self.rt.ttl_ms() == 0)
+            .then(|| self.rt.memory_tier())
+            .flatten()
+    }
+
+    /// Whether `key`'s result is stored.
+    #[must_use]
+    pub fn is_cached(&self, store: &Store, key: &Key) -> bool {
+        store.contains(key)
+    }
+
+    /// Removes every stored result of this function, of every version of
+    /// its code; returns how many there were.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::remove`].
+    pub fn clear(&self, store: &Store) -> Result<u64> {
+        self.rt.forget();
+        let tag = self.rt.foreign_base().tag();
+        match store.engine() {
+            Some(e) => e.remove_matching(|k| crate::key::call::has_tag(k, tag)),
+            None => Ok(0),
+        }
+    }
+
+    /// The figures of this function's results in `store`.
+    #[must_use]
+    pub fn stats(&self, store: &Store) -> FunctionStats {
+        let base = self.rt.foreign_base();
+        store.engine().map_or_else(FunctionStats::default, |e| {
+            e.function_stats(base.tag(), base.code())
+        })
+    }
+}
+
+/// The key of one call, being fed its arguments' canonical encoding.
+pub struct CallKey(KeyBuilder);
+
+impl CallKey {
+    /// Feeds the next bytes of the encoding.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.0.encoded(bytes);
+    }
+
+    /// The key.
+    #[must_use]
+    pub fn finish(self) -> Key {
+        self.0.finish()
+    }
+}
+
+/// Bytes a value with a `ttl` starts with: the Unix milliseconds it was
+/// computed at.
+const STAMP: usize = 8;
+
+/// A foreign call as the engine's single flight sees it: values are the
+/// binding's bytes, or the body's error `E` (returned, not stored).
+struct Foreign<'a, E> {
+    f: &'a Function,
+    engine: &'a Engine,
+    key: &'a Key,
+    err: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<E> Call for Foreign<'_, E> {
+    type Out = std::result::Result<Encoded, E>;
+    type Stop = Infallible;
+
+    fn load(&self, engine: &Engine, key: &Key, count: bool) -> Result<Option<Self::Out>> {
+        let Some((bytes, codec)) = engine.lookup(key, count)? else {
+            return Ok(None);
+        };
+        if !FOREIGN_CODECS.contains(&codec) {
+            // Not a binding's value (a Rust function's under the same key
+            // cannot be: the language is in the key); a miss.
+            return Ok(None);
+        }
+        let ttl = self.f.rt.ttl_ms();
+        if ttl == 0 {
+            return Ok(Some(Ok(Encoded {
+                codec,
+                bytes: Held::Mapped(bytes),
+            })));
+        }
+        let Some(at) = bytes.get(..STAMP) else {
+            return Ok(None);
+        };
+        let mut word = [0; STAMP];
+        word.copy_from_slice(at);
+        let age = crate::time::unix_now_ms().saturating_sub(u64::from_le_bytes(word));
+        Ok((age < ttl).then(|| bytes.skip(STAMP)).flatten().map(|b| {
+            Ok(Encoded {
+                codec,
+                bytes: Held::Mapped(b),
+            })
+        }))
+    }
+
+    fn store(&self, engine: &Engine, key: &Key, out: &Self::Out, cost: u32) -> Result<bool> {
+        let Ok(v) = out else { return Ok(false) };
+        if !FOREIGN_CODECS.contains(&v.codec) {
+            return Err(Error::Codec {
+                key: *key,
+                message: format!(
+                    "codec id {} is not one of those reserved for bindings ({FOREIGN_CODECS:?})",
+                    v.codec
+                ),
+            });
+        }
+        if self.f.rt.ttl_ms() == 0 {
+            engine.put_encoded(key, v.codec, v, cost)?;
+        } else {
+            let mut stamped = Vec::with_capacity(STAMP + v.len());
+            stamped.extend_from_slice(&crate::time::unix_now_ms().to_le_bytes());
+            stamped.extend_from_slice(v);
+            engine.put_encoded(key, v.codec, &stamped, cost)?;
+        }
+        Ok(true)
+    }
+
+    fn min_cost_us(&self) -> u64 {
+        self.f.rt.min_cost_us()
+    }
+
+    fn computing(&self) {
+        self.f.rt.missed(self.engine, self.key);
+    }
+
+    fn lookup_failed(&self, e: Error) -> std::result::Result<(), Infallible> {
+        self.f.rt.report(self.key, &e);
+        Ok(())
+    }
+
+    fn store_failed(&self, e: &Error) {
+        self.f.rt.report(self.key, e);
+    }
+}
