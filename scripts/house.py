@@ -112,4 +112,4 @@ for c in cycles:
         for b in c:
             if b in uses[a]:
                 print(f"   {a} -> {b}: {', '.join(sorted(uses[a][b]))}")
-sys.exit(1 if cycles else 0)
+sys.exit(1 if cycles or upward or unplaced else 0)

@@ -1,4 +1,4 @@
-//! Guards invariant 6 at open and read time: directories that are not
+//! Guards docs/design.md invariant 6 at open and read time: directories that are not
 //! stores, junk files under our names, damaged files and future format
 //! versions give a clear error naming the file, or a miss — never a panic
 //! and never wrong bytes.

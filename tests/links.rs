@@ -1,4 +1,4 @@
-//! Guards invariant 6 against the user's other files: a store directory in
+//! Guards docs/design.md invariant 6 against the user's other files: a store directory in
 //! which memo's own names are symbolic links (or of the wrong type), and
 //! foreign directories opened as stores. memo never follows a link inside a
 //! store, never adopts a directory that is not empty and not a store, and

@@ -8,7 +8,7 @@
 //! 4 replaces the file by a symbolic link to a decoy file outside the store,
 //! and 5 replaces the file's directory by a link to a directory of decoys.
 //! The decoys, named as memo names its files, must come out unchanged
-//! (invariant 6: memo never follows a link inside a store).
+//! (docs/design.md, invariant 6: memo never follows a link inside a store).
 
 #![no_main]
 

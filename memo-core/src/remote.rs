@@ -1,5 +1,5 @@
 //! The shared tier behind a local store: Redis, S3-compatible storage or a
-//! directory on a shared filesystem. It is a cache of the cache (DESIGN.md,
+//! directory on a shared filesystem. It is a cache of the cache (docs/design.md,
 //! invariant 7): never required, never trusted, never on the hit path.
 //!
 //! - [`Backend`] is what an engine implements: get an object, create one
