@@ -518,9 +518,10 @@ enum Call {
     Remembered,
 }
 
-/// `value` wrapped as `Whole` or `OkOnly`, chosen by its type (not by how
-/// the return type is spelled: `io::Result<T>` and aliases are `Result`s;
-/// `memo_core::__private::Pick`), spanned at the return type: the calls
+/// `value` wrapped as one of the six outcomes (`Whole`, `OkOnly`, `Bulk`,
+/// `BulkOk`, or with a `ttl` `Timed`, `TimedOk`), chosen by its type (not
+/// by how the return type is spelled: `io::Result<T>` and aliases are
+/// `Result`s; `memo_core::__private::Pick`), spanned at the return type: the calls
 /// that need it to be storable are spanned there too, so a missing
 /// `Serialize` or `Deserialize` is reported once, at the user's return
 /// type.

@@ -20,14 +20,14 @@ use crate::sync::{RwLock, unpoison};
 /// them for the key costs little next to building them.
 pub(crate) const MAX_ARGS: usize = 1024;
 
-type Map = HashMap<Box<[u8]>, Entry, BuildHasherDefault<Bytes>>;
+type Map = HashMap<Box<[u8]>, Entry, BuildHasherDefault<CallHasher>>;
 
 /// Hashes a call's bytes with one-shot xxh3: a streaming xxh3 state (or
 /// `SipHash`) costs more than the lookup it serves.
 #[derive(Default)]
-struct Bytes(u64);
+struct CallHasher(u64);
 
-impl std::hash::Hasher for Bytes {
+impl std::hash::Hasher for CallHasher {
     fn write(&mut self, bytes: &[u8]) {
         self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
     }

@@ -103,11 +103,19 @@ impl<T: Serialize + DeserializeOwned, E> Outcome for TimedOk<T, E> {
 
 /// Chooses what of a result is cached by its type, however it is written
 /// (`Result<T, E>`, `io::Result<T>`, `anyhow::Result<T>`, an alias): the
-/// expansion calls `(&&&Pick::<R>::new()).wrap(value)`, and method lookup
-/// finds [`ViaBulk`] (implemented for `&&Pick<Vec<P>>` of numbers `P`),
-/// then [`ViaOk`] (for `&Pick<Result<T, E>>`, one reference nearer than
-/// the last), then [`ViaWhole`] (for every `Pick<R>`). A generic `R` that
-/// is only later a `Result` or a `Vec` of numbers is cached whole.
+/// expansion calls `(&&&Pick::<R>::new()).wrap(value)` (`wrap_timed` with a
+/// `ttl`), and method lookup tries four traits, nearest first:
+///
+/// | trait | implemented for | the result is stored as |
+/// | --- | --- | --- |
+/// | [`ViaBulk`] | `&&Pick<Vec<P>>`, numbers `P` | [`Bulk`]: the vector's bytes |
+/// | [`ViaBulkOk`] | `&&Pick<Result<Vec<P>, E>>` | [`BulkOk`]: the `Ok` vector's bytes |
+/// | [`ViaOk`] | `&Pick<Result<T, E>>` | [`OkOnly`]: the `Ok` value |
+/// | [`ViaWhole`] | every `Pick<R>` | [`Whole`]: all of `R` |
+///
+/// and `wrap_timed` gives [`Timed`] (whole, with its time) or [`TimedOk`]
+/// (`Ok` only, with its time): six outcomes in all. A generic `R` that is
+/// only later a `Result` or a `Vec` of numbers is cached whole.
 pub struct Pick<R>(core::marker::PhantomData<fn() -> R>);
 
 impl<R> Default for Pick<R> {
