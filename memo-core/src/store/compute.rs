@@ -8,8 +8,9 @@ use serde::de::DeserializeOwned;
 
 use super::engine::Engine;
 use crate::Key;
+use crate::dir::Dir;
 use crate::error::Error;
-use crate::lock::{Flight, KeyLock};
+use crate::lock::{Flight, Flights, Inflight, KeyLock};
 use crate::remote::Waited;
 
 /// A key's compute lock across processes, however it was taken.
@@ -18,24 +19,36 @@ enum Held<'a> {
     File(#[allow(dead_code, reason = "held for its drop")] KeyLock),
 }
 
-impl Engine {
-    /// Takes `key`'s compute lock: a byte-range lock on `locks/flight`, or
-    /// a lock file where the file system has no OFD locks.
-    fn flight(&self, key: &Key) -> crate::Result<Held<'_>> {
-        match &self.flights {
+/// Single flight's state: the gates of this process's threads (`local`)
+/// and tasks (`tasks`), and the locks across processes (`cross`: byte
+/// ranges of `locks/flight`, or lock files in `locks` where the file system
+/// has no OFD locks; `None` then).
+pub(crate) struct SingleFlight {
+    pub(super) local: Inflight,
+    pub(super) tasks: super::flight_async::AsyncInflight,
+    pub(super) cross: Option<Flights>,
+    pub(super) locks: Dir,
+}
+
+impl SingleFlight {
+    /// Takes `key`'s compute lock across processes, waiting for it.
+    fn hold(&self, key: &Key) -> crate::Result<Held<'_>> {
+        match &self.cross {
             Some(f) => f.acquire(key).map(Held::Range),
             None => KeyLock::acquire(&self.locks, key).map(Held::File),
         }
     }
 
     /// Takes `key`'s compute lock if no other process holds it.
-    fn try_flight(&self, key: &Key) -> crate::Result<Option<Held<'_>>> {
-        match &self.flights {
+    fn try_hold(&self, key: &Key) -> crate::Result<Option<Held<'_>>> {
+        match &self.cross {
             Some(f) => f.try_acquire(key).map(|h| h.map(Held::Range)),
             None => KeyLock::try_acquire(&self.locks, key).map(|h| h.map(Held::File)),
         }
     }
+}
 
+impl Engine {
     /// `get_or_compute`: the stored result of `key`, or `compute` run once
     /// across threads, processes and machines and its result stored, as
     /// `call` says.
@@ -73,7 +86,7 @@ impl Engine {
         if let Some(v) = found(true)? {
             return Ok(Flown::Done(v, Source::Stored));
         }
-        let out = self.inflight.run(key, move || {
+        let out = self.flight.local.run(key, move || {
             // Another thread may have computed it while this one waited.
             if let Some(v) = found(false)? {
                 self.count_hit();
@@ -90,9 +103,9 @@ impl Engine {
             // lock computes, the others wait and find the value. If the
             // lock cannot be had (a read-only directory), compute anyway.
             let flight = if wait {
-                self.flight(key).map(Some)
+                self.flight.hold(key).map(Some)
             } else {
-                self.try_flight(key)
+                self.flight.try_hold(key)
             };
             let flight = match flight {
                 Ok(Some(held)) => Some(held),

@@ -1,9 +1,8 @@
 //! The opened store: the [`Engine`] behind a `Store`, and opening it.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use super::durable::GroupSync;
 use super::{Durability, Options, adopt, read, recover};
@@ -14,7 +13,7 @@ use crate::evict::Budget;
 use crate::format::{self, BLOB_DIR, INDEX_FILE, LOCK_FILE, LOCKS_DIR, SEG_DIR, TMP_DIR};
 use crate::index::{Current, Index};
 use crate::lock::{self, Flights, Inflight, WriterLock};
-use crate::registry::{Registered, Registry};
+
 use crate::remote::Remote;
 use crate::segment::{Appender, Segments};
 
@@ -27,7 +26,6 @@ pub(crate) struct Engine {
     /// reached through one, never through a path (see `dir.rs`).
     pub(super) root: Dir,
     pub(super) tmp: Dir,
-    pub(super) locks: Dir,
     pub(super) opts: Options,
     /// The table in use (`index/current.rs`).
     pub(super) index: Current<Index>,
@@ -35,11 +33,9 @@ pub(crate) struct Engine {
     pub(super) blobs: Blobs,
     /// The writer lock, guarding the appender of the current segment.
     pub(super) writer: WriterLock<Appender>,
-    pub(super) inflight: Inflight,
-    /// Async computations in flight in this process (`flight_async.rs`).
-    pub(super) async_inflight: super::flight_async::AsyncInflight,
-    /// Single flight across processes (`None`: lock files per key).
-    pub(super) flights: Option<Flights>,
+    /// Single flight: this process's gates and the cross-process locks
+    /// (`compute.rs`, `flight_async.rs`).
+    pub(super) flight: super::compute::SingleFlight,
     /// Damaged entries this process read, for its next write to remove.
     pub(super) damaged: Mutex<Vec<read::Damage>>,
     /// Durable appends waiting for their sync (`durable.rs`).
@@ -48,10 +44,8 @@ pub(crate) struct Engine {
     pub(super) prep: super::grow::Prepare,
     /// The shared tier behind this store, if any (`tier.rs`).
     pub(super) remote: Option<Arc<Remote>>,
-    /// The function registry, opened on first use (`functions.rs`).
-    pub(super) fns: OnceLock<Option<Registry>>,
-    /// Functions this process registered, and what the registry said then.
-    pub(super) registered: Mutex<HashMap<[u8; 8], Registered>>,
+    /// The memoized functions this store knows (`functions.rs`).
+    pub(super) functions: super::functions::Functions,
     /// Names this opened store among the process's (`Engine::serial`).
     pub(super) serial: u64,
     /// A read-only store said that its misses are not stored.
@@ -144,24 +138,25 @@ impl Engine {
             })
         };
         let engine = Engine {
-            flights,
             dir: dir.to_path_buf(),
             root,
             tmp,
-            locks,
             opts,
             index: Current::new(Arc::new(index)),
             segs,
             blobs: Blobs::new(blob),
             writer,
-            inflight: Inflight::default(),
-            async_inflight: super::flight_async::AsyncInflight::default(),
+            flight: super::compute::SingleFlight {
+                local: Inflight::default(),
+                tasks: super::flight_async::AsyncInflight::default(),
+                cross: flights,
+                locks,
+            },
             damaged: Mutex::new(Vec::new()),
             group: GroupSync::default(),
             prep: super::grow::Prepare::default(),
             remote,
-            fns: OnceLock::new(),
-            registered: Mutex::new(HashMap::new()),
+            functions: super::functions::Functions::default(),
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
             said_not_stored: std::sync::Once::new(),
         };

@@ -101,12 +101,13 @@ enum Cross {
 impl Drop for FlightGuard {
     fn drop(&mut self) {
         if matches!(self.cross, Cross::Range)
-            && let Some(f) = &self.engine.flights
+            && let Some(f) = &self.engine.flight.cross
         {
             f.release(&self.key);
         }
         self.engine
-            .async_inflight
+            .flight
+            .tasks
             .keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -133,7 +134,8 @@ impl Engine {
             }
             let (gate, leads) = {
                 let mut keys = self
-                    .async_inflight
+                    .flight
+                    .tasks
                     .keys
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
@@ -173,7 +175,7 @@ impl Engine {
         if self.read_only() {
             return Cross::Nothing;
         }
-        match &self.flights {
+        match &self.flight.cross {
             Some(f) => match f.try_acquire_kept(key) {
                 Ok(true) => Cross::Range,
                 Ok(false) => {
@@ -182,7 +184,8 @@ impl Engine {
                     let got = self
                         .blocking(move || {
                             engine
-                                .flights
+                                .flight
+                                .cross
                                 .as_ref()
                                 .is_some_and(|f| f.acquire_kept(&key).is_ok())
                         })
@@ -194,10 +197,10 @@ impl Engine {
                     Cross::Nothing
                 }
             },
-            None => match KeyLock::try_acquire(&self.locks, key) {
+            None => match KeyLock::try_acquire(&self.flight.locks, key) {
                 Ok(Some(l)) => Cross::File(l),
                 Ok(None) => {
-                    let locks = self.locks.clone();
+                    let locks = self.flight.locks.clone();
                     let key = *key;
                     self.blocking(move || KeyLock::acquire(&locks, &key).ok())
                         .await

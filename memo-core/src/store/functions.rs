@@ -3,8 +3,8 @@
 //! selecting entries by function, staleness and age for `clear`.
 
 use std::collections::HashMap;
-use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Engine;
@@ -26,18 +26,28 @@ pub(super) struct Scanned {
     pub used_tick: u64,
 }
 
+/// The functions a store knows: its registry (`fns/`), opened on first
+/// use, and the functions this process registered with what the registry
+/// said of each then.
+#[derive(Default)]
+pub(crate) struct Functions {
+    registry: OnceLock<Option<Registry>>,
+    registered: Mutex<HashMap<[u8; 8], Registered>>,
+}
+
 impl Engine {
     /// The registry, opened (and with `create`, made) on first use.
     pub(crate) fn registry(&self, create: bool) -> Option<&Registry> {
-        if let Some(r) = self.fns.get() {
+        let cell = &self.functions.registry;
+        if let Some(r) = cell.get() {
             return r.as_ref();
         }
         match Registry::open(&self.root, &self.tmp, create) {
-            Ok(Some(r)) => self.fns.get_or_init(|| Some(r)).as_ref(),
+            Ok(Some(r)) => cell.get_or_init(|| Some(r)).as_ref(),
             Ok(None) => None,
             Err(e) => {
                 tracing::warn!(error = %e, "memo: the function registry is off for this store");
-                self.fns.get_or_init(|| None).as_ref()
+                cell.get_or_init(|| None).as_ref()
             }
         }
     }
@@ -51,6 +61,7 @@ impl Engine {
     /// `code`; the macro's runtime calls it once per process per function.
     pub(crate) fn register(&self, tag: [u8; 8], code: u32, name: &str, version: &str) {
         let mut seen = self
+            .functions
             .registered
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -96,6 +107,7 @@ impl Engine {
                 .to_owned();
         }
         let reg = self
+            .functions
             .registered
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
