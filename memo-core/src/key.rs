@@ -66,7 +66,9 @@ impl Key {
     pub fn of<T: serde::Serialize + ?Sized>(value: &T) -> Key {
         let mut h = Hasher::new();
         h.value(value);
-        h.finish()
+        let key = h.finish();
+        call::key_of_made();
+        key
     }
 
     /// Bytes 0..4 as a little-endian integer: the tag an index slot keeps.

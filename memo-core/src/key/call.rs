@@ -180,7 +180,6 @@ impl KeyBuilder {
     /// Starts the key of a call of the function with this base.
     #[inline]
     pub(crate) fn new(base: Base) -> KeyBuilder {
-        key_started();
         KeyBuilder {
             hasher: Hasher::keyed(base.key),
             code: base.code(),
@@ -192,7 +191,6 @@ impl KeyBuilder {
     /// base, keeping the buffer.
     #[inline]
     pub(crate) fn restart(&mut self, base: &Base) {
-        key_started();
         self.hasher.restart_keyed(&base.key);
         self.code = base.code();
         self.tag = base.tag;
@@ -251,8 +249,10 @@ impl KeyBuilder {
 
 thread_local! {
     /// Set when an unreadable data file is hashed into the key this thread
-    /// is making (`KeyBuilder` clears it when it starts a key and reads it
-    /// when it ends one).
+    /// is making; whichever key ends next takes it (`KeyBuilder::take_key`,
+    /// or `Key::of`, which only clears it), so it never outlives its key.
+    /// Taken at the end rather than cleared at the start: the start is on
+    /// the hit path of `memory = N`, the end only on a miss.
     static HASHED_UNREADABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
@@ -271,10 +271,11 @@ pub(crate) fn hashed_unreadable() {
     let _ = HASHED_UNREADABLE.try_with(|f| f.set(true));
 }
 
-/// A key is starting on this thread: nothing unreadable in it yet.
+/// A `Key::of` ended on this thread: an unreadable data file in it is no
+/// memoized call's.
 #[inline]
-pub(crate) fn key_started() {
-    let _ = HASHED_UNREADABLE.try_with(|f| f.set(false));
+pub(crate) fn key_of_made() {
+    let _ = HASHED_UNREADABLE.try_with(std::cell::Cell::take);
 }
 
 /// A key was made on this thread: if an unreadable data file went into it,
