@@ -97,25 +97,29 @@ impl Store {
     /// program.
     pub fn global() -> &'static Store {
         static GLOBAL: OnceLock<Store> = OnceLock::new();
-        GLOBAL.get_or_init(|| {
-            let dir = Store::default_dir();
-            Store::builder(&dir)
-                .remote_from_env()
-                .limits_from_env()
-                .open()
-                .or_else(|e| match e {
-                    // A bad remote setting costs the remote, not the cache.
-                    Error::Remote { .. } => {
-                        crate::report::remote_off(&e);
-                        Store::builder(&dir).limits_from_env().open()
-                    }
-                    e => Err(e),
-                })
-                .unwrap_or_else(|e| {
-                    crate::report::caching_off(&dir, &e);
-                    Store::disabled()
-                })
-        })
+        GLOBAL.get_or_init(|| Store::open_from_env(&Store::default_dir()))
+    }
+
+    /// The store at `dir` as the default and `dir =` stores open it: limits
+    /// and remote tier from the environment; a bad remote setting costs the
+    /// remote, not the cache; a store that cannot be opened caches nothing.
+    /// Each problem is said once on stderr.
+    pub(crate) fn open_from_env(dir: &Path) -> Store {
+        Store::builder(dir)
+            .remote_from_env()
+            .limits_from_env()
+            .open()
+            .or_else(|e| match e {
+                Error::Remote { .. } => {
+                    crate::report::remote_off(&e);
+                    Store::builder(dir).limits_from_env().open()
+                }
+                e => Err(e),
+            })
+            .unwrap_or_else(|e| {
+                crate::report::caching_off(dir, &e);
+                Store::disabled()
+            })
     }
 
     /// Where [`Store::global`] (and the `memo` command without `--dir`)

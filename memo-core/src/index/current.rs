@@ -74,32 +74,39 @@ impl<T: Table> Current<T> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
-mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests")]
+/// A table that is replaced when told, for the tests and the models.
+#[cfg(test)]
+mod fake {
+    use std::sync::atomic::{AtomicBool, Ordering};
 
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::time::Duration;
-
-    use super::*;
-
-    struct T {
-        generation: usize,
-        stale: AtomicBool,
+    pub(super) struct T {
+        pub(super) generation: usize,
+        pub(super) stale: AtomicBool,
     }
 
-    impl Table for T {
+    impl super::Table for T {
         fn stale(&self) -> bool {
-            self.stale.load(Ordering::Acquire)
+            self.stale.load(Ordering::SeqCst)
         }
     }
 
-    fn table(generation: usize) -> T {
+    pub(super) fn table(generation: usize) -> T {
         T {
             generation,
             stale: AtomicBool::new(false),
         }
     }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::fake::table;
+    use super::*;
 
     /// Issue 25's hang, reduced: threads that noticed the same replacement
     /// all reload; the first opens the new table, the others return it. On
@@ -143,27 +150,10 @@ mod loom_model {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use super::fake::{T, table};
     use super::{Current, Table};
-
-    struct T {
-        generation: usize,
-        stale: AtomicBool,
-    }
-
-    impl Table for T {
-        fn stale(&self) -> bool {
-            self.stale.load(Ordering::SeqCst)
-        }
-    }
-
-    fn table(generation: usize) -> T {
-        T {
-            generation,
-            stale: AtomicBool::new(false),
-        }
-    }
 
     /// What `Engine::index` does: the table now, reloaded when stale.
     fn index(cur: &Current<T>, opened: &AtomicUsize) -> Arc<T> {

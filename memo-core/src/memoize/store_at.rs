@@ -37,22 +37,7 @@ fn open_shared(dir: &str) -> &'static Store {
     if let Some(s) = open.get(&path) {
         return s;
     }
-    let store = Store::builder(&path)
-        .remote_from_env()
-        .limits_from_env()
-        .open()
-        .or_else(|e| match e {
-            // A bad remote setting costs the remote, not the cache.
-            crate::Error::Remote { .. } => {
-                crate::report::remote_off(&e);
-                Store::builder(&path).limits_from_env().open()
-            }
-            e => Err(e),
-        })
-        .unwrap_or_else(|e| {
-            crate::report::caching_off(&path, &e);
-            Store::disabled()
-        });
+    let store = Store::open_from_env(&path);
     // One per directory for the life of the process, like `Store::global`.
     let store: &'static Store = Box::leak(Box::new(store));
     open.insert(path, store);
