@@ -213,7 +213,7 @@ impl Store {
     /// opened.
     #[must_use]
     pub fn dir(&self) -> Option<&Path> {
-        self.engine.as_deref().map(|e| e.dir.as_path())
+        self.engine.as_deref().map(|e| e.files.dir.as_path())
     }
 
     /// Whether the store is open read-only: this process cannot write to
@@ -658,7 +658,7 @@ impl std::fmt::Debug for Store {
         match &self.engine {
             Some(e) => f
                 .debug_struct("Store")
-                .field("dir", &e.dir)
+                .field("dir", &e.files.dir)
                 .finish_non_exhaustive(),
             None => f.write_str("Store(disabled)"),
         }

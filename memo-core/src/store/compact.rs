@@ -52,11 +52,11 @@ impl Engine {
                 entry.1.push((slot, snap));
             }
         }
-        for seg in self.segs.ids()? {
+        for seg in self.files.segs.ids()? {
             if !over(idx) {
                 break;
             }
-            let len = self.segs.file_len(seg);
+            let len = self.files.segs.file_len(seg);
             let data = len.saturating_sub(SEG_HEADER_LEN as u64);
             let (live, slots) = by_seg.remove(&seg).unwrap_or_default();
             // A segment with almost nothing dead is not worth rewriting.
@@ -94,12 +94,12 @@ impl Engine {
             // Seal it: the next append starts a new segment.
             pos.seal();
         }
-        let file_len = self.segs.file_len(seg);
+        let file_len = self.files.segs.file_len(seg);
         // The live records of `seg`, in slot order, read in place.
         let mut moves: Vec<(usize, Snap, segment::Record)> = Vec::new();
         let mut damaged = Vec::new();
         for &(slot, snap) in slots {
-            match self.segs.record(snap.loc, None)? {
+            match self.files.segs.record(snap.loc, None)? {
                 Read::Found(rec)
                     if !rec.header.is_tombstone()
                         && rec.header.key.tag32() == snap.tag
@@ -187,11 +187,11 @@ impl Engine {
         {
             // The copies must be on disk before the originals go: after a
             // power loss the replay finds them (they follow the checkpoint).
-            file.sync_data().at(&self.segs.path(id))?;
+            file.sync_data().at(&self.files.segs.path(id))?;
         }
         // Every slot now points elsewhere: the file can go. Processes that
         // have it mapped keep reading it until they look again.
-        self.segs.remove(seg)?;
+        self.files.segs.remove(seg)?;
         // What the file held beyond the repointed records was dead (or a failed
         // write's scratch): all of it is reclaimed.
         let mut publish = Publish::begin(idx);

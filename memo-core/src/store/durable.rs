@@ -205,7 +205,7 @@ impl Engine {
         }
         let end = idx.append_pos().word();
         if let Some((seg, file)) = w.file() {
-            self.group.appended(end, file, self.segs.path(seg));
+            self.group.appended(end, file, self.files.segs.path(seg));
         }
         let seg = loc::decode(end).map_or(0, |(s, _)| s);
         let start = loc::encode(seg, SEG_HEADER_LEN as u64);

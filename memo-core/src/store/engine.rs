@@ -20,17 +20,11 @@ use crate::segment::{Appender, Segments};
 /// The opened store behind a `Store`: its directory handles, the mapped
 /// index, this process's mappings of segments and blobs, and the locks.
 pub(crate) struct Engine {
-    /// The directory as the user named it.
-    pub(super) dir: PathBuf,
-    /// Handles of the store directory and its subdirectories: every file is
-    /// reached through one, never through a path (see `dir.rs`).
-    pub(super) root: Dir,
-    pub(super) tmp: Dir,
+    /// The store's directories and this process's mappings of its files.
+    pub(super) files: Files,
     pub(super) opts: Options,
     /// The table in use (`index/current.rs`).
     pub(super) index: Current<Index>,
-    pub(super) segs: Segments,
-    pub(super) blobs: Blobs,
     /// The writer lock, guarding the appender of the current segment.
     pub(super) writer: WriterLock<Appender>,
     /// Single flight: this process's gates and the cross-process locks
@@ -50,6 +44,18 @@ pub(crate) struct Engine {
     pub(super) serial: u64,
     /// A read-only store said that its misses are not stored.
     pub(super) said_not_stored: std::sync::Once,
+}
+
+/// A store's files as this process reaches them: the directory as the user
+/// named it, handles of the store directory and its subdirectories (every
+/// file is reached through one, never through a path: `dir.rs`), and the
+/// segments and blobs with this process's mappings of them.
+pub(crate) struct Files {
+    pub(super) dir: PathBuf,
+    pub(super) root: Dir,
+    pub(super) tmp: Dir,
+    pub(super) segs: Segments,
+    pub(super) blobs: Blobs,
 }
 
 /// The next `Engine::serial`; 0 is never one.
@@ -138,13 +144,15 @@ impl Engine {
             })
         };
         let engine = Engine {
-            dir: dir.to_path_buf(),
-            root,
-            tmp,
+            files: Files {
+                dir: dir.to_path_buf(),
+                root,
+                tmp,
+                segs,
+                blobs: Blobs::new(blob),
+            },
             opts,
             index: Current::new(Arc::new(index)),
-            segs,
-            blobs: Blobs::new(blob),
             writer,
             flight: super::compute::SingleFlight {
                 local: Inflight::default(),
@@ -230,7 +238,7 @@ impl Engine {
     /// them (`report::misses_not_stored`).
     pub(super) fn say_not_stored(&self) {
         self.said_not_stored
-            .call_once(|| crate::report::misses_not_stored(&self.dir));
+            .call_once(|| crate::report::misses_not_stored(&self.files.dir));
     }
 
     /// Whether puts must survive power loss.

@@ -42,7 +42,7 @@ impl Engine {
         if let Some(r) = cell.get() {
             return r.as_ref();
         }
-        match Registry::open(&self.root, &self.tmp, create) {
+        match Registry::open(&self.files.root, &self.files.tmp, create) {
             Ok(Some(r)) => cell.get_or_init(|| Some(r)).as_ref(),
             Ok(None) => None,
             Err(e) => {
@@ -179,7 +179,7 @@ impl Engine {
             if crate::format::loc::decode(snap.loc).is_none() {
                 continue;
             }
-            let Some(rec) = self.segs.peek(snap.loc, &mut last) else {
+            let Some(rec) = self.files.segs.peek(snap.loc, &mut last) else {
                 continue;
             };
             let h = rec.header;
@@ -296,7 +296,7 @@ impl Engine {
         };
         let current: HashMap<[u8; 8], u32> = entries.iter().map(|e| (e.tag, e.code)).collect();
         let tag = match &sel.function {
-            Some(name) => Some(resolve(&entries, name, &self.dir)?),
+            Some(name) => Some(resolve(&entries, name, &self.files.dir)?),
             None => None,
         };
         let idx = self.index()?;

@@ -79,7 +79,7 @@ impl Engine {
         // on mostly add entries.
         let at_limit = (idx.capacity() as u64 * 4 / 5).saturating_sub(idx.word(hdr::TOMBSTONES));
         let cap = Index::capacity_for(at_limit.saturating_add(1));
-        let (tmp, name) = (self.tmp.clone(), format::next_index_name(id));
+        let (tmp, name) = (self.files.tmp.clone(), format::next_index_name(id));
         let (state, held) = (self.prep.state.clone(), self.prep.held.clone());
         state.store(RUNNING, Ordering::Release);
         let spawned = std::thread::Builder::new()
@@ -134,9 +134,9 @@ impl Engine {
             .take();
         let t = match mine {
             // Ours, mapped and populated, if its name still names it.
-            Some((file, t)) if ours && self.tmp.names(&name, &file) => t,
+            Some((file, t)) if ours && self.files.tmp.names(&name, &file) => t,
             // Not there, or still being written by another process: none.
-            _ => Index::open(&self.tmp, &name).ok()??,
+            _ => Index::open(&self.files.tmp, &name).ok()??,
         };
         // At most 0.75 full once every entry is in, and not oversized.
         let cap = t.capacity() as u64;
@@ -145,7 +145,7 @@ impl Engine {
         {
             return Some(t);
         }
-        let _ = self.tmp.remove(&name);
+        let _ = self.files.tmp.remove(&name);
         None
     }
 
@@ -163,7 +163,7 @@ impl Engine {
             if self.sync() {
                 old.flush_all()?;
             }
-            self.root.remove(PREV_INDEX_FILE)?;
+            self.files.root.remove(PREV_INDEX_FILE)?;
         }
         let entries = old.word(hdr::ENTRIES);
         let new = match self.take_prepared(old, entries) {
@@ -179,7 +179,7 @@ impl Engine {
             }
             None => {
                 let cap = Index::capacity_for(entries.saturating_add(1));
-                Index::create(&self.tmp, &tmp_index_name(), cap, None)?
+                Index::create(&self.files.tmp, &tmp_index_name(), cap, None)?
             }
         };
         let mut new = new;
@@ -194,12 +194,12 @@ impl Engine {
         // The old table gets its second name first, so that `index` names
         // a whole table at every moment; a leftover second name of an
         // earlier growth (a writer died) goes first.
-        self.root.remove(PREV_INDEX_FILE)?;
-        self.root.link(INDEX_FILE, PREV_INDEX_FILE)?;
+        self.files.root.remove(PREV_INDEX_FILE)?;
+        self.files.root.link(INDEX_FILE, PREV_INDEX_FILE)?;
         let tmp_name = new.file_name().to_owned();
-        if let Err(e) = new.swap_into(&self.tmp, &self.root, INDEX_FILE) {
-            let _ = self.root.remove(PREV_INDEX_FILE);
-            let _ = self.tmp.remove(&tmp_name);
+        if let Err(e) = new.swap_into(&self.files.tmp, &self.files.root, INDEX_FILE) {
+            let _ = self.files.root.remove(PREV_INDEX_FILE);
+            let _ = self.files.tmp.remove(&tmp_name);
             return Err(e);
         }
         old.set(hdr::REPLACED, 1);
@@ -253,7 +253,7 @@ impl Engine {
                 at: idx.append_pos().word(),
             }));
         }
-        self.root.remove(PREV_INDEX_FILE)?;
+        self.files.root.remove(PREV_INDEX_FILE)?;
         Ok(None)
     }
 
@@ -269,7 +269,7 @@ impl Engine {
         let _w = self.writer.lock()?;
         let cur = self.index()?;
         if cur.word(hdr::TABLE_ID) == f.idx.word(hdr::TABLE_ID) && !cur.header_says_moving() {
-            self.root.remove(PREV_INDEX_FILE)?;
+            self.files.root.remove(PREV_INDEX_FILE)?;
         }
         Ok(())
     }

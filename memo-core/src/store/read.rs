@@ -33,8 +33,8 @@ impl Engine {
 
     pub(super) fn reload_index(&self) -> Result<Arc<Index>> {
         let (now, old) = self.index.reload(|| {
-            Index::open_current(&self.root, self.read_only())?.ok_or_else(|| {
-                Error::corrupt(&self.root.child(INDEX_FILE), 0, "index file vanished")
+            Index::open_current(&self.files.root, self.read_only())?.ok_or_else(|| {
+                Error::corrupt(&self.files.root.child(INDEX_FILE), 0, "index file vanished")
             })
         })?;
         if let Some(old) = old {
@@ -85,7 +85,7 @@ impl Engine {
     fn lookup_once(&self, idx: &Arc<Index>, key: &Key) -> Result<Found> {
         let mut changed = false;
         let probe = idx.probe(key.tag32(), |slot, snap| {
-            match self.segs.record(snap.loc, Some(key)) {
+            match self.files.segs.record(snap.loc, Some(key)) {
                 Ok(Read::Found(rec)) => Some(Ok((slot, snap.loc, rec))),
                 Ok(Read::OtherKey) => None,
                 Ok(Read::Missing) => {
@@ -126,7 +126,7 @@ impl Engine {
             self.damaged(idx, slot, loc, None, key, "bad blob pointer");
             return Ok(Found::Nothing);
         };
-        Ok(match self.blobs.get(key, id, len)? {
+        Ok(match self.files.blobs.get(key, id, len)? {
             BlobRead::Found(b, codec) if codec == h.codec => Found::Value(b, codec, slot),
             BlobRead::Found(..) => {
                 let what = "blob codec differs from its record";

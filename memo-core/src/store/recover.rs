@@ -21,8 +21,8 @@ impl Engine {
     pub(super) fn writer_index(&self) -> Result<Arc<Index>> {
         let idx = self.index()?;
         if idx.word(hdr::DIRTY) != 0 {
-            recover(&self.segs, &idx, &self.tmp);
-            recount_bytes(&self.segs, &idx);
+            recover(&self.files.segs, &idx, &self.files.tmp);
+            recount_bytes(&self.files.segs, &idx);
         }
         self.remove_damaged(&idx);
         Ok(idx)
@@ -40,7 +40,7 @@ impl Engine {
             }
             drop_slot(idx, d.slot);
             if let Some((key, id)) = d.blob {
-                self.blobs.unlink(&key, id);
+                self.files.blobs.unlink(&key, id);
             }
         }
     }
@@ -219,10 +219,10 @@ impl Engine {
         if crate::index::boot::same_boot(&idx) {
             return Ok(());
         }
-        if idx.header_says_moving() || self.root.kind(format::PREV_INDEX_FILE)?.is_some() {
+        if idx.header_says_moving() || self.files.root.kind(format::PREV_INDEX_FILE)?.is_some() {
             return self.rebuild_after_restart(&idx);
         }
-        let ids = self.segs.ids()?;
+        let ids = self.files.segs.ids()?;
         // A store only flushing writers used promised nothing across a power
         // loss: only the end of the log must be found again.
         let from = if idx.word(hdr::DURABLE) == 0 {
@@ -233,11 +233,11 @@ impl Engine {
         let mut records = Vec::new();
         let mut end = None;
         for &id in ids.iter().filter(|&&id| id >= from.0) {
-            let Ok(Some(region)) = self.segs.region(id) else {
+            let Ok(Some(region)) = self.files.segs.region(id) else {
                 continue;
             };
             let start = if id == from.0 { from.1 } else { 0 };
-            let last = segment::walk(&region, &self.segs.path(id), None, |off, read| {
+            let last = segment::walk(&region, &self.files.segs.path(id), None, |off, read| {
                 if let Read::Found(rec) = read
                     && off >= start
                     && !rec.header.is_pad()
@@ -271,7 +271,7 @@ impl Engine {
                 loc: r.loc,
                 len: r.len.min(u64::from(u32::MAX)) as u32,
             };
-            let slot = match super::write::find(&self.segs, &idx, &r.key)? {
+            let slot = match super::write::find(&self.files.segs, &idx, &r.key)? {
                 Probe::Found((slot, _)) if r.tombstone => {
                     idx.write(slot, Snap::TOMBSTONE);
                     continue;
@@ -299,7 +299,7 @@ impl Engine {
         idx.set(hdr::ENTRIES, live);
         idx.set(hdr::TOMBSTONES, tombstones);
         p.commit();
-        recount_bytes(&self.segs, &idx);
+        recount_bytes(&self.files.segs, &idx);
         crate::index::boot::stamp_boot(&idx);
         tracing::info!(
             path = %idx.path().display(),
@@ -316,7 +316,12 @@ impl Engine {
     /// table not yet synced) may be lost, and neither can be trusted to
     /// agree with the other; the segments can. Caller holds the writer lock.
     fn rebuild_after_restart(&self, old: &Index) -> Result<()> {
-        let new = rebuild(&self.segs, &self.tmp, &self.root, self.sync())?;
+        let new = rebuild(
+            &self.files.segs,
+            &self.files.tmp,
+            &self.files.root,
+            self.sync(),
+        )?;
         old.set(hdr::REPLACED, 1);
         crate::index::boot::stamp_boot(&new);
         let new = Arc::new(new);

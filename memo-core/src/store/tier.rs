@@ -109,7 +109,7 @@ impl Engine {
     /// The remote tier, or the error a push or pull without one gets.
     fn remote_for(&self, op: &str) -> Result<&Remote> {
         self.remote.as_deref().ok_or_else(|| Error::NoRemote {
-            dir: self.dir.clone(),
+            dir: self.files.dir.clone(),
             op: op.to_owned(),
         })
     }

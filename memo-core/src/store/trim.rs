@@ -182,7 +182,7 @@ impl Engine {
             if snap.loc != c.loc {
                 continue;
             }
-            if let Ok(Read::Found(rec)) = self.segs.record(snap.loc, None) {
+            if let Ok(Read::Found(rec)) = self.files.segs.record(snap.loc, None) {
                 items.push((c.slot, rec));
             }
         }

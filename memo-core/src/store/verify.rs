@@ -87,7 +87,7 @@ impl Engine {
 
     /// What is wrong with the entry slot `i` of `idx` holds, if anything.
     fn check_slot(&self, idx: &Index, i: usize, snap: Snap) -> Result<Option<String>> {
-        Ok(match self.segs.record(snap.loc, None)? {
+        Ok(match self.files.segs.record(snap.loc, None)? {
             Read::Found(rec) => {
                 let h = rec.header;
                 if h.key.tag32() != snap.tag {
@@ -114,8 +114,8 @@ impl Engine {
         let Some((id, len)) = decode_blob_ptr(ptr) else {
             return Ok(Some(format!("key {key}: bad blob pointer")));
         };
-        let path = self.blobs.path(key, id);
-        let file = match self.blobs.open(key, id) {
+        let path = self.files.blobs.path(key, id);
+        let file = match self.files.blobs.open(key, id) {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(Some(format!("{}: missing", path.display()))),
             Err(e) => return Ok(Some(e.to_string())),
@@ -134,7 +134,7 @@ impl Engine {
         live: &std::collections::HashSet<u64>,
         r: &mut VerifyReport,
     ) -> Result<()> {
-        let dir = self.segs.dir();
+        let dir = self.files.segs.dir();
         for (name, kind) in dir.entries()? {
             let path = dir.path().join(&name);
             let Some(id) = name.to_str().and_then(format::parse_segment_name) else {
@@ -149,7 +149,7 @@ impl Engine {
                 ));
                 continue;
             }
-            let region = match self.segs.region(id) {
+            let region = match self.files.segs.region(id) {
                 Ok(Some(region)) => region,
                 Ok(None) => continue,
                 Err(e) => {

@@ -73,7 +73,7 @@ impl Engine {
         value: &V,
         cost: u32,
     ) -> Result<()> {
-        let mut spill = Spill::new(&self.tmp, *key);
+        let mut spill = Spill::new(&self.files.tmp, *key);
         Bincode::encode(key, value, &mut spill)?;
         match spill.finish(Bincode::ID, self.sync())? {
             Encoded::Inline(v) => self.publish(key, Bincode::ID, Payload::Inline(&v), cost),
@@ -98,7 +98,7 @@ impl Engine {
         if value.len() < INLINE_MAX {
             return self.publish(key, codec, Payload::Inline(value), cost);
         }
-        let blob = blob::write_tmp(&self.tmp, key, codec, value, self.sync())?;
+        let blob = blob::write_tmp(&self.files.tmp, key, codec, value, self.sync())?;
         self.publish(key, codec, Payload::Blob(blob), cost)
     }
 
@@ -106,7 +106,13 @@ impl Engine {
     /// current segment; their location. Caller holds the writer lock.
     pub(super) fn append(&self, w: &mut Appender, idx: &Index, bytes: &[u8]) -> Result<u64> {
         let what = Append::Records(bytes);
-        let (at, _) = w.append(&self.segs, &idx.append_pos(), &self.tmp, &what, self.sync())?;
+        let (at, _) = w.append(
+            &self.files.segs,
+            &idx.append_pos(),
+            &self.files.tmp,
+            &what,
+            self.sync(),
+        )?;
         Ok(at)
     }
 
@@ -120,7 +126,13 @@ impl Engine {
         rec: &RecordParts<'_>,
     ) -> Result<(u64, u64)> {
         let what = Append::Record(rec);
-        w.append(&self.segs, &idx.append_pos(), &self.tmp, &what, self.sync())
+        w.append(
+            &self.files.segs,
+            &idx.append_pos(),
+            &self.files.tmp,
+            &what,
+            self.sync(),
+        )
     }
 
     /// Appends the record, points the key's slot at it and settles the
@@ -169,7 +181,7 @@ impl Engine {
             }
         }
         if let Some(b) = &mut blob {
-            self.blobs.install(b, key, self.sync())?;
+            self.files.blobs.install(b, key, self.sync())?;
         }
         let mut p = Publish::begin(&idx);
         let loc = match self.append_record(&mut w, &idx, &rec) {
@@ -182,12 +194,12 @@ impl Engine {
                 // already renamed in stays an unreferenced file.
                 p.unchanged();
                 if let Some(b) = &blob {
-                    self.blobs.unlink(key, b.id);
+                    self.files.blobs.unlink(key, b.id);
                 }
                 return Err(e);
             }
         };
-        let (slot, old) = match find(&self.segs, &idx, key)? {
+        let (slot, old) = match find(&self.files.segs, &idx, key)? {
             Probe::Found(found) => (found.0, Some(found.1)),
             Probe::Absent { free: Some(i) } => (i, None),
             Probe::Absent { free: None } => {
@@ -224,7 +236,7 @@ impl Engine {
         let unlinks = self.after_publish(&mut w, &idx, slot);
         drop(w);
         if let Some(id) = old_blob {
-            self.blobs.unlink(key, id);
+            self.files.blobs.unlink(key, id);
         }
         self.unlink_all(unlinks);
         self.settle_growth(finished)?;
@@ -234,21 +246,21 @@ impl Engine {
     /// Unlinks blob files whose entries are gone, once the lock is released.
     pub(super) fn unlink_all(&self, unlinks: Vec<(Key, u64)>) {
         for (key, id) in unlinks {
-            self.blobs.unlink(&key, id);
+            self.files.blobs.unlink(&key, id);
         }
     }
 
     pub(super) fn remove(&self, key: &Key) -> Result<bool> {
         let mut w = self.writer.lock()?;
         let idx = self.writer_index()?;
-        let Probe::Found((slot, old)) = find(&self.segs, &idx, key)? else {
+        let Probe::Found((slot, old)) = find(&self.files.segs, &idx, key)? else {
             return Ok(false);
         };
         let old_blob = self.remove_slot(&mut w, &idx, slot, &old)?;
         let owed = self.owed(&w, &idx, Some(slot))?;
         drop(w);
         if let Some(id) = old_blob {
-            self.blobs.unlink(key, id);
+            self.files.blobs.unlink(key, id);
         }
         self.settle(owed)?;
         Ok(true)
@@ -263,7 +275,7 @@ impl Engine {
         let mut removed = 0;
         let mut result = Ok(());
         for (slot, snap) in idx.live() {
-            let rec = match self.segs.record(snap.loc, None) {
+            let rec = match self.files.segs.record(snap.loc, None) {
                 Ok(Read::Found(rec)) if !rec.header.is_tombstone() => rec,
                 Ok(_) => continue,
                 Err(e) => {
@@ -325,7 +337,12 @@ impl Engine {
     /// table without stopping, `grow.rs`).
     pub(super) fn grow_for(&self, old: &Arc<Index>, entries: u64) -> Result<Arc<Index>> {
         let cap = Index::capacity_for(entries);
-        let new = Index::create(&self.tmp, &tmp_index_name(), cap, Some((old, &CARRY_ALL)))?;
+        let new = Index::create(
+            &self.files.tmp,
+            &tmp_index_name(),
+            cap,
+            Some((old, &CARRY_ALL)),
+        )?;
         old.copy_into(&new);
         new.set(hdr::TOMBSTONES, 0);
         self.install(new, old)
@@ -336,8 +353,8 @@ impl Engine {
     pub(super) fn install(&self, new: Index, old: &Index) -> Result<Arc<Index>> {
         let tmp_path = new.path().to_path_buf();
         let installed = new.install(
-            &self.tmp,
-            &self.root,
+            &self.files.tmp,
+            &self.files.root,
             format::INDEX_FILE,
             Some(old),
             self.sync(),
@@ -346,15 +363,15 @@ impl Engine {
             Ok(i) => Arc::new(i),
             Err(e) => {
                 if let Some(name) = tmp_path.file_name().and_then(|n| n.to_str()) {
-                    let _ = self.tmp.remove(name);
+                    let _ = self.files.tmp.remove(name);
                 }
                 return Err(e);
             }
         };
         // A growth this replaces is over: its old table is not needed.
-        self.root.remove(format::PREV_INDEX_FILE)?;
+        self.files.root.remove(format::PREV_INDEX_FILE)?;
         if self.sync() {
-            self.root.sync()?;
+            self.files.root.sync()?;
         }
         self.index.install(new.clone());
         Ok(new)
@@ -364,7 +381,7 @@ impl Engine {
         let mut w = self.writer.lock()?;
         let old = self.index()?;
         let new = Index::create(
-            &self.tmp,
+            &self.files.tmp,
             &tmp_index_name(),
             MIN_CAPACITY,
             Some((&old, &CARRY_CLEAR)),
@@ -378,8 +395,8 @@ impl Engine {
         }
         // Unlinking keeps other processes' mappings (and our `Bytes`) valid.
         // Only files memo named are removed: anything else is left alone.
-        self.segs.remove_all()?;
-        self.blobs.remove_all()?;
+        self.files.segs.remove_all()?;
+        self.files.blobs.remove_all()?;
         Ok(())
     }
 }
