@@ -13,6 +13,7 @@
 
 pub(crate) mod body;
 pub(crate) mod bounds;
+pub(crate) mod call;
 pub(crate) mod function;
 pub(crate) mod lazy;
 pub(crate) mod memory;

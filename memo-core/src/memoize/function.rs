@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 
+use super::call::Typed;
 use super::outcome::Outcome;
 use super::track::{Track, helpers_digest};
 use crate::key::call::{Base, Identity, KeyBuilder, has_tag, tag_of};
-use crate::store::{Call, Engine, FlightGuard, Flown, Led, Source};
+use crate::store::{Engine, FlightGuard, Flown, Led, Source};
 use crate::{Error, FunctionStats, Key, Result, Store};
 
 /// One memoized function, as the macro saw it. `static` in the expansion.
@@ -261,7 +262,7 @@ impl Function {
 
     /// Whether a stored value is still good: always, unless the function
     /// has a ttl and the value is older.
-    fn fresh<O: Outcome>(&self, stored: &O::Stored) -> bool {
+    pub(crate) fn fresh<O: Outcome>(&self, stored: &O::Stored) -> bool {
         self.ttl == 0
             || O::computed_at(stored)
                 .is_none_or(|at| crate::time::unix_now_ms().saturating_sub(at) < self.ttl)
@@ -642,47 +643,6 @@ impl Function {
     }
 }
 
-/// A memoized function's call as the engine's single flight sees it
-/// (`store::Call`): results of type `O`, stored as `O` says, loaded only
-/// while fresh (`ttl`), not stored below `min_cost`, problems reported and
-/// the body run instead.
-struct Typed<'a, O> {
-    f: &'a Function,
-    engine: &'a Engine,
-    key: &'a Key,
-    out: std::marker::PhantomData<fn() -> O>,
-}
-
-impl<O: Outcome> Call for Typed<'_, O> {
-    type Out = O;
-    type Stop = std::convert::Infallible;
-    fn load(&self, engine: &Engine, key: &Key, count: bool) -> Result<Option<O>> {
-        Ok(engine
-            .get_local::<O::Stored>(key, count)?
-            .filter(|v| self.f.fresh::<O>(v))
-            .map(O::from_stored))
-    }
-    fn store(&self, engine: &Engine, key: &Key, out: &O, cost: u32) -> Result<bool> {
-        match out.stored() {
-            Some(v) => engine.put_value(key, v, cost).map(|()| true),
-            None => Ok(false),
-        }
-    }
-    fn min_cost_us(&self) -> u64 {
-        self.f.min_cost
-    }
-    fn computing(&self) {
-        self.f.missed(self.engine, self.key);
-    }
-    fn lookup_failed(&self, e: Error) -> std::result::Result<(), Self::Stop> {
-        self.f.report(self.key, &e);
-        Ok(())
-    }
-    fn store_failed(&self, e: &Error) {
-        self.f.report(self.key, e);
-    }
-}
-
 /// An `async` call's turn to compute (`Function::lead`): while it is held,
 /// other tasks and processes asking for the same call wait; dropping it
 /// (after the result is stored, or when the task fails or is cancelled)
@@ -722,121 +682,4 @@ fn cause(e: &Error) -> String {
 pub struct Miss(Option<Box<(Key, Option<Vec<u8>>)>>);
 
 #[cfg(test)]
-pub(crate) mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests")]
-
-    use std::cell::Cell;
-
-    use super::Function;
-    use crate::key::call::TAG_AT;
-    use crate::memoize::outcome::{OkOnly, Whole};
-    use crate::{Key, Store};
-
-    fn key(f: &Function, self_ty: &'static str, arg: u32) -> Key {
-        let mut k = f.key(self_ty, || [0; 32]);
-        k.arg(&arg);
-        k.finish()
-    }
-
-    #[test]
-    fn keys_carry_their_function_tag() {
-        let f = Function::new("m", "f", "fn f ( x : u32 ) { }", "");
-        let edited = Function::new("m", "f", "fn f ( x : u32 ) { x }", "");
-        let bumped = Function::new("m", "f", "fn f ( x : u32 ) { }", "2");
-        let other = Function::new("m", "g", "fn f ( x : u32 ) { }", "");
-        let (a, b) = (key(&f, "", 1), key(&f, "", 2));
-        assert_ne!(a, b);
-        assert_eq!(a, key(&f, "", 1), "cached bases give the same key");
-        assert_eq!(a.as_bytes()[TAG_AT..], b.as_bytes()[TAG_AT..]);
-        for k in [key(&edited, "", 1), key(&bumped, "", 1)] {
-            assert_ne!(k, a);
-            assert_eq!(
-                k.as_bytes()[TAG_AT..],
-                a.as_bytes()[TAG_AT..],
-                "same function, new code"
-            );
-        }
-        for k in [key(&other, "", 1), key(&f, "m::Model", 1)] {
-            assert_ne!(k.as_bytes()[TAG_AT..], a.as_bytes()[TAG_AT..]);
-        }
-        assert_ne!(a, Key::of(&1_u32));
-    }
-
-    #[test]
-    fn an_undecodable_entry_is_recomputed_and_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let f = Function::new("m", "f", "", "");
-        let k = key(&f, "", 1);
-        // What an older build of the function stored, of another type
-        // (bytes that are not UTF-8, so not a `String`).
-        store.put(&k, &vec![0xff_u8, 0xfe, 0xfd]).unwrap();
-        let runs = Cell::new(0);
-        let compute = || {
-            runs.set(runs.get() + 1);
-            Whole(String::from("fresh"))
-        };
-        assert_eq!(f.call(&store, &k, compute).0, "fresh");
-        assert_eq!(f.call(&store, &k, compute).0, "fresh");
-        assert_eq!(runs.get(), 1);
-    }
-
-    /// Counts warnings, and other events (for tests of what memo reports).
-    pub(crate) struct Count(pub(crate) std::sync::Arc<[std::sync::atomic::AtomicUsize; 2]>);
-
-    impl tracing::Subscriber for Count {
-        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-            tracing::span::Id::from_u64(1)
-        }
-        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-        fn event(&self, e: &tracing::Event<'_>) {
-            let i = usize::from(*e.metadata().level() != tracing::Level::WARN);
-            self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        fn enter(&self, _: &tracing::span::Id) {}
-        fn exit(&self, _: &tracing::span::Id) {}
-    }
-
-    #[test]
-    fn a_problem_is_reported_once_per_cause() {
-        let counts: std::sync::Arc<[std::sync::atomic::AtomicUsize; 2]> = std::sync::Arc::default();
-        let f = Function::new("m", "reported", "", "");
-        let k = key(&f, "", 1);
-        let io = |p: &str| crate::Error::io(p, std::io::Error::other("disk on fire"));
-        tracing::subscriber::with_default(Count(counts.clone()), || {
-            for _ in 0..5 {
-                f.report(&k, &io("/a"));
-            }
-            f.report(&k, &io("/b"));
-        });
-        let [warn, other] = &*counts;
-        let load =
-            |c: &std::sync::atomic::AtomicUsize| c.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(
-            (load(warn), load(other)),
-            (2, 4),
-            "one warning per file, debug after"
-        );
-    }
-
-    #[test]
-    fn errors_are_not_stored_and_disabled_stores_compute() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let f = Function::new("m", "f", "", "");
-        let k = key(&f, "", 1);
-        let failing = || OkOnly(Err::<u32, &str>("transient"));
-        assert!(f.call(&store, &k, failing).0.is_err());
-        assert!(!f.is_cached(&store, &k));
-        assert_eq!(f.call(&store, &k, || OkOnly(Ok::<u32, &str>(5))).0, Ok(5));
-        assert!(f.is_cached(&store, &k));
-        assert_eq!(f.stats(&store, "", || [0; 32]).entries, 1);
-        let off = Store::disabled();
-        assert_eq!(f.call(&off, &k, || Whole(9_u8)).0, 9);
-        assert_eq!(f.clear(&off, "").unwrap(), 0);
-    }
-}
+pub(crate) mod tests;
