@@ -80,6 +80,8 @@ struct Watch {
     since: AtomicU64,
     calls: AtomicU64,
     longest_ms: AtomicU64,
+    /// The call (its number in `CALLS`) that took `longest_ms`.
+    longest_op: AtomicU64,
 }
 
 const CALLS: [&str; 11] = [
@@ -113,6 +115,7 @@ fn soak_worker() {
             since: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             longest_ms: AtomicU64::new(0),
+            longest_op: AtomicU64::new(0),
         })
         .collect();
     let ms = || start.elapsed().as_millis() as u64;
@@ -127,7 +130,9 @@ fn soak_worker() {
                     w.call.store(op + 1, Ordering::Relaxed);
                     one_call(store, op, &mut rng);
                     let took = ms().saturating_sub(w.since.load(Ordering::Relaxed));
-                    w.longest_ms.fetch_max(took, Ordering::Relaxed);
+                    if took > w.longest_ms.fetch_max(took, Ordering::Relaxed) {
+                        w.longest_op.store(op, Ordering::Relaxed);
+                    }
                     w.calls.fetch_add(1, Ordering::Relaxed);
                     w.call.store(0, Ordering::Relaxed);
                 }
@@ -142,12 +147,17 @@ fn soak_worker() {
                 .iter()
                 .map(|w| w.calls.load(Ordering::Relaxed))
                 .sum();
-            let longest = watches
+            let (longest, op) = watches
                 .iter()
-                .map(|w| w.longest_ms.load(Ordering::Relaxed))
+                .map(|w| {
+                    (
+                        w.longest_ms.load(Ordering::Relaxed),
+                        w.longest_op.load(Ordering::Relaxed),
+                    )
+                })
                 .max()
-                .unwrap_or(0);
-            let _ = std::fs::write(&status, format!("{calls} {longest}\n"));
+                .unwrap_or((0, 0));
+            let _ = std::fs::write(&status, format!("{calls} {longest} {op}\n"));
             for (t, w) in watches.iter().enumerate() {
                 let call = w.call.load(Ordering::Relaxed);
                 let idle = now.saturating_sub(w.since.load(Ordering::Relaxed));
@@ -274,10 +284,15 @@ fn spawn(dir: &Path, status: &Path, n: usize) -> Child {
         .unwrap()
 }
 
-fn read_status(path: &Path) -> (u64, u64) {
+/// A worker's calls, its longest call (ms) and which call that was.
+fn read_status(path: &Path) -> (u64, u64, u64) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut it = text.split_whitespace().map(|w| w.parse().unwrap_or(0));
-    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    )
 }
 
 /// A worker that ended on its own failed: its stderr says why.
@@ -313,7 +328,7 @@ fn no_call_stalls_under_threads_processes_kills_and_maintenance() {
         })
         .collect();
     let start = Instant::now();
-    let (mut kills, mut cli_runs, mut longest_ms) = (0_u64, 0_u64, 0_u64);
+    let (mut kills, mut cli_runs, mut longest_ms, mut longest_op) = (0_u64, 0_u64, 0_u64, 0_u64);
     let mut grew_to = 0_u64;
     let mut longest_cli = Duration::ZERO;
     while start.elapsed() < Duration::from_secs(secs) {
@@ -328,9 +343,11 @@ fn no_call_stalls_under_threads_processes_kills_and_maintenance() {
         // whatever it was doing), and start another in its place.
         let n = rng.below(PROCESSES as u64) as usize;
         let w = &mut workers[n];
-        let (calls, longest) = read_status(&w.status);
+        let (calls, longest, op) = read_status(&w.status);
         w.calls += calls;
-        longest_ms = longest_ms.max(longest);
+        if longest > longest_ms {
+            (longest_ms, longest_op) = (longest, op);
+        }
         let _ = std::fs::remove_file(&w.status);
         w.child.kill().unwrap();
         let _ = w.child.wait();
@@ -358,9 +375,11 @@ fn no_call_stalls_under_threads_processes_kills_and_maintenance() {
             let child = std::mem::replace(&mut w.child, spawn(&dir, &w.status, n));
             fail_with(child, n);
         }
-        let (calls, longest) = read_status(&w.status);
+        let (calls, longest, op) = read_status(&w.status);
         w.calls += calls;
-        longest_ms = longest_ms.max(longest);
+        if longest > longest_ms {
+            (longest_ms, longest_op) = (longest, op);
+        }
         w.child.kill().unwrap();
         let _ = w.child.wait();
     }
@@ -371,9 +390,12 @@ fn no_call_stalls_under_threads_processes_kills_and_maintenance() {
     let report = parent.verify().unwrap();
     println!(
         "soak: {secs} s, {PROCESSES} processes x {THREADS} threads: {calls} calls, {kills} kills, \
-         {cli_runs} memo stats/verify runs (longest {} ms), longest call {longest_ms} ms, \
+         {cli_runs} memo stats/verify runs (longest {} ms), longest call {longest_ms} ms (`{}`), \
          largest index {grew_to} bytes, {} evictions, {} entries at the end",
         longest_cli.as_millis(),
+        CALLS[usize::try_from(longest_op)
+            .unwrap_or(0)
+            .min(CALLS.len() - 1)],
         stats.evictions,
         stats.entries,
     );
