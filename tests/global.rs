@@ -33,6 +33,7 @@ fn child_role() {
 }
 
 /// Runs a child from `cwd` without `MEMO_DIR`; how many values it computed.
+/// Its per-user cache directory (`XDG_CACHE_HOME`) is `log`'s directory.
 fn computed_from(cwd: &Path, log: &Path) -> usize {
     let _ = std::fs::remove_file(log);
     memo_tests::succeed(
@@ -40,6 +41,7 @@ fn computed_from(cwd: &Path, log: &Path) -> usize {
             .args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
             .current_dir(cwd)
             .env_remove("MEMO_DIR")
+            .env("XDG_CACHE_HOME", log.parent().unwrap())
             .env("MEMO_TEST_LOG", log),
     );
     std::fs::read_to_string(log)
@@ -83,16 +85,20 @@ fn a_cache_outside_the_project_is_never_used() {
     let logs = tempdir();
     let log = logs.path().join("log");
     // A `.memo` above the project (as in a home directory) ...
-    assert_eq!(computed_from(t.path(), &log), 5);
-    assert!(t.path().join(".memo").is_dir());
+    memo_core::Store::open(t.path().join(".memo")).unwrap();
     // ... is not the project's: it gets its own.
     let project = t.path().join("lab");
     std::fs::create_dir_all(project.join(".git")).unwrap();
     assert_eq!(computed_from(&project, &log), 5);
     assert!(project.join(".memo").is_dir());
-    // Outside any project, only the working directory is looked at.
+    // Outside any project, the per-user cache directory: never a bare
+    // working directory, where nobody would find the cache again.
     let loose = t.path().join("loose");
     std::fs::create_dir_all(&loose).unwrap();
     assert_eq!(computed_from(&loose, &log), 5);
-    assert!(loose.join(".memo").is_dir());
+    assert!(!loose.join(".memo").exists());
+    assert!(logs.path().join("memo").is_dir());
+    let elsewhere = t.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    assert_eq!(computed_from(&elsewhere, &log), 0, "found from anywhere");
 }

@@ -1,7 +1,7 @@
 //! Keys: 32 bytes of blake3, and the canonical hash of serde values.
 
 pub(crate) mod call;
-mod canon;
+pub(crate) mod canon;
 
 use std::fmt;
 use std::str::FromStr;

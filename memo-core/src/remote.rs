@@ -178,6 +178,11 @@ pub(crate) struct Remote {
 const VALUE_MAX: u64 = crate::format::VALUE_MAX;
 
 impl Remote {
+    /// Whether its objects carry a MAC under a secret this process knows.
+    pub(crate) fn authenticated(&self) -> bool {
+        self.cfg.secret.is_some()
+    }
+
     /// Parses the URL and sets up its engine; nothing is sent yet, so an
     /// unreachable remote is not an error here.
     pub(crate) fn open(cfg: RemoteConfig) -> Result<Remote> {

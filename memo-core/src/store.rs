@@ -103,8 +103,21 @@ impl Store {
     /// The store at `dir` as the default and `dir =` stores open it: limits
     /// and remote tier from the environment; a bad remote setting costs the
     /// remote, not the cache; a store that cannot be opened caches nothing.
-    /// Each problem is said once on stderr.
-    pub(crate) fn open_from_env(dir: &Path) -> Store {
+    /// Each problem is said once on stderr. Bindings (the Python package)
+    /// open their default stores through this, so both languages treat the
+    /// environment alike.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use memo_core::Store;
+    ///
+    /// let store = Store::open_from_env(&dir.path().join("cache"));
+    /// assert!(store.dir().is_some());
+    /// ```
+    #[must_use]
+    pub fn open_from_env(dir: &Path) -> Store {
         Store::builder(dir)
             .remote_from_env()
             .limits_from_env()
@@ -123,18 +136,7 @@ impl Store {
     }
 
     /// Where [`Store::global`] (and the `memo` command without `--dir`)
-    /// finds its store:
-    ///
-    /// 1. `$MEMO_DIR`, if set and not empty;
-    /// 2. else the nearest `.memo` that is a store, looked for in the
-    ///    working directory and its parents up to the project's root (the
-    ///    nearest directory holding `.git` or `Cargo.lock`; outside a
-    ///    project, the working directory only), so a program started from a
-    ///    subdirectory of its project uses the project's cache;
-    /// 3. else `.memo` in the working directory (created on first use).
-    ///
-    /// The search stops at the project's root so that an unrelated `.memo`
-    /// higher up (in a home directory, in `/tmp`) is never picked up.
+    /// finds its store: [`Store::default_dir_for`] with no program project.
     ///
     /// # Examples
     ///
@@ -145,30 +147,73 @@ impl Store {
     /// ```
     #[must_use]
     pub fn default_dir() -> PathBuf {
+        Store::default_dir_for(None)
+    }
+
+    /// Where the default store of a program whose own project is rooted at
+    /// `program` lives, whatever directory it is started from:
+    ///
+    /// 1. `$MEMO_DIR`, if set and not empty;
+    /// 2. else the nearest `.memo` that is a store, looked for in the
+    ///    working directory and its parents up to the project's root (the
+    ///    nearest directory holding `.git`, `Cargo.lock`, `pyproject.toml`
+    ///    or `setup.py`), so a program started from a subdirectory of its
+    ///    project uses the project's cache;
+    /// 3. else `.memo` in `program`, the root of the program's own project
+    ///    (the Python package passes the project of the script or module
+    ///    defining the function), if it still exists;
+    /// 4. else `.memo` at the root of the working directory's project;
+    /// 5. else a per-user cache directory: `$XDG_CACHE_HOME/memo`, else
+    ///    `~/.cache/memo` — never a bare working directory outside any
+    ///    project, where a program started from `/tmp` would recompute
+    ///    everything into a cache nobody finds again.
+    ///
+    /// The search of step 2 stops at the project's root so that an
+    /// unrelated `.memo` higher up (in a home directory, in `/tmp`) is never
+    /// picked up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use memo_core::Store;
+    ///
+    /// let here = std::env::current_dir()?;
+    /// println!("a program of {} caches in {}", here.display(),
+    ///          Store::default_dir_for(Some(&here)).display());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[must_use]
+    pub fn default_dir_for(program: Option<&Path>) -> PathBuf {
         if let Some(d) = std::env::var_os("MEMO_DIR").filter(|d| !d.is_empty()) {
             return PathBuf::from(d);
         }
         let here = PathBuf::from(".memo");
-        let Ok(cwd) = std::env::current_dir() else {
-            return here;
-        };
-        let is_root = |d: &Path| d.join(".git").exists() || d.join("Cargo.lock").is_file();
-        // Only inside a project: its root is an ancestor (or the cwd).
-        if !cwd.ancestors().any(is_root) {
-            return here;
-        }
-        for d in cwd.ancestors() {
-            let candidate = d.join(".memo");
-            if candidate.join(crate::format::LOCK_FILE).is_file() {
-                // Relative when it is the working directory's own, as
-                // before, so messages read `.memo`.
-                return if d == cwd { here } else { candidate };
-            }
-            if is_root(d) {
-                break;
+        let cwd = std::env::current_dir().ok();
+        let cwd_root = cwd.as_deref().and_then(project_root);
+        if let (Some(cwd), Some(root)) = (&cwd, &cwd_root) {
+            for d in cwd.ancestors() {
+                let candidate = d.join(".memo");
+                if candidate.join(crate::format::LOCK_FILE).is_file() {
+                    // Relative when it is the working directory's own, as
+                    // before, so messages read `.memo`.
+                    return if d == cwd { here } else { candidate };
+                }
+                if d == root.as_path() {
+                    break;
+                }
             }
         }
-        here
+        if let Some(p) = program.filter(|p| p.is_dir()) {
+            return p.join(".memo");
+        }
+        if let (Some(cwd), Some(root)) = (&cwd, cwd_root) {
+            return if &root == cwd {
+                here
+            } else {
+                root.join(".memo")
+            };
+        }
+        user_cache_dir().unwrap_or(here)
     }
 
     /// A store that caches nothing: every lookup misses, every `put` is
@@ -197,6 +242,17 @@ impl Store {
     #[must_use]
     pub fn disabled() -> Store {
         Store { engine: None }
+    }
+
+    /// Whether the store has a remote tier, and if so whether its objects
+    /// are authenticated by a secret (`MEMO_REMOTE_SECRET`,
+    /// [`StoreBuilder::remote_secret`]): `None` without a remote tier.
+    /// A binding that loads code-running values (Python's pickles) trusts
+    /// what came from a remote only when it is authenticated.
+    #[must_use]
+    pub fn remote_authenticated(&self) -> Option<bool> {
+        let remote = self.engine.as_deref()?.remote.as_deref()?;
+        Some(remote.authenticated())
     }
 
     /// The opened store, if this is not a disabled one.
@@ -694,4 +750,29 @@ mod tests {
         assert_eq!(warnings(0o775), 0, "a group-shared store is a choice");
         assert_eq!(warnings(0o700), 0);
     }
+}
+
+/// Files and directories that mark a project's root.
+const PROJECT_MARKERS: [&str; 4] = [".git", "Cargo.lock", "pyproject.toml", "setup.py"];
+
+/// The root of the project `dir` is in: the nearest of it and its
+/// ancestors holding one of [`PROJECT_MARKERS`].
+fn project_root(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|d| PROJECT_MARKERS.iter().any(|m| d.join(m).exists()))
+        .map(Path::to_path_buf)
+}
+
+/// `$XDG_CACHE_HOME/memo`, else `~/.cache/memo`.
+fn user_cache_dir() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute());
+    let base = xdg.or_else(|| {
+        std::env::var_os("HOME")
+            .filter(|d| !d.is_empty())
+            .map(|h| PathBuf::from(h).join(".cache"))
+    })?;
+    Some(base.join("memo"))
 }

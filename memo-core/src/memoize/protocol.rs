@@ -359,7 +359,8 @@ impl Function {
 pub struct CallKey(KeyBuilder);
 
 impl CallKey {
-    /// Feeds the next bytes of the encoding.
+    /// Feeds the next bytes of the encoding (large ones are hashed on
+    /// several threads with the `sweep` feature).
     pub fn feed(&mut self, bytes: &[u8]) {
         self.0.encoded(bytes);
     }
@@ -368,6 +369,51 @@ impl CallKey {
     #[must_use]
     pub fn finish(self) -> Key {
         self.0.finish()
+    }
+}
+
+/// The key of one value, being fed its canonical encoding: what
+/// [`Key::of`] gives for a Rust value with the same encoding, so a binding's
+/// `key(value)` (Python's `memo.key`) names the same key as Rust's.
+///
+/// # Examples
+///
+/// ```
+/// use memo_core::Key;
+/// use memo_core::protocol::ValueKey;
+///
+/// // 7_i64 is tag 5 followed by its 8 little-endian bytes.
+/// let mut k = ValueKey::new();
+/// k.feed(&[5]);
+/// k.feed(&7_i64.to_le_bytes());
+/// assert_eq!(k.finish(), Key::of(&7_i64));
+/// ```
+pub struct ValueKey(crate::key::canon::Hasher);
+
+impl ValueKey {
+    /// An empty value's key, ready to be fed.
+    #[must_use]
+    pub fn new() -> ValueKey {
+        ValueKey(crate::key::canon::Hasher::new())
+    }
+
+    /// Feeds the next bytes of the encoding.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+    }
+
+    /// The key.
+    #[must_use]
+    pub fn finish(self) -> Key {
+        let key = self.0.finish();
+        crate::key::call::key_of_made();
+        key
+    }
+}
+
+impl Default for ValueKey {
+    fn default() -> ValueKey {
+        ValueKey::new()
     }
 }
 
