@@ -6,10 +6,9 @@ use std::path::Path;
 
 use comfy_table::{CellAlignment, Table, presets};
 use memo_core::Selection;
-use serde_json::json;
 
 use crate::open::{failed, open};
-use crate::units::{ago, count, duration, size, unix};
+use crate::units::{ago, count, duration, size};
 use crate::{Failure, Outcome, out, print_json, progress};
 
 pub(crate) fn stats(dir: &Path, json: bool) -> Outcome {
@@ -27,26 +26,7 @@ pub(crate) fn stats(dir: &Path, json: bool) -> Outcome {
     };
     let remote = std::env::var("MEMO_REMOTE").ok().filter(|u| !u.is_empty());
     if json {
-        print_json(&json!({
-            "dir": dir.display().to_string(),
-            "entries": s.entries,
-            "bytes": s.bytes,
-            "live_bytes": s.bytes - s.dead_bytes - s.index_bytes,
-            "dead_bytes": s.dead_bytes,
-            "index_bytes": s.index_bytes,
-            "hits": s.hits,
-            "misses": s.misses,
-            "hit_ratio": ratio,
-            "evictions": s.evictions,
-            "bytes_reclaimed": s.bytes_reclaimed,
-            "compute_secs": all.compute_time.as_secs_f64(),
-            "compute_saved_secs": all.compute_saved.as_secs_f64(),
-            "stale_entries": all.stale_entries,
-            "remote": remote.as_deref().map(redact),
-            "remote_hits": s.store_remote_hits,
-            "remote_misses": s.store_remote_misses,
-            "uploads": s.store_uploads,
-        }));
+        print_json(&crate::json::stats(dir, &s, &all));
         return Ok(());
     }
     let live = s.bytes - s.dead_bytes - s.index_bytes;
@@ -93,7 +73,7 @@ pub(crate) fn stats(dir: &Path, json: bool) -> Outcome {
 }
 
 /// A URL without its password.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
             Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
@@ -107,28 +87,7 @@ pub(crate) fn functions(dir: &Path, json: bool) -> Outcome {
     let store = open(dir, |b| b)?;
     let list = store.functions().map_err(|e| failed(dir, &e))?;
     if json {
-        let rows: Vec<_> = list
-            .iter()
-            .map(|f| {
-                let s = &f.stats;
-                json!({
-                    "function": f.name,
-                    "version": f.version,
-                    "entries": s.entries,
-                    "bytes": s.bytes,
-                    "hits": s.hits,
-                    "misses": s.misses,
-                    "compute_secs": s.compute_time.as_secs_f64(),
-                    "compute_saved_secs": s.compute_saved.as_secs_f64(),
-                    "stale_entries": s.stale_entries,
-                    "stale_bytes": s.stale_bytes,
-                    "last_used_unix": unix(s.last_used),
-                    "first_run_unix": unix(Some(f.first_run)),
-                    "last_run_unix": unix(Some(f.last_run)),
-                })
-            })
-            .collect();
-        print_json(&serde_json::Value::Array(rows));
+        print_json(&crate::json::functions(&list));
         return Ok(());
     }
     if list.is_empty() {
@@ -186,13 +145,7 @@ pub(crate) fn verify(dir: &Path, json: bool) -> Outcome {
     spin.finish_and_clear();
     let clean = r.is_clean() && r.damaged_dead_records == 0;
     if json {
-        print_json(&json!({
-            "entries_checked": r.entries_checked,
-            "corrupt": r.corrupt,
-            "segments_checked": r.segments_checked,
-            "damaged_dead_records": r.damaged_dead_records,
-            "problems": r.problems,
-        }));
+        print_json(&crate::json::verify(&r));
     } else {
         for p in &r.problems {
             out!("problem: {p}");

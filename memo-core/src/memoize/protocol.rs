@@ -466,15 +466,7 @@ impl<E> Call for Foreign<'_, E> {
 
     fn store(&self, engine: &Engine, key: &Key, out: &Self::Out, cost: u32) -> Result<bool> {
         let Ok(v) = out else { return Ok(false) };
-        if !FOREIGN_CODECS.contains(&v.codec) {
-            return Err(Error::Codec {
-                key: *key,
-                message: format!(
-                    "codec id {} is not one of those reserved for bindings ({FOREIGN_CODECS:?})",
-                    v.codec
-                ),
-            });
-        }
+        check_codec(key, v.codec)?;
         if self.f.rt.ttl_ms() == 0 {
             engine.put_encoded(key, v.codec, v, cost)?;
         } else {
@@ -502,4 +494,111 @@ impl<E> Call for Foreign<'_, E> {
     fn store_failed(&self, e: &Error) {
         self.f.rt.report(self.key, e);
     }
+}
+
+/// The value a binding stored under `key` itself (not as a function's
+/// result: Python's `Store.get`), if there is one; a value of memo's own
+/// codecs (a Rust program's) is not one.
+///
+/// # Errors
+///
+/// A file of the store could not be read.
+pub fn load(store: &Store, key: &Key) -> Result<Option<Encoded>> {
+    let Some(engine) = store.engine() else {
+        return Ok(None);
+    };
+    match Direct::<Infallible>::default().load(engine, key, true)? {
+        Some(Ok(v)) => Ok(Some(v)),
+        _ => Ok(None),
+    }
+}
+
+/// Stores `value` under `key` (Python's `Store.put`).
+///
+/// # Errors
+///
+/// As [`Store::put`]; a codec id outside [`FOREIGN_CODECS`].
+pub fn save(store: &Store, key: &Key, value: &Encoded) -> Result<()> {
+    let Some(engine) = store.engine() else {
+        return Ok(());
+    };
+    Direct::<Infallible>::default()
+        .store(engine, key, &Ok(value.clone()), 0)
+        .map(|_| ())
+}
+
+/// The value stored under `key`, or `compute`'s, run once across threads,
+/// processes and machines and stored (Python's `Store.get_or_compute`).
+/// An `Err` of `compute` is returned and not stored.
+///
+/// # Errors
+///
+/// The outer error: the store could not be read (nothing was computed);
+/// the inner one: `compute`'s.
+pub fn load_or_compute<E>(
+    store: &Store,
+    key: &Key,
+    compute: impl FnOnce() -> std::result::Result<Encoded, E>,
+) -> Result<std::result::Result<Encoded, E>> {
+    let Some(engine) = store.engine() else {
+        return Ok(compute());
+    };
+    match engine.compute_flight(key, &Direct::<E>::default(), true, compute)? {
+        Flown::Done(v, _) => Ok(v),
+        Flown::Busy(compute) => Ok(compute()),
+    }
+}
+
+/// A binding's value stored under a key of its own: no function, no ttl.
+struct Direct<E>(std::marker::PhantomData<fn() -> E>);
+
+impl<E> Default for Direct<E> {
+    fn default() -> Self {
+        Direct(std::marker::PhantomData)
+    }
+}
+
+impl<E> Call for Direct<E> {
+    type Out = std::result::Result<Encoded, E>;
+    type Stop = Error;
+
+    fn load(&self, engine: &Engine, key: &Key, count: bool) -> Result<Option<Self::Out>> {
+        Ok(engine
+            .lookup(key, count)?
+            .filter(|(_, codec)| FOREIGN_CODECS.contains(codec))
+            .map(|(bytes, codec)| {
+                Ok(Encoded {
+                    codec,
+                    bytes: Held::Mapped(bytes),
+                })
+            }))
+    }
+
+    fn store(&self, engine: &Engine, key: &Key, out: &Self::Out, cost: u32) -> Result<bool> {
+        let Ok(v) = out else { return Ok(false) };
+        check_codec(key, v.codec)?;
+        engine.put_encoded(key, v.codec, v, cost)?;
+        Ok(true)
+    }
+
+    fn lookup_failed(&self, e: Error) -> Result<()> {
+        Err(e)
+    }
+
+    fn store_failed(&self, e: &Error) {
+        tracing::warn!(error = %e, "memo: computed value could not be stored");
+    }
+}
+
+/// A codec id a binding may store under.
+fn check_codec(key: &Key, codec: u8) -> Result<()> {
+    if FOREIGN_CODECS.contains(&codec) {
+        return Ok(());
+    }
+    Err(Error::Codec {
+        key: *key,
+        message: format!(
+            "codec id {codec} is not one of those reserved for bindings ({FOREIGN_CODECS:?})"
+        ),
+    })
 }
