@@ -21,7 +21,6 @@ mod share;
 mod units;
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -76,14 +75,14 @@ pub(crate) type Outcome = Result<(), Failure>;
 /// Runs the command line `args` (the program's name first) as the `memo`
 /// command does, printing to stdout and stderr; returns the exit status.
 /// The Python package's `memo` command calls this.
-pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version are "errors" that print to stdout and
             // exit 0; a bad argument prints to stderr and exits 2.
             let _ = e.print();
-            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+            return u8::try_from(e.exit_code()).unwrap_or(2);
         }
     };
     // memo-core reports problems through `tracing`: warnings (a damaged
@@ -110,7 +109,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         Command::Pull(a) => share::pull(&dir, a, cli.json),
     };
     let (msg, code) = match out {
-        Ok(()) => return ExitCode::SUCCESS,
+        Ok(()) => return 0,
         Err(Failure::Found(msg)) => (msg, 1),
         Err(Failure::Usage(msg)) => (msg, 2),
     };
@@ -122,7 +121,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             print_json(&serde_json::json!({ "error": msg, "exit_code": code }));
         }
     }
-    ExitCode::from(code)
+    code
 }
 
 /// Prints `value` as the command's one JSON document.

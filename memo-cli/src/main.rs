@@ -4,5 +4,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    memo_cli::run(std::env::args_os())
+    ExitCode::from(memo_cli::run(std::env::args_os()))
 }

@@ -274,6 +274,48 @@ impl Function {
         out
     }
 
+    /// As [`Function::call`], except that when another thread or process
+    /// is computing `key` right now this returns `None` at once instead of
+    /// waiting for it: what a sweep does first, so that processes sweeping
+    /// the same inputs share them out, then waits for the rest.
+    ///
+    /// # Errors
+    ///
+    /// `compute`'s.
+    pub fn try_call<E>(
+        &self,
+        store: &Store,
+        key: &Key,
+        compute: impl FnOnce() -> std::result::Result<Encoded, E>,
+    ) -> Option<std::result::Result<Encoded, E>> {
+        let Some(engine) = store.engine() else {
+            return Some(compute());
+        };
+        if crate::key::call::uncacheable(key) {
+            return Some(compute());
+        }
+        let memory = self.memory();
+        if let Some(v) = memory.and_then(|m| m.get::<Encoded>("", key.as_bytes())) {
+            return Some(Ok(v));
+        }
+        self.rt.register(engine, key);
+        let call = Foreign::<E> {
+            f: self,
+            engine,
+            key,
+            err: std::marker::PhantomData,
+        };
+        let out = match engine.compute_flight(key, &call, false, compute) {
+            Ok(Flown::Done(v, _)) => v,
+            Ok(Flown::Busy(_)) => return None,
+            Err(never) => match never {},
+        };
+        if let (Ok(v), Some(m)) = (&out, memory) {
+            m.put("", key.as_bytes(), v.clone());
+        }
+        Some(out)
+    }
+
     /// The stored result of `key`, if there is one that counts (a `ttl`
     /// may have passed), without computing anything; counted as a hit or
     /// a miss of the store.

@@ -1,0 +1,455 @@
+//! A memoized Python function: `memo.memoize` makes one (its Python
+//! subclass in `memo/_memoize.py` adds `map`, `lazy`, binding as a method
+//! and pickling by reference). A call binds its arguments, encodes them
+//! into the key, looks in the decoded in-process tier, then runs through
+//! memo-core's call protocol with the GIL released while it waits: single
+//! flight across threads, processes and machines, the registry and
+//! per-function counts, `ttl`, `min_cost`, the remote tier.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use memo_core::Key;
+use memo_core::protocol::{self, Encoded, Identity, Options};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::canon::{Dest, Top, encode};
+use crate::errors::store_error;
+use crate::memory::{Memory, Slot};
+use crate::sig::{ParamSpec, Signature};
+use crate::store::{Fail, Handle, Store, duration, unstored_message, warn};
+use crate::value;
+
+/// A memoized function (the native half of `memo.memoize`'s result).
+#[pyclass(frozen, subclass, module = "memo._memo", name = "Function")]
+pub(crate) struct Function {
+    rt: protocol::Function,
+    body: Py<PyAny>,
+    sig: Signature,
+    store: Arc<Handle>,
+    /// `memory=N` without a `ttl`.
+    memory: Option<Mutex<Memory>>,
+    /// `module.qualname`, for messages.
+    name: String,
+}
+
+/// What a call is, once its arguments are bound and encoded.
+struct Call {
+    key: Key,
+    slot: Slot,
+}
+
+#[pymethods]
+impl Function {
+    #[new]
+    #[pyo3(signature = (body, module, qualname, code, store, params, *, ignore=Vec::new(),
+        version="", helpers=None, ttl=None, min_cost=None, memory=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        body: Py<PyAny>,
+        module: &str,
+        qualname: &str,
+        code: &str,
+        store: PyRef<'_, Store>,
+        params: Vec<ParamSpec>,
+        ignore: Vec<String>,
+        version: &str,
+        helpers: Option<Vec<u8>>,
+        ttl: Option<Bound<'_, PyAny>>,
+        min_cost: Option<Bound<'_, PyAny>>,
+        memory: usize,
+    ) -> PyResult<Function> {
+        let helpers = match helpers {
+            None => None,
+            Some(h) => Some(<[u8; 32]>::try_from(h.as_slice()).map_err(|_| {
+                pyo3::exceptions::PyValueError::new_err("helpers: a 32-byte digest")
+            })?),
+        };
+        let mut options = Options::new();
+        let has_ttl = ttl.is_some();
+        if let Some(t) = ttl {
+            options = options.ttl(duration(&t, "ttl")?);
+        }
+        if let Some(m) = min_cost {
+            options = options.min_cost(duration(&m, "min_cost")?);
+        }
+        let rt = protocol::Function::new(
+            &Identity {
+                language: "python",
+                module,
+                name: qualname,
+                code,
+                version,
+                helpers,
+            },
+            options,
+        );
+        Ok(Function {
+            rt,
+            body,
+            sig: Signature::new(params, &ignore)?,
+            store: store.handle.clone(),
+            memory: (memory > 0 && !has_ttl).then(|| Mutex::new(Memory::new(memory))),
+            name: format!("{module}.{qualname}"),
+        })
+    }
+
+    /// The call: its stored result, or the body run once across threads,
+    /// processes and machines and its result stored.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let Some(call) = self.prepare(args, kwargs)? else {
+            return self.body.bind(py).call(args, kwargs);
+        };
+        if let Some(v) = self.remembered(py, &call) {
+            return Ok(v);
+        }
+        let out = self.flight(py, &call, args, kwargs, true)?;
+        out.ok_or_else(|| unreachable_busy(py))
+    }
+
+    /// As a call, except that when another thread or process is computing
+    /// it now, `(False, None)` at once instead of waiting: `(True, value)`
+    /// otherwise. What `map` does first.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn _try_call<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<(bool, Bound<'py, PyAny>)> {
+        let Some(call) = self.prepare(args, kwargs)? else {
+            return Ok((true, self.body.bind(py).call(args, kwargs)?));
+        };
+        if let Some(v) = self.remembered(py, &call) {
+            return Ok((true, v));
+        }
+        Ok(match self.flight(py, &call, args, kwargs, false)? {
+            Some(v) => (true, v),
+            None => (false, py.None().into_bound(py)),
+        })
+    }
+
+    /// The call's stored result without computing anything: `(True,
+    /// value)`, or `(False, None)` (what an `async def` looks up first).
+    #[pyo3(signature = (*args, **kwargs))]
+    fn _get<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<(bool, Bound<'py, PyAny>)> {
+        let none = || (false, py.None().into_bound(py));
+        let Some(call) = self.prepare(args, kwargs)? else {
+            return Ok(none());
+        };
+        if let Some(v) = self.remembered(py, &call) {
+            return Ok((true, v));
+        }
+        let found = py.detach(|| self.rt.get(&self.store.store, &call.key));
+        let Some(stored) = found else {
+            return Ok(none());
+        };
+        Ok(match self.store.decode(py, &call.key, &stored)? {
+            Some(v) => {
+                self.remember(&call, &v);
+                (true, v)
+            }
+            None => none(),
+        })
+    }
+
+    /// Stores `value` as the call's result, computed in `took` seconds
+    /// (what an `async def` does after awaiting its body).
+    #[pyo3(signature = (took, value, *args, **kwargs))]
+    fn _put(
+        &self,
+        py: Python<'_>,
+        took: f64,
+        value: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let Some(call) = self.prepare(args, kwargs)? else {
+            return Ok(());
+        };
+        let took = std::time::Duration::try_from_secs_f64(took).unwrap_or_default();
+        match value::encode(value, self.store.pickle)? {
+            Ok(e) => py.detach(|| self.rt.put(&self.store.store, &call.key, &e, took)),
+            Err(why) => warn(
+                py,
+                &format!(
+                    "memo: the result of {}: {}",
+                    self.name,
+                    unstored_message(&self.store, &why)
+                ),
+            ),
+        }
+        self.remember(&call, value);
+        Ok(())
+    }
+
+    /// Runs the body and stores nothing.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn uncached<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.body.bind(py).call(args, kwargs)
+    }
+
+    /// Runs the body and stores its result in place of any stored one.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn recompute<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let Some(call) = self.prepare(args, kwargs)? else {
+            return self.body.bind(py).call(args, kwargs);
+        };
+        self.compute_and_put(py, &call, args, kwargs)
+    }
+
+    /// Whether the call's result is stored.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn is_cached(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<bool> {
+        let Some(call) = self.prepare(args, kwargs)? else {
+            return Ok(false);
+        };
+        Ok(py.detach(|| self.rt.is_cached(&self.store.store, &call.key)))
+    }
+
+    /// The call's key: 64 lowercase hex characters.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn key(
+        &self,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<String> {
+        match self.prepare(args, kwargs)? {
+            Some(call) => Ok(call.key.to_string()),
+            None => {
+                // Arguments that do not fit: the body's own TypeError.
+                self.body.bind(args.py()).call(args, kwargs)?;
+                Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "arguments that do not fit {}",
+                    self.name
+                )))
+            }
+        }
+    }
+
+    /// Removes every stored result of this function (of every version of
+    /// its code); how many there were.
+    fn clear(&self, py: Python<'_>) -> PyResult<u64> {
+        if let Some(m) = &self.memory {
+            let dropped = m.lock().unwrap_or_else(PoisonError::into_inner).clear();
+            drop(dropped);
+        }
+        py.detach(|| self.rt.clear(&self.store.store))
+            .map_err(|e| store_error(py, &e))
+    }
+
+    /// `entries`, `bytes`, `hits`, `misses`, `compute_secs`,
+    /// `compute_saved_secs` of this function's results.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = py.detach(|| self.rt.stats(&self.store.store));
+        let d = PyDict::new(py);
+        d.set_item("entries", s.entries)?;
+        d.set_item("bytes", s.bytes)?;
+        d.set_item("hits", s.hits)?;
+        d.set_item("misses", s.misses)?;
+        d.set_item("compute_secs", s.compute_time.as_secs_f64())?;
+        d.set_item("compute_saved_secs", s.compute_saved.as_secs_f64())?;
+        d.set_item("stale_entries", s.stale_entries)?;
+        Ok(d)
+    }
+
+    /// The store this function's results live in.
+    #[getter]
+    fn store(&self) -> Store {
+        Store {
+            handle: self.store.clone(),
+        }
+    }
+}
+
+fn unreachable_busy(py: Python<'_>) -> PyErr {
+    crate::errors::memo_error(py, "a waiting call returned without a result")
+}
+
+impl Function {
+    /// Binds and encodes the arguments; `None` when they do not fit the
+    /// parameters (the body then raises Python's own error).
+    fn prepare(
+        &self,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Option<Call>> {
+        let py = args.py();
+        let Some(bound) = self.sig.bind(args, kwargs)? else {
+            return Ok(None);
+        };
+        let start = || Dest::Call(self.rt.key_builder());
+        let mut top = Top::new(&start);
+        for (p, v) in self.sig.params().iter().zip(&bound) {
+            if p.ignored {
+                continue;
+            }
+            if let Err(e) = encode(v, &mut top, 0) {
+                return Err(crate::errors::unhashable(
+                    py,
+                    format!(
+                        "argument `{}` of {}: {}",
+                        p.name,
+                        self.name,
+                        message(py, &e)
+                    ),
+                ));
+            }
+        }
+        let (small, key) = top.finish();
+        let slot = match small {
+            Some(bytes) if self.memory.is_some() => Slot::Args(bytes),
+            _ => Slot::Key(*key.as_bytes()),
+        };
+        Ok(Some(Call { key, slot }))
+    }
+
+    fn remembered<'py>(&self, py: Python<'py>, call: &Call) -> Option<Bound<'py, PyAny>> {
+        let m = self.memory.as_ref()?;
+        let found = m
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(py, &call.slot);
+        found.map(|v| v.into_bound(py))
+    }
+
+    fn remember(&self, call: &Call, v: &Bound<'_, PyAny>) {
+        if let Some(m) = &self.memory {
+            let dropped = m
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .put(call.slot.clone(), v.clone().unbind());
+            drop(dropped);
+        }
+    }
+
+    /// The call through the protocol; `None` only when `wait` is off and
+    /// another thread or process is computing it.
+    fn flight<'py>(
+        &self,
+        py: Python<'py>,
+        call: &Call,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+        wait: bool,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let h = &self.store;
+        let (args_owned, kwargs_owned) =
+            (args.clone().unbind(), kwargs.map(|k| k.clone().unbind()));
+        let mut fresh: Option<Py<PyAny>> = None;
+        let compute = || {
+            Python::attach(|py| -> Result<Encoded, Fail> {
+                let v = self
+                    .body
+                    .bind(py)
+                    .call(
+                        args_owned.bind(py),
+                        kwargs_owned.as_ref().map(|k| k.bind(py)),
+                    )
+                    .map_err(Fail::Raised)?;
+                fresh = Some(v.clone().unbind());
+                match value::encode(&v, h.pickle).map_err(Fail::Raised)? {
+                    Ok(e) => Ok(e),
+                    Err(why) => Err(Fail::Unstored(why)),
+                }
+            })
+        };
+        let out = py.detach(|| {
+            if wait {
+                Some(self.rt.call(&h.store, &call.key, compute))
+            } else {
+                self.rt.try_call(&h.store, &call.key, compute)
+            }
+        });
+        let Some(out) = out else { return Ok(None) };
+        let v = match out {
+            Ok(stored) => match fresh {
+                Some(obj) => obj.into_bound(py),
+                None => match h.decode(py, &call.key, &stored)? {
+                    Some(obj) => obj,
+                    // Stored but unusable (a pickle from a store not
+                    // trusted with code, bytes that do not decode): the
+                    // body runs and its result replaces the entry.
+                    None => self.compute_and_put(py, call, args, kwargs)?,
+                },
+            },
+            Err(Fail::Raised(e)) => return Err(e),
+            Err(Fail::Unstored(why)) => {
+                warn(
+                    py,
+                    &format!(
+                        "memo: the result of {}: {}",
+                        self.name,
+                        unstored_message(h, &why)
+                    ),
+                );
+                match fresh {
+                    Some(obj) => obj.into_bound(py),
+                    None => return Err(unreachable_busy(py)),
+                }
+            }
+        };
+        self.remember(call, &v);
+        Ok(Some(v))
+    }
+
+    /// Runs the body and stores its result over any stored one.
+    fn compute_and_put<'py>(
+        &self,
+        py: Python<'py>,
+        call: &Call,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let began = Instant::now();
+        let v = self.body.bind(py).call(args, kwargs)?;
+        let took = began.elapsed();
+        match value::encode(&v, self.store.pickle)? {
+            Ok(e) => py.detach(|| self.rt.put(&self.store.store, &call.key, &e, took)),
+            Err(why) => warn(
+                py,
+                &format!(
+                    "memo: the result of {}: {}",
+                    self.name,
+                    unstored_message(&self.store, &why)
+                ),
+            ),
+        }
+        self.remember(call, &v);
+        Ok(v)
+    }
+}
+
+/// An exception's message (its `str`).
+fn message(py: Python<'_>, e: &PyErr) -> String {
+    e.value(py)
+        .str()
+        .map_or_else(|_| "cannot be hashed".into(), |s| s.to_string())
+}
