@@ -130,3 +130,20 @@ impl serde::Serialize for Key {
         s.serialize_bytes(&self.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Key;
+
+    /// A test vector shared with the Python package
+    /// (`memo-py/tests/test_keys.py`, `KEY_OF_SEVEN_I64`): Python's
+    /// `memo.key(7)` encodes an int as an `i64`, so both languages name
+    /// the same key for the same value.
+    #[test]
+    fn a_python_and_a_rust_value_share_a_key() {
+        assert_eq!(
+            Key::of(&7_i64).to_string(),
+            "758c98c155fbde19f54b262a6f55b6779d7fdde4e838a000b5139b1cd9b64923"
+        );
+    }
+}

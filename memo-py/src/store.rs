@@ -399,8 +399,9 @@ impl Store {
             .map_err(|e| store_error(py, &e))
     }
 
-    fn __repr__(&self) -> String {
-        format!("memo.Store({:?})", self.handle.label)
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let label = PyString::new(py, &self.handle.label).repr()?;
+        Ok(format!("memo.Store({label})"))
     }
 
     /// The store the decorator uses by default for a function of the

@@ -1,0 +1,46 @@
+"""The remote tier through a real redis-server: a result computed on one
+machine (here: one store directory and process) is a hit on another."""
+
+import memo
+from conftest import run_py
+
+MACHINE = """
+import memo, sys
+runs = []
+@memo.memoize(store=memo.Store(sys.argv[1], remote=sys.argv[2], remote_secret="team"))
+def fit(x):
+    runs.append(x)
+    return {{"coef": [x, x + 1], "name": "ridge"}}
+print(fit(3)["coef"], len(runs), fit.store.stats()["remote_hits"])
+"""
+
+
+def test_a_result_computed_on_one_machine_is_a_hit_on_another(tmp_path, redis_url):
+    a = run_py(MACHINE.format(), args=[str(tmp_path / "a"), redis_url]).stdout.split("]")
+    b = run_py(MACHINE.format(), args=[str(tmp_path / "b"), redis_url]).stdout.split("]")
+    assert a[1].split()[0] == "1"  # computed on a
+    assert b[1].split() == ["0", "1"]  # a remote hit on b
+    # And b now has it locally.
+    c = run_py(MACHINE.format(), args=[str(tmp_path / "b"), redis_url]).stdout.split("]")
+    assert c[1].split()[0] == "0"
+
+
+def test_memo_remote_from_the_environment(tmp_path, redis_url, monkeypatch):
+    monkeypatch.setenv("MEMO_REMOTE", redis_url)
+    monkeypatch.setenv("MEMO_REMOTE_SECRET", "s")
+    code = """
+import memo
+@memo.memoize(dir={d!r})
+def g(x):
+    print("computing")
+    return x
+g(1)
+"""
+    assert run_py(code.format(d=str(tmp_path / "one"))).stdout.strip() == "computing"
+    assert run_py(code.format(d=str(tmp_path / "two"))).stdout.strip() == ""
+
+
+def test_a_dead_remote_costs_nothing_but_the_remote(tmp_path):
+    s = memo.Store(str(tmp_path / "s"), remote="redis://127.0.0.1:1")
+    s.put(memo.key(1), "local")
+    assert s.get(memo.key(1)) == "local"
