@@ -721,6 +721,31 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Files and directories that mark a project's root.
+const PROJECT_MARKERS: [&str; 4] = [".git", "Cargo.lock", "pyproject.toml", "setup.py"];
+
+/// The root of the project `dir` is in: the nearest of it and its
+/// ancestors holding one of [`PROJECT_MARKERS`].
+fn project_root(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|d| PROJECT_MARKERS.iter().any(|m| d.join(m).exists()))
+        .map(Path::to_path_buf)
+}
+
+/// `$XDG_CACHE_HOME/memo`, else `~/.cache/memo`.
+fn user_cache_dir() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute());
+    let base = xdg.or_else(|| {
+        std::env::var_os("HOME")
+            .filter(|d| !d.is_empty())
+            .map(|h| PathBuf::from(h).join(".cache"))
+    })?;
+    Some(base.join("memo"))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -750,29 +775,4 @@ mod tests {
         assert_eq!(warnings(0o775), 0, "a group-shared store is a choice");
         assert_eq!(warnings(0o700), 0);
     }
-}
-
-/// Files and directories that mark a project's root.
-const PROJECT_MARKERS: [&str; 4] = [".git", "Cargo.lock", "pyproject.toml", "setup.py"];
-
-/// The root of the project `dir` is in: the nearest of it and its
-/// ancestors holding one of [`PROJECT_MARKERS`].
-fn project_root(dir: &Path) -> Option<PathBuf> {
-    dir.ancestors()
-        .find(|d| PROJECT_MARKERS.iter().any(|m| d.join(m).exists()))
-        .map(Path::to_path_buf)
-}
-
-/// `$XDG_CACHE_HOME/memo`, else `~/.cache/memo`.
-fn user_cache_dir() -> Option<PathBuf> {
-    let xdg = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .filter(|d| d.is_absolute());
-    let base = xdg.or_else(|| {
-        std::env::var_os("HOME")
-            .filter(|d| !d.is_empty())
-            .map(|h| PathBuf::from(h).join(".cache"))
-    })?;
-    Some(base.join("memo"))
 }

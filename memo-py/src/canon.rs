@@ -109,19 +109,14 @@ impl<'a> Top<'a> {
         }
     }
 
-    /// The bytes, if they were all kept (nothing large was fed), and the key.
-    pub(crate) fn finish(self) -> (Option<Vec<u8>>, Key) {
-        match self.dest {
-            Some(mut d) => {
-                d.feed(&self.buf);
-                (None, d.finish())
-            }
-            None => {
-                let mut d = (self.start)();
-                d.feed(&self.buf);
-                (Some(self.buf), d.finish())
-            }
+    /// The bytes when they were all kept (nothing large was fed: the key
+    /// is hashed from them when needed), else the key.
+    pub(crate) fn finish_lazy(self) -> Result<Vec<u8>, Key> {
+        if let Some(mut d) = self.dest {
+            d.feed(&self.buf);
+            return Err(d.finish());
         }
+        Ok(self.buf)
     }
 }
 
@@ -254,12 +249,11 @@ fn int(v: &Bound<'_, PyAny>, out: &mut dyn Sink) -> PyResult<()> {
 /// A string's UTF-8 bytes as `name(s)`; a string with lone surrogates
 /// (not UTF-8) by its `surrogatepass` bytes, which no valid string has.
 fn string(s: &Bound<'_, PyString>, out: &mut dyn Sink) -> PyResult<()> {
-    match s.to_cow() {
-        Ok(text) => name(out, text.as_bytes()),
-        Err(_) => {
-            let b = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
-            name(out, b.cast::<PyBytes>()?.as_bytes());
-        }
+    if let Ok(text) = s.to_cow() {
+        name(out, text.as_bytes());
+    } else {
+        let b = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
+        name(out, b.cast::<PyBytes>()?.as_bytes());
     }
     Ok(())
 }
@@ -375,7 +369,15 @@ pub(crate) fn key(value: &Bound<'_, PyAny>) -> PyResult<String> {
     let start = || Dest::Value(ValueKey::new());
     let mut top = Top::new(&start);
     encode(value, &mut top, 0)?;
-    Ok(top.finish().1.to_string())
+    let key = match top.finish_lazy() {
+        Ok(bytes) => {
+            let mut k = ValueKey::new();
+            k.feed(&bytes);
+            k.finish()
+        }
+        Err(streamed) => streamed,
+    };
+    Ok(key.to_string())
 }
 
 /// blake3 of `data`, 32 bytes (helpers' code digests, `uses=`).
@@ -387,10 +389,14 @@ pub(crate) fn digest<'py>(py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
 /// blake3 of the contents of the file at `path`, read with the GIL
 /// released (`DataFile`'s part of a key).
 #[pyfunction]
-pub(crate) fn file_digest<'py>(
-    py: Python<'py>,
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "pyo3 hands arguments over by value"
+)]
+pub(crate) fn file_digest(
+    py: Python<'_>,
     path: std::path::PathBuf,
-) -> PyResult<Bound<'py, PyBytes>> {
+) -> PyResult<Bound<'_, PyBytes>> {
     let hashed = py.detach(|| -> std::io::Result<blake3::Hash> {
         let mut h = blake3::Hasher::new();
         h.update_mmap_rayon(&path)?;

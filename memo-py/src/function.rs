@@ -16,7 +16,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::canon::{Dest, Top, encode};
 use crate::errors::store_error;
-use crate::memory::{Memory, Slot};
+use crate::memory::{KEYED, Memory, Slot};
 use crate::sig::{ParamSpec, Signature};
 use crate::store::{Fail, Handle, Store, duration, unstored_message, warn};
 use crate::value;
@@ -34,15 +34,21 @@ pub(crate) struct Function {
     name: String,
 }
 
-/// What a call is, once its arguments are bound and encoded.
+/// What a call is, once its arguments are bound and encoded: its key is
+/// hashed only when needed (an in-process hit needs only the bytes).
 struct Call {
-    key: Key,
+    key: std::cell::OnceCell<Key>,
+    /// The arguments' canonical bytes (when small), or `KEYED` and the key.
     slot: Slot,
 }
 
 #[pymethods]
 impl Function {
     #[new]
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "pyo3 hands arguments over by value"
+    )]
     #[pyo3(signature = (body, module, qualname, code, store, params, *, ignore=Vec::new(),
         version="", helpers=None, ttl=None, min_cost=None, memory=0))]
     #[allow(clippy::too_many_arguments)]
@@ -152,11 +158,12 @@ impl Function {
         if let Some(v) = self.remembered(py, &call) {
             return Ok((true, v));
         }
-        let found = py.detach(|| self.rt.get(&self.store.store, &call.key));
+        let key = *self.key_of(&call);
+        let found = py.detach(|| self.rt.get(&self.store.store, &key));
         let Some(stored) = found else {
             return Ok(none());
         };
-        Ok(match self.store.decode(py, &call.key, &stored)? {
+        Ok(match self.store.decode(py, self.key_of(&call), &stored)? {
             Some(v) => {
                 self.remember(&call, &v);
                 (true, v)
@@ -181,7 +188,10 @@ impl Function {
         };
         let took = std::time::Duration::try_from_secs_f64(took).unwrap_or_default();
         match value::encode(value, self.store.pickle)? {
-            Ok(e) => py.detach(|| self.rt.put(&self.store.store, &call.key, &e, took)),
+            Ok(e) => {
+                let key = *self.key_of(&call);
+                py.detach(|| self.rt.put(&self.store.store, &key, &e, took));
+            }
             Err(why) => warn(
                 py,
                 &format!(
@@ -231,7 +241,8 @@ impl Function {
         let Some(call) = self.prepare(args, kwargs)? else {
             return Ok(false);
         };
-        Ok(py.detach(|| self.rt.is_cached(&self.store.store, &call.key)))
+        let key = *self.key_of(&call);
+        Ok(py.detach(|| self.rt.is_cached(&self.store.store, &key)))
     }
 
     /// The call's key: 64 lowercase hex characters.
@@ -241,17 +252,15 @@ impl Function {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<String> {
-        match self.prepare(args, kwargs)? {
-            Some(call) => Ok(call.key.to_string()),
-            None => {
-                // Arguments that do not fit: the body's own TypeError.
-                self.body.bind(args.py()).call(args, kwargs)?;
-                Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                    "arguments that do not fit {}",
-                    self.name
-                )))
-            }
+        if let Some(call) = self.prepare(args, kwargs)? {
+            return Ok(self.key_of(&call).to_string());
         }
+        // Arguments that do not fit: the body's own TypeError.
+        self.body.bind(args.py()).call(args, kwargs)?;
+        Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "arguments that do not fit {}",
+            self.name
+        )))
     }
 
     /// Removes every stored result of this function (of every version of
@@ -302,17 +311,14 @@ impl Function {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Option<Call>> {
         let py = args.py();
-        let Some(bound) = self.sig.bind(args, kwargs)? else {
-            return Ok(None);
-        };
         let start = || Dest::Call(self.rt.key_builder());
         let mut top = Top::new(&start);
-        for (p, v) in self.sig.params().iter().zip(&bound) {
+        let mut put = |p: &crate::sig::Param, v: &Bound<'_, PyAny>| -> PyResult<()> {
             if p.ignored {
-                continue;
+                return Ok(());
             }
-            if let Err(e) = encode(v, &mut top, 0) {
-                return Err(crate::errors::unhashable(
+            encode(v, &mut top, 0).map_err(|e| {
+                crate::errors::unhashable(
                     py,
                     format!(
                         "argument `{}` of {}: {}",
@@ -320,15 +326,44 @@ impl Function {
                         self.name,
                         message(py, &e)
                     ),
-                ));
+                )
+            })
+        };
+        // Positional arguments only, for a function without `*args` and
+        // `**kwargs`: no binding to build (the common call).
+        if let Some(fill) = self.sig.positional_fill(args, kwargs) {
+            let params = self.sig.params();
+            for (p, v) in params.iter().zip(args.iter()) {
+                put(p, &v)?;
+            }
+            for (p, d) in params[args.len()..].iter().zip(fill) {
+                put(p, d.bind(py))?;
+            }
+        } else {
+            let Some(bound) = self.sig.bind(args, kwargs)? else {
+                return Ok(None);
+            };
+            for (p, v) in self.sig.params().iter().zip(&bound) {
+                put(p, v)?;
             }
         }
-        let (small, key) = top.finish();
-        let slot = match small {
-            Some(bytes) if self.memory.is_some() => Slot::Args(bytes),
-            _ => Slot::Key(*key.as_bytes()),
+        let key = std::cell::OnceCell::new();
+        let slot = match top.finish_lazy() {
+            Ok(bytes) => bytes,
+            Err(k) => {
+                let mut slot = Vec::with_capacity(33);
+                slot.push(KEYED);
+                slot.extend_from_slice(k.as_bytes());
+                let _ = key.set(k);
+                slot
+            }
         };
         Ok(Some(Call { key, slot }))
+    }
+
+    /// The call's key.
+    fn key_of<'c>(&self, call: &'c Call) -> &'c Key {
+        call.key.get_or_init(|| self.rt.key(&call.slot))
     }
 
     fn remembered<'py>(&self, py: Python<'py>, call: &Call) -> Option<Bound<'py, PyAny>> {
@@ -361,6 +396,7 @@ impl Function {
         wait: bool,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let h = &self.store;
+        let key = self.key_of(call);
         let (args_owned, kwargs_owned) =
             (args.clone().unbind(), kwargs.map(|k| k.clone().unbind()));
         let mut fresh: Option<Py<PyAny>> = None;
@@ -383,16 +419,16 @@ impl Function {
         };
         let out = py.detach(|| {
             if wait {
-                Some(self.rt.call(&h.store, &call.key, compute))
+                Some(self.rt.call(&h.store, key, compute))
             } else {
-                self.rt.try_call(&h.store, &call.key, compute)
+                self.rt.try_call(&h.store, key, compute)
             }
         });
         let Some(out) = out else { return Ok(None) };
         let v = match out {
             Ok(stored) => match fresh {
                 Some(obj) => obj.into_bound(py),
-                None => match h.decode(py, &call.key, &stored)? {
+                None => match h.decode(py, key, &stored)? {
                     Some(obj) => obj,
                     // Stored but unusable (a pickle from a store not
                     // trusted with code, bytes that do not decode): the
@@ -432,7 +468,10 @@ impl Function {
         let v = self.body.bind(py).call(args, kwargs)?;
         let took = began.elapsed();
         match value::encode(&v, self.store.pickle)? {
-            Ok(e) => py.detach(|| self.rt.put(&self.store.store, &call.key, &e, took)),
+            Ok(e) => {
+                let key = *self.key_of(call);
+                py.detach(|| self.rt.put(&self.store.store, &key, &e, took));
+            }
             Err(why) => warn(
                 py,
                 &format!(

@@ -3,12 +3,12 @@
 //! (`memo_core::protocol`), so a Python function runs through the same
 //! runtime as a `#[memoize]` one: one engine, not a second implementation.
 //!
-//! The path a call takes, by module: [`sig`] binds the arguments to the
-//! parameters, [`canon`] encodes them canonically into the key, [`memory`]
-//! is the decoded in-process tier, [`function`] runs the call through the
-//! protocol, [`value`] encodes the result (memo's plain-data encoding or a
-//! pickle) and decodes stored ones, [`mmap`] hands numpy the mapped bytes,
-//! [`store`] is the `Store` class, and [`errors`] the exceptions.
+//! The path a call takes, by module: `sig` binds the arguments to the
+//! parameters, `canon` encodes them canonically into the key, `memory`
+//! is the decoded in-process tier, `function` runs the call through the
+//! protocol, `value` encodes the result (memo's plain-data encoding or a
+//! pickle) and decodes stored ones, `mmap` hands numpy the mapped bytes,
+//! `store` is the `Store` class, and `errors` the exceptions.
 
 mod canon;
 mod errors;

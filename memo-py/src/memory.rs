@@ -8,14 +8,13 @@ use std::collections::HashMap;
 
 use pyo3::prelude::*;
 
-/// What a call is looked up by.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Slot {
-    /// The arguments' canonical bytes, when they were small enough to keep.
-    Args(Vec<u8>),
-    /// The call's key, for calls with large arguments.
-    Key([u8; 32]),
-}
+/// What a call is looked up by: the arguments' canonical bytes when they
+/// were small enough to keep, else `KEYED` and the call's key (no
+/// encoding starts with `KEYED`: its first byte is a tag of the table).
+pub(crate) type Slot = Vec<u8>;
+
+/// The first byte of a slot that is a key.
+pub(crate) const KEYED: u8 = 0xFF;
 
 /// Up to `cap` results, least recently used evicted first.
 pub(crate) struct Memory {
@@ -34,7 +33,7 @@ impl Memory {
     }
 
     /// The object kept for `slot`.
-    pub(crate) fn get(&mut self, py: Python<'_>, slot: &Slot) -> Option<Py<PyAny>> {
+    pub(crate) fn get(&mut self, py: Python<'_>, slot: &[u8]) -> Option<Py<PyAny>> {
         self.tick += 1;
         let tick = self.tick;
         self.map.get_mut(slot).map(|(v, used)| {

@@ -92,6 +92,29 @@ impl Signature {
         })
     }
 
+    /// For a call of positional arguments only, to a function without
+    /// `*args` or `**kwargs`, that leaves no parameter without a value:
+    /// the defaults of the parameters after the given arguments (the
+    /// arguments bind in order). `None` for any other call.
+    pub(crate) fn positional_fill(
+        &self,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> Option<impl Iterator<Item = &Py<PyAny>>> {
+        if self.var_positional.is_some()
+            || self.var_keyword.is_some()
+            || kwargs.is_some_and(|k| !k.is_empty())
+            || args.len() > self.positional
+        {
+            return None;
+        }
+        let rest = &self.params[args.len()..];
+        if rest.iter().any(|p| p.default.is_none()) {
+            return None;
+        }
+        Some(rest.iter().filter_map(|p| p.default.as_ref()))
+    }
+
     /// The parameters.
     pub(crate) fn params(&self) -> &[Param] {
         &self.params

@@ -188,7 +188,12 @@ impl Store {
     #[pyo3(signature = (dir, *, max_bytes=None, max_entries=None, max_age=None, policy="lru",
         durability="flush", read_only=false, remote=None, remote_mode="read-write",
         remote_secret=None, pickle=true))]
-    #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
+    #[allow(
+        clippy::too_many_arguments,
+        clippy::fn_params_excessive_bools,
+        clippy::needless_pass_by_value,
+        reason = "Python's keyword arguments, handed over by value by pyo3"
+    )]
     fn new(
         py: Python<'_>,
         dir: PathBuf,
@@ -316,6 +321,10 @@ impl Store {
 
     /// The value stored under `key`, or `fn()`'s, run once across threads
     /// and processes and stored.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "pyo3 hands arguments over by value"
+    )]
     fn get_or_compute<'py>(
         &self,
         py: Python<'py>,
@@ -409,6 +418,10 @@ impl Store {
     /// to the same directory).
     #[staticmethod]
     #[pyo3(signature = (project=None))]
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "pyo3 hands arguments over by value"
+    )]
     fn _default(py: Python<'_>, project: Option<PathBuf>) -> Store {
         let dir = memo_core::Store::default_dir_for(project.as_deref());
         shared(py, &dir)
@@ -417,6 +430,10 @@ impl Store {
     /// The store of `memoize(dir=...)`: limits and remote tier from the
     /// environment, once per directory and process.
     #[staticmethod]
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "pyo3 hands arguments over by value"
+    )]
     fn _at(py: Python<'_>, dir: PathBuf) -> Store {
         shared(py, &dir)
     }

@@ -108,6 +108,10 @@ fn short_str(out: &mut Vec<u8>, s: &str) -> bool {
 
 /// Appends `v` in the plain encoding; `false` (with `out` partly written)
 /// if some part of it is not plain data.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one arm per type, as the format lists them"
+)]
 fn plain(v: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: u32) -> PyResult<bool> {
     let py = v.py();
     if depth > MAX_DEPTH {
@@ -372,6 +376,10 @@ impl Reader<'_> {
         String::from_utf8(self.take(n)?.to_vec()).ok()
     }
 
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one arm per tag, as the format lists them"
+    )]
     fn value<'py>(&mut self, py: Python<'py>, depth: u32) -> Decoded<'py> {
         if depth > MAX_DEPTH {
             return Ok(Err(Undecodable("nested too deep".into())));
@@ -401,7 +409,7 @@ impl Reader<'_> {
             t::TRUE => PyBool::new(py, true).to_owned().into_any(),
             t::INT => {
                 let b = need!(self.u64(), "int");
-                (b as i64).into_pyobject(py)?.into_any()
+                b.cast_signed().into_pyobject(py)?.into_any()
             }
             t::BIGINT => {
                 let n = need!(self.len(), "int");
