@@ -42,6 +42,12 @@ struct Call {
     slot: Slot,
 }
 
+impl Drop for Call {
+    fn drop(&mut self) {
+        crate::canon::recycle(std::mem::take(&mut self.slot));
+    }
+}
+
 #[pymethods]
 impl Function {
     #[new]

@@ -4,7 +4,7 @@
 //! `functools.lru_cache`'s does. As with `lru_cache`, the same object is
 //! returned to every caller.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use pyo3::prelude::*;
 
@@ -20,7 +20,7 @@ pub(crate) const KEYED: u8 = 0xFF;
 pub(crate) struct Memory {
     cap: usize,
     tick: u64,
-    map: HashMap<Slot, (Py<PyAny>, u64)>,
+    map: FxHashMap<Slot, (Py<PyAny>, u64)>,
 }
 
 impl Memory {
@@ -28,7 +28,7 @@ impl Memory {
         Memory {
             cap,
             tick: 0,
-            map: HashMap::with_capacity(cap.min(1 << 16)),
+            map: FxHashMap::with_capacity_and_hasher(cap.min(1 << 16), Default::default()),
         }
     }
 
