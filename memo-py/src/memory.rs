@@ -4,7 +4,7 @@
 //! `functools.lru_cache`'s does. As with `lru_cache`, the same object is
 //! returned to every caller.
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use pyo3::prelude::*;
 
@@ -28,7 +28,7 @@ impl Memory {
         Memory {
             cap,
             tick: 0,
-            map: FxHashMap::with_capacity_and_hasher(cap.min(1 << 16), Default::default()),
+            map: FxHashMap::with_capacity_and_hasher(cap.min(1 << 16), FxBuildHasher),
         }
     }
 
