@@ -1,104 +1,124 @@
-//! Guards the default store (`Store::global`, `Store::default_dir`): a
-//! program finds its project's cache from any working directory inside the
-//! project, and never an unrelated `.memo` outside it. Children are this
-//! test binary re-run from another working directory.
+//! Guards the default store (`#[memoize]` with no store option,
+//! `Store::default_dir_for`): a program finds its project's cache from any
+//! working directory, inside its project or outside it, and never an
+//! unrelated `.memo`; outside any project and with its own project gone,
+//! the per-user cache directory, never a bare working directory.
+//!
+//! The program is a crate of its own in a temporary project
+//! (`memo_tests::build_program`): its project is known from where it was
+//! built, as a user's program's is.
 
 #![allow(
     clippy::unwrap_used,
     reason = "a test fails loudly on the first unexpected error"
 )]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+const MAIN: &str = r#"
 use memo_core::memoize;
-use memo_tests::tempdir;
 
-/// The children's memoized function: logs each computation.
 #[memoize]
 fn slow_square(x: u64) -> u64 {
-    memo_tests::log_line(&format!("computing {x}"));
+    println!("computing {x}");
     x * x
 }
 
-/// Not a test of its own: the body of the children.
-#[test]
-fn child_role() {
-    if std::env::var_os("MEMO_TEST_LOG").is_none() {
-        return;
-    }
+fn main() {
     for x in 0..5 {
         assert_eq!(slow_square(x), x * x);
     }
 }
+"#;
 
-/// Runs a child from `cwd` without `MEMO_DIR`; how many values it computed.
-/// Its per-user cache directory (`XDG_CACHE_HOME`) is `log`'s directory.
-fn computed_from(cwd: &Path, log: &Path) -> usize {
-    let _ = std::fs::remove_file(log);
-    memo_tests::succeed(
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
-            .current_dir(cwd)
-            .env_remove("MEMO_DIR")
-            .env("XDG_CACHE_HOME", log.parent().unwrap())
-            .env("MEMO_TEST_LOG", log),
+/// Builds the program in `project` as the crate `name`.
+fn build(project: &Path, name: &str) -> PathBuf {
+    let bin = memo_tests::build_program(project, name, "", MAIN);
+    // A copy outside the build directory, so a test can remove the project.
+    let copy = project.parent().unwrap().join("lab-bin");
+    std::fs::copy(&bin, &copy).unwrap();
+    copy
+}
+
+/// Runs the program from `cwd` without `MEMO_DIR`, with `xdg` as its
+/// per-user cache directory; how many values it computed.
+fn computed_from(bin: &Path, cwd: &Path, xdg: &Path) -> usize {
+    let out = Command::new(bin)
+        .current_dir(cwd)
+        .env_remove("MEMO_DIR")
+        .env("XDG_CACHE_HOME", xdg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
+    String::from_utf8_lossy(&out.stdout)
         .lines()
+        .filter(|l| l.starts_with("computing"))
         .count()
 }
 
 #[test]
-fn a_program_finds_its_projects_cache_from_any_subdirectory() {
-    let t = tempdir();
-    let logs = tempdir();
-    let log = logs.path().join("log");
+fn a_program_finds_its_projects_cache_from_anywhere_and_nothing_else() {
+    let t = memo_tests::tempdir();
+    let xdg = t.path().join("xdg");
     let project = t.path().join("lab");
-    let deep = project.join("src").join("deep");
-    std::fs::create_dir_all(&deep).unwrap();
-    std::fs::write(project.join("Cargo.lock"), "").unwrap();
+    let bin = build(&project, "memo-global-scratch");
 
-    assert_eq!(computed_from(&project, &log), 5);
+    // `MEMO_DIR` wins.
+    let mine = t.path().join("mine");
+    let out = Command::new(&bin)
+        .current_dir(&project)
+        .env("MEMO_DIR", &mine)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(mine.is_dir() && !project.join(".memo").exists());
+
+    // Started from outside any project: the program's own project's cache.
+    let elsewhere = t.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    assert_eq!(computed_from(&bin, &elsewhere, &xdg), 5);
     assert!(project.join(".memo").is_dir());
-    assert_eq!(
-        computed_from(&deep, &log),
-        0,
-        "the project's cache is found"
+    assert!(
+        !elsewhere.join(".memo").exists(),
+        "never a bare working directory"
     );
-    assert_eq!(computed_from(&project.join("src"), &log), 0);
-    assert!(!deep.join(".memo").exists(), "no second cache is made");
+    // From inside the project, and from another directory: the same cache.
+    assert_eq!(computed_from(&bin, &project.join("src"), &xdg), 0);
+    assert_eq!(computed_from(&bin, t.path(), &xdg), 0);
     assert!(!project.join("src").join(".memo").exists());
 
-    // A repository root (`.git`) bounds the search as `Cargo.lock` does.
+    // An existing store of the working directory's project comes first
+    // (today's rule: a program run inside another project uses its cache).
     let repo = t.path().join("repo");
     std::fs::create_dir_all(repo.join(".git")).unwrap();
     std::fs::create_dir_all(repo.join("a")).unwrap();
-    assert_eq!(computed_from(&repo, &log), 5);
-    assert_eq!(computed_from(&repo.join("a"), &log), 0);
-}
+    memo_core::Store::open(repo.join(".memo")).unwrap();
+    assert_eq!(computed_from(&bin, &repo.join("a"), &xdg), 5);
+    assert_eq!(computed_from(&bin, &repo, &xdg), 0);
 
-#[test]
-fn a_cache_outside_the_project_is_never_used() {
-    let t = tempdir();
-    let logs = tempdir();
-    let log = logs.path().join("log");
-    // A `.memo` above the project (as in a home directory) ...
+    // A `.memo` above the project (as in a home directory) is not found
+    // from a project below it that has none.
     memo_core::Store::open(t.path().join(".memo")).unwrap();
-    // ... is not the project's: it gets its own.
-    let project = t.path().join("lab");
-    std::fs::create_dir_all(project.join(".git")).unwrap();
-    assert_eq!(computed_from(&project, &log), 5);
-    assert!(project.join(".memo").is_dir());
-    // Outside any project, the per-user cache directory: never a bare
-    // working directory, where nobody would find the cache again.
-    let loose = t.path().join("loose");
-    std::fs::create_dir_all(&loose).unwrap();
-    assert_eq!(computed_from(&loose, &log), 5);
-    assert!(!loose.join(".memo").exists());
-    assert!(logs.path().join("memo").is_dir());
-    let elsewhere = t.path().join("elsewhere");
-    std::fs::create_dir_all(&elsewhere).unwrap();
-    assert_eq!(computed_from(&elsewhere, &log), 0, "found from anywhere");
+    let other = t.path().join("other");
+    std::fs::create_dir_all(other.join(".git")).unwrap();
+    assert_eq!(
+        computed_from(&bin, &other, &xdg),
+        0,
+        "the program's project's cache"
+    );
+
+    // With the program's project gone: outside any project, the per-user
+    // cache directory; inside another project, that project's root.
+    std::fs::remove_dir_all(&project).unwrap();
+    assert_eq!(computed_from(&bin, &elsewhere, &xdg), 5);
+    assert!(xdg.join("memo").is_dir());
+    assert!(!elsewhere.join(".memo").exists());
+    assert_eq!(computed_from(&bin, &elsewhere, &xdg), 0, "found again");
+    assert_eq!(computed_from(&bin, &other, &xdg), 5);
+    assert!(other.join(".memo").is_dir());
 }

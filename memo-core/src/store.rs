@@ -23,8 +23,9 @@ mod trim;
 mod verify;
 mod write;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -96,8 +97,8 @@ impl Store {
     /// once through `tracing`, so a read-only or full disk never stops the
     /// program.
     pub fn global() -> &'static Store {
-        static GLOBAL: OnceLock<Store> = OnceLock::new();
-        GLOBAL.get_or_init(|| Store::open_from_env(&Store::default_dir()))
+        static GLOBAL: OnceLock<&'static Store> = OnceLock::new();
+        GLOBAL.get_or_init(|| Store::open_shared(&Store::default_dir()))
     }
 
     /// The store at `dir` as the default and `dir =` stores open it: limits
@@ -133,6 +134,24 @@ impl Store {
                 crate::report::caching_off(dir, &e);
                 Store::disabled()
             })
+    }
+
+    /// The store at `dir` as [`Store::open_from_env`] opens it, once per
+    /// directory and process: the default, `dir =` and [`Store::global`]
+    /// stores share it (each open store has its own mappings and locks).
+    pub(crate) fn open_shared(dir: &Path) -> &'static Store {
+        static OPEN: LazyLock<Mutex<HashMap<PathBuf, &'static Store>>> =
+            LazyLock::new(Mutex::default);
+        let path = std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir));
+        let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = open.get(&path) {
+            return s;
+        }
+        let store = Store::open_from_env(&path);
+        // Kept for the life of the process, like a function's statics.
+        let store: &'static Store = Box::leak(Box::new(store));
+        open.insert(path, store);
+        store
     }
 
     /// Where [`Store::global`] (and the `memo` command without `--dir`)

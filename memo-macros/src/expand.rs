@@ -297,10 +297,16 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> Prelude {
     // The store: a static when it has one (`dir`), then the reference to
     // it, which `<name>_lazy`'s loader takes again.
     let (store_static, store_init) = match &args.store {
+        // The default store is found from the function's own project (its
+        // crate's manifest directory, known here at compile time), so a
+        // program started from anywhere finds its project's cache.
         StoreArg::Global => (
-            quote! {},
             quote! {
-                let #store: &#krate::Store = #krate::Store::global();
+                static #dir: #krate::__private::StoreAt =
+                    #krate::__private::StoreAt::program(::core::env!("CARGO_MANIFEST_DIR"));
+            },
+            quote! {
+                let #store: &#krate::Store = #krate::__private::StoreAt::get(&#dir);
             },
         ),
         // Deref coercion: `&CACHE` is a `&Store` for a `Store`, a

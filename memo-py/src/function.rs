@@ -6,7 +6,8 @@
 //! flight across threads, processes and machines, the registry and
 //! per-function counts, `ttl`, `min_cost`, the remote tier.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use memo_core::Key;
@@ -27,11 +28,26 @@ pub(crate) struct Function {
     rt: protocol::Function,
     body: Py<PyAny>,
     sig: Signature,
-    store: Arc<Handle>,
+    /// The store, opened on the first call (importing a module of memoized
+    /// functions touches no disk, and `MEMO_DIR` set after the import
+    /// counts).
+    store: OnceLock<Arc<Handle>>,
+    place: Place,
     /// `memory=N` without a `ttl`.
     memory: Option<Mutex<Memory>>,
     /// `module.qualname`, for messages.
     name: String,
+}
+
+/// Where a function's store is.
+enum Place {
+    /// `store=`: given, already open.
+    Given,
+    /// `dir=`.
+    Dir(PathBuf),
+    /// The default store of a function of the project rooted here (or of
+    /// no known project).
+    Default(Option<PathBuf>),
 }
 
 /// What a call is, once its arguments are bound and encoded: its key is
@@ -55,16 +71,19 @@ impl Function {
         clippy::needless_pass_by_value,
         reason = "pyo3 hands arguments over by value"
     )]
-    #[pyo3(signature = (body, module, qualname, code, store, params, *, ignore=Vec::new(),
-        version="", helpers=None, ttl=None, min_cost=None, memory=0))]
+    #[pyo3(signature = (body, module, qualname, code, params, *, store=None, dir=None,
+        project=None, ignore=Vec::new(), version="", helpers=None, ttl=None, min_cost=None,
+        memory=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         body: Py<PyAny>,
         module: &str,
         qualname: &str,
         code: &str,
-        store: PyRef<'_, Store>,
         params: Vec<ParamSpec>,
+        store: Option<PyRef<'_, Store>>,
+        dir: Option<PathBuf>,
+        project: Option<PathBuf>,
         ignore: Vec<String>,
         version: &str,
         helpers: Option<Vec<u8>>,
@@ -101,7 +120,14 @@ impl Function {
             rt,
             body,
             sig: Signature::new(params, &ignore)?,
-            store: store.handle.clone(),
+            store: store
+                .as_ref()
+                .map_or_else(OnceLock::new, |s| OnceLock::from(s.handle.clone())),
+            place: match (store, dir) {
+                (Some(_), _) => Place::Given,
+                (None, Some(d)) => Place::Dir(d),
+                (None, None) => Place::Default(project),
+            },
             memory: (memory > 0 && !has_ttl).then(|| Mutex::new(Memory::new(memory))),
             name: format!("{module}.{qualname}"),
         })
@@ -165,17 +191,20 @@ impl Function {
             return Ok((true, v));
         }
         let key = *self.key_of(&call);
-        let found = py.detach(|| self.rt.get(&self.store.store, &key));
+        let h = self.handle(py);
+        let found = py.detach(|| self.rt.get(&h.store, &key));
         let Some(stored) = found else {
             return Ok(none());
         };
-        Ok(match self.store.decode(py, self.key_of(&call), &stored)? {
-            Some(v) => {
-                self.remember(&call, &v);
-                (true, v)
-            }
-            None => none(),
-        })
+        Ok(
+            match self.handle(py).decode(py, self.key_of(&call), &stored)? {
+                Some(v) => {
+                    self.remember(&call, &v);
+                    (true, v)
+                }
+                None => none(),
+            },
+        )
     }
 
     /// Stores `value` as the call's result, computed in `took` seconds
@@ -193,17 +222,18 @@ impl Function {
             return Ok(());
         };
         let took = std::time::Duration::try_from_secs_f64(took).unwrap_or_default();
-        match value::encode(value, self.store.pickle)? {
+        match value::encode(value, self.handle(py).pickle)? {
             Ok(e) => {
                 let key = *self.key_of(&call);
-                py.detach(|| self.rt.put(&self.store.store, &key, &e, took));
+                let h = self.handle(py);
+                py.detach(|| self.rt.put(&h.store, &key, &e, took));
             }
             Err(why) => warn(
                 py,
                 &format!(
                     "memo: the result of {}: {}",
                     self.name,
-                    unstored_message(&self.store, &why)
+                    unstored_message(self.handle(py), &why)
                 ),
             ),
         }
@@ -248,7 +278,8 @@ impl Function {
             return Ok(false);
         };
         let key = *self.key_of(&call);
-        Ok(py.detach(|| self.rt.is_cached(&self.store.store, &key)))
+        let h = self.handle(py);
+        Ok(py.detach(|| self.rt.is_cached(&h.store, &key)))
     }
 
     /// The call's key: 64 lowercase hex characters.
@@ -276,14 +307,16 @@ impl Function {
             let dropped = m.lock().unwrap_or_else(PoisonError::into_inner).clear();
             drop(dropped);
         }
-        py.detach(|| self.rt.clear(&self.store.store))
+        let h = self.handle(py);
+        py.detach(|| self.rt.clear(&h.store))
             .map_err(|e| store_error(py, &e))
     }
 
     /// `entries`, `bytes`, `hits`, `misses`, `compute_secs`,
     /// `compute_saved_secs` of this function's results.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = py.detach(|| self.rt.stats(&self.store.store));
+        let h = self.handle(py);
+        let s = py.detach(|| self.rt.stats(&h.store));
         let d = PyDict::new(py);
         d.set_item("entries", s.entries)?;
         d.set_item("bytes", s.bytes)?;
@@ -297,9 +330,9 @@ impl Function {
 
     /// The store this function's results live in.
     #[getter]
-    fn store(&self) -> Store {
+    fn store(&self, py: Python<'_>) -> Store {
         Store {
-            handle: self.store.clone(),
+            handle: self.handle(py).clone(),
         }
     }
 }
@@ -309,6 +342,26 @@ fn unreachable_busy(py: Python<'_>) -> PyErr {
 }
 
 impl Function {
+    /// The function's store, opened on first use with the GIL released
+    /// (the `OnceLock` and the map of open stores are leaf locks: opening
+    /// never needs Python, so no thread waits on them holding the GIL
+    /// while the opener waits for it).
+    fn handle(&self, py: Python<'_>) -> &Arc<Handle> {
+        if let Some(h) = self.store.get() {
+            return h;
+        }
+        py.detach(|| {
+            self.store.get_or_init(|| match &self.place {
+                Place::Dir(d) => crate::store::shared(d),
+                Place::Default(p) => {
+                    crate::store::shared(&memo_core::Store::default_dir_for(p.as_deref()))
+                }
+                // Set at construction.
+                Place::Given => crate::store::shared(std::path::Path::new(".memo")),
+            })
+        })
+    }
+
     /// Binds and encodes the arguments; `None` when they do not fit the
     /// parameters (the body then raises Python's own error).
     fn prepare(
@@ -401,7 +454,7 @@ impl Function {
         kwargs: Option<&Bound<'py, PyDict>>,
         wait: bool,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let h = &self.store;
+        let h = self.handle(py);
         let key = self.key_of(call);
         let (args_owned, kwargs_owned) =
             (args.clone().unbind(), kwargs.map(|k| k.clone().unbind()));
@@ -473,17 +526,18 @@ impl Function {
         let began = Instant::now();
         let v = self.body.bind(py).call(args, kwargs)?;
         let took = began.elapsed();
-        match value::encode(&v, self.store.pickle)? {
+        match value::encode(&v, self.handle(py).pickle)? {
             Ok(e) => {
                 let key = *self.key_of(call);
-                py.detach(|| self.rt.put(&self.store.store, &key, &e, took));
+                let h = self.handle(py);
+                py.detach(|| self.rt.put(&h.store, &key, &e, took));
             }
             Err(why) => warn(
                 py,
                 &format!(
                     "memo: the result of {}: {}",
                     self.name,
-                    unstored_message(&self.store, &why)
+                    unstored_message(self.handle(py), &why)
                 ),
             ),
         }

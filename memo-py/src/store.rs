@@ -423,8 +423,8 @@ impl Store {
         reason = "pyo3 hands arguments over by value"
     )]
     fn _default(py: Python<'_>, project: Option<PathBuf>) -> Store {
-        let dir = memo_core::Store::default_dir_for(project.as_deref());
-        shared(py, &dir)
+        let handle = py.detach(|| shared(&memo_core::Store::default_dir_for(project.as_deref())));
+        Store { handle }
     }
 
     /// The store of `memoize(dir=...)`: limits and remote tier from the
@@ -435,23 +435,26 @@ impl Store {
         reason = "pyo3 hands arguments over by value"
     )]
     fn _at(py: Python<'_>, dir: PathBuf) -> Store {
-        shared(py, &dir)
+        let handle = py.detach(|| shared(&dir));
+        Store { handle }
     }
 }
 
 /// One open store per directory and process for the decorator's stores
-/// (each open store is an engine with its own mappings and locks).
-fn shared(py: Python<'_>, dir: &Path) -> Store {
+/// (each open store is an engine with its own mappings and locks). Called
+/// with the GIL released: the map's lock is a leaf, and opening a store
+/// never needs Python.
+pub(crate) fn shared(dir: &Path) -> Arc<Handle> {
     static OPEN: LazyLock<Mutex<HashMap<PathBuf, Arc<Handle>>>> = LazyLock::new(Mutex::default);
     let path = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(h) = open.get(&path) {
-        return Store { handle: h.clone() };
+        return h.clone();
     }
-    let store = py.detach(|| memo_core::Store::open_from_env(&path));
+    let store = memo_core::Store::open_from_env(&path);
     let h = Arc::new(Handle::new(store, dir.display().to_string(), true));
     open.insert(path, h.clone());
-    Store { handle: h }
+    h
 }
 
 fn json<'py>(py: Python<'py>, doc: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {

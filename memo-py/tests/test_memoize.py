@@ -291,3 +291,39 @@ def test_an_unstorable_result_is_returned_and_said(store_dir):
         warnings.simplefilter("always")
         assert f() is threading.Lock
     assert any("pickle=False" in str(x.message) for x in w)
+
+
+def test_the_store_opens_on_the_first_call(tmp_path):
+    d = tmp_path / "lazy"
+
+    @memo.memoize(dir=str(d))
+    def f(x):
+        return x
+
+    assert not d.exists(), "decorating touches no disk"
+    f(1)
+    assert d.is_dir()
+
+
+def test_threads_calling_one_key_compute_once_and_wait_without_the_gil(store_dir):
+    import threading
+
+    calls = []
+
+    @memo.memoize(dir=store_dir)
+    def slow(x):
+        calls.append(x)
+        # A pure-Python busy wait: it needs the GIL all along, so it ends
+        # only if the waiting threads released it.
+        end = time.perf_counter() + 0.3
+        while time.perf_counter() < end:
+            pass
+        return x * 2
+
+    out = []
+    ts = [threading.Thread(target=lambda: out.append(slow(21))) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=30)
+    assert out == [42] * 4 and calls == [21]

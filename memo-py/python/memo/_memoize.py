@@ -327,24 +327,20 @@ def memoize(
     return wrap if fn is None else wrap(fn)
 
 
-def _open_store(f, dir, store):
-    if store is not None:
-        if not isinstance(store, _memo.Store):
-            raise TypeError(f"store= takes a memo.Store, not a {type(store).__name__}")
-        return store
-    if dir is not None:
-        return _memo.Store._at(os.fspath(dir))
-    return _memo.Store._default(function_project(f))
-
-
 def _make(f, dir, store, ignore, version, uses, ttl, min_cost, memory):
+    if store is not None and not isinstance(store, _memo.Store):
+        raise TypeError(f"store= takes a memo.Store, not a {type(store).__name__}")
+    # The store opens on the first call (dir= and the default one), so an
+    # import touches no disk and MEMO_DIR set after it counts.
     m = MemoizedFunction(
         f,
         f.__module__ or "__main__",
         f.__qualname__,
         canonical_code(f),
-        _open_store(f, dir, store),
         _params(f),
+        store=store,
+        dir=None if dir is None else os.fspath(dir),
+        project=function_project(f),
         ignore=list(ignore),
         version="" if version is None else str(version),
         helpers=_digest_of(uses),
