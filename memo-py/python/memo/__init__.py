@@ -11,6 +11,14 @@ file.
 """
 
 from ._errors import MemoError, UnhashableArgument
+from ._joblib import (
+    MemorizedFunc,
+    MemorizedResult,
+    Memory,
+    NotMemorizedFunc,
+    NotMemorizedResult,
+    expires_after,
+)
 from ._memo import Store
 from ._memoize import DataFile, Lazy, MemoizedFunction, key, memoize, track
 
@@ -19,6 +27,12 @@ __all__ = [
     "Lazy",
     "MemoError",
     "MemoizedFunction",
+    "MemorizedFunc",
+    "MemorizedResult",
+    "Memory",
+    "NotMemorizedFunc",
+    "NotMemorizedResult",
+    "expires_after",
     "Store",
     "UnhashableArgument",
     "key",
