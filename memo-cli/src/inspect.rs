@@ -18,13 +18,8 @@ pub(crate) fn stats(dir: &Path, json: bool) -> Outcome {
     let all = store
         .select(&Selection::all())
         .map_err(|e| failed(dir, &e))?;
-    let lookups = s.hits + s.misses;
-    let ratio = if lookups == 0 {
-        0.0
-    } else {
-        s.hits as f64 / lookups as f64
-    };
-    let remote = std::env::var("MEMO_REMOTE").ok().filter(|u| !u.is_empty());
+    let ratio = crate::json::hit_ratio(&s);
+    let remote = crate::json::remote_url();
     if json {
         print_json(&crate::json::stats(dir, &s, &all));
         return Ok(());

@@ -14,13 +14,8 @@ use crate::units::unix;
 /// of all its entries (`Store::select(&Selection::all())`).
 #[must_use]
 pub fn stats(dir: &Path, s: &Stats, all: &FunctionStats) -> Value {
-    let lookups = s.hits + s.misses;
-    let ratio = if lookups == 0 {
-        0.0
-    } else {
-        s.hits as f64 / lookups as f64
-    };
-    let remote = std::env::var("MEMO_REMOTE").ok().filter(|u| !u.is_empty());
+    let ratio = hit_ratio(s);
+    let remote = remote_url();
     json!({
         "dir": dir.display().to_string(),
         "entries": s.entries,
@@ -80,4 +75,19 @@ pub fn verify(r: &VerifyReport) -> Value {
         "damaged_dead_records": r.damaged_dead_records,
         "problems": r.problems,
     })
+}
+
+/// Hits over lookups (0 before any lookup).
+pub(crate) fn hit_ratio(s: &Stats) -> f64 {
+    let lookups = s.hits + s.misses;
+    if lookups == 0 {
+        0.0
+    } else {
+        s.hits as f64 / lookups as f64
+    }
+}
+
+/// `MEMO_REMOTE`, when set.
+pub(crate) fn remote_url() -> Option<String> {
+    std::env::var("MEMO_REMOTE").ok().filter(|u| !u.is_empty())
 }

@@ -52,7 +52,7 @@ use std::time::Duration;
 
 use super::function::Function as Runtime;
 use crate::key::call::KeyBuilder;
-use crate::store::{Call, Engine, Flown};
+use crate::store::{Call, Engine, Flown, Source};
 use crate::{Bytes, Error, FunctionStats, Key, Result, Store};
 
 /// Codec ids a binding may tag its values with (`docs/format.md` lists
@@ -246,32 +246,10 @@ impl Function {
         key: &Key,
         compute: impl FnOnce() -> std::result::Result<Encoded, E>,
     ) -> std::result::Result<Encoded, E> {
-        let Some(engine) = store.engine() else {
-            return compute();
-        };
-        if crate::key::call::uncacheable(key) {
-            return compute();
+        match self.flight(store, key, true, compute) {
+            Flown::Done(v, _) => v,
+            Flown::Busy(compute) => compute(),
         }
-        let memory = self.memory();
-        if let Some(v) = memory.and_then(|m| m.get::<Encoded>("", key.as_bytes())) {
-            return Ok(v);
-        }
-        self.rt.register(engine, key);
-        let call = Foreign::<E> {
-            f: self,
-            engine,
-            key,
-            err: std::marker::PhantomData,
-        };
-        let out = match engine.compute_flight(key, &call, true, compute) {
-            Ok(Flown::Done(v, _)) => v,
-            Ok(Flown::Busy(compute)) => compute(),
-            Err(never) => match never {},
-        };
-        if let (Ok(v), Some(m)) = (&out, memory) {
-            m.put("", key.as_bytes(), v.clone());
-        }
-        out
     }
 
     /// As [`Function::call`], except that when another thread or process
@@ -288,15 +266,32 @@ impl Function {
         key: &Key,
         compute: impl FnOnce() -> std::result::Result<Encoded, E>,
     ) -> Option<std::result::Result<Encoded, E>> {
+        match self.flight(store, key, false, compute) {
+            Flown::Done(v, _) => Some(v),
+            Flown::Busy(_) => None,
+        }
+    }
+
+    /// The flight of [`Function::call`] (`wait`) and [`Function::try_call`]
+    /// (`Busy` when another computes `key` now): the in-process tier, the
+    /// registry, then the engine's single flight; a result is kept in the
+    /// in-process tier.
+    fn flight<E, F: FnOnce() -> std::result::Result<Encoded, E>>(
+        &self,
+        store: &Store,
+        key: &Key,
+        wait: bool,
+        compute: F,
+    ) -> Flown<std::result::Result<Encoded, E>, F> {
         let Some(engine) = store.engine() else {
-            return Some(compute());
+            return Flown::Done(compute(), Source::Computed);
         };
         if crate::key::call::uncacheable(key) {
-            return Some(compute());
+            return Flown::Done(compute(), Source::Computed);
         }
         let memory = self.memory();
         if let Some(v) = memory.and_then(|m| m.get::<Encoded>("", key.as_bytes())) {
-            return Some(Ok(v));
+            return Flown::Done(Ok(v), Source::Stored);
         }
         self.rt.register(engine, key);
         let call = Foreign::<E> {
@@ -305,15 +300,14 @@ impl Function {
             key,
             err: std::marker::PhantomData,
         };
-        let out = match engine.compute_flight(key, &call, false, compute) {
-            Ok(Flown::Done(v, _)) => v,
-            Ok(Flown::Busy(_)) => return None,
+        let flown = match engine.compute_flight(key, &call, wait, compute) {
+            Ok(f) => f,
             Err(never) => match never {},
         };
-        if let (Ok(v), Some(m)) = (&out, memory) {
+        if let (Flown::Done(Ok(v), _), Some(m)) = (&flown, memory) {
             m.put("", key.as_bytes(), v.clone());
         }
-        Some(out)
+        flown
     }
 
     /// The stored result of `key`, if there is one that counts (a `ttl`
@@ -477,21 +471,18 @@ impl<E> Call for Foreign<'_, E> {
     type Stop = Infallible;
 
     fn load(&self, engine: &Engine, key: &Key, count: bool) -> Result<Option<Self::Out>> {
-        let Some((bytes, codec)) = engine.lookup(key, count)? else {
+        // A binding's value (a Rust function's under the same key cannot
+        // be one: the language is in the key), as `Direct` loads it.
+        let Some(Ok(v)) = Direct::<E>::default().load(engine, key, count)? else {
             return Ok(None);
         };
-        if !FOREIGN_CODECS.contains(&codec) {
-            // Not a binding's value (a Rust function's under the same key
-            // cannot be: the language is in the key); a miss.
-            return Ok(None);
-        }
         let ttl = self.f.rt.ttl_ms();
         if ttl == 0 {
-            return Ok(Some(Ok(Encoded {
-                codec,
-                bytes: Held::Mapped(bytes),
-            })));
+            return Ok(Some(Ok(v)));
         }
+        let Held::Mapped(bytes) = v.bytes else {
+            return Ok(None);
+        };
         let Some(at) = bytes.get(..STAMP) else {
             return Ok(None);
         };
@@ -500,24 +491,21 @@ impl<E> Call for Foreign<'_, E> {
         let age = crate::time::unix_now_ms().saturating_sub(u64::from_le_bytes(word));
         Ok((age < ttl).then(|| bytes.skip(STAMP)).flatten().map(|b| {
             Ok(Encoded {
-                codec,
+                codec: v.codec,
                 bytes: Held::Mapped(b),
             })
         }))
     }
 
     fn store(&self, engine: &Engine, key: &Key, out: &Self::Out, cost: u32) -> Result<bool> {
-        let Ok(v) = out else { return Ok(false) };
-        check_codec(key, v.codec)?;
         if self.f.rt.ttl_ms() == 0 {
-            engine.put_encoded(key, v.codec, v, cost)?;
-        } else {
-            let mut stamped = Vec::with_capacity(STAMP + v.len());
-            stamped.extend_from_slice(&crate::time::unix_now_ms().to_le_bytes());
-            stamped.extend_from_slice(v);
-            engine.put_encoded(key, v.codec, &stamped, cost)?;
+            return Direct::<E>::default().store(engine, key, out, cost);
         }
-        Ok(true)
+        let Ok(v) = out else { return Ok(false) };
+        let mut stamped = Vec::with_capacity(STAMP + v.len());
+        stamped.extend_from_slice(&crate::time::unix_now_ms().to_le_bytes());
+        stamped.extend_from_slice(v);
+        Direct::<E>::default().store(engine, key, &Ok(Encoded::new(v.codec, stamped)), cost)
     }
 
     fn min_cost_us(&self) -> u64 {
