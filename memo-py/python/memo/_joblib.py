@@ -125,6 +125,22 @@ def _as_mode(output, mmap_mode):
         return output
     ndarray, memmap = np.ndarray, np.memmap
 
+    # A flat container of scalars (the common small result) is returned as
+    # loaded, without a walk.
+    t = type(output)
+    if t is dict:
+        for x in output.values():
+            if type(x) not in _SCALARS:
+                break
+        else:
+            return output
+    elif t is list or t is tuple:
+        for x in output:
+            if type(x) not in _SCALARS:
+                break
+        else:
+            return output
+
     def walk(v):
         t = type(v)
         if t in _SCALARS:
@@ -356,7 +372,11 @@ class MemorizedFunc:
         return found, value
 
     def __call__(self, *args, **kwargs):
-        found, value = self._cached(args, kwargs)
+        if self.cache_validation_callback is None and getattr(self.func, "__code__", None) is self._code_obj:
+            # The hit path, without the checks a callback or a new code need.
+            found, value = self._f._get(*args, **kwargs)
+        else:
+            found, value = self._cached(args, kwargs)
         if found:
             if self._verbose > 4:
                 msg = f"{_func_name(self.func)} cache loaded - {_format_time(0.0)}"
