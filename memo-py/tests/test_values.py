@@ -182,3 +182,21 @@ def test_damaged_bytes_are_a_miss_not_a_crash(store_dir):
         warnings.simplefilter("ignore")
         assert list(f(10)["x"]) == list(range(10))
     assert calls == [10, 10]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to give a store to another user")
+def test_pickles_are_not_loaded_from_another_users_store(store_dir):
+    s = memo.Store(store_dir)
+    k = memo.key("theirs")
+    s.put(k, Model(5, "m"))
+    s.put(memo.key("plain"), [1, 2])
+    for root, dirs, files in os.walk(store_dir):
+        for n in dirs + files:
+            os.chown(os.path.join(root, n), 65534, 65534)
+    os.chown(store_dir, 65534, 65534)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        theirs = memo.Store(store_dir)
+        assert theirs.get(k) is None
+        assert theirs.get(memo.key("plain")) == [1, 2]  # plain data still loads
+    assert any("belongs to user 65534" in str(x.message) for x in w)
