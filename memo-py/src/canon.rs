@@ -402,24 +402,19 @@ pub(crate) fn digest<'py>(py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
     PyBytes::new(py, blake3::hash(data).as_bytes())
 }
 
-/// blake3 of the contents of the file at `path`, read with the GIL
-/// released (`DataFile`'s part of a key).
+/// The digest of the file or directory at `path` (`memo_core::DataFile`'s:
+/// blake3 of a file, of a directory's tree as `docs/format.md` draws it),
+/// computed with the GIL released and kept for the process while the file
+/// is unchanged (`DataFile`'s part of a key).
 #[pyfunction]
 #[allow(
     clippy::needless_pass_by_value,
     reason = "pyo3 hands arguments over by value"
 )]
-pub(crate) fn file_digest(
-    py: Python<'_>,
-    path: std::path::PathBuf,
-) -> PyResult<Bound<'_, PyBytes>> {
-    let hashed = py.detach(|| -> std::io::Result<blake3::Hash> {
-        let mut h = blake3::Hasher::new();
-        h.update_mmap_rayon(&path)?;
-        Ok(h.finalize())
-    });
-    match hashed {
-        Ok(h) => Ok(PyBytes::new(py, h.as_bytes())),
+pub(crate) fn file_digest(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Bound<'_, PyBytes>> {
+    let file = memo_core::DataFile::new(&path);
+    match py.detach(|| file.digest()) {
+        Ok(d) => Ok(PyBytes::new(py, &d)),
         Err(e) => Err(crate::errors::memo_error(
             py,
             format!("memo.DataFile {}: cannot be read: {e}", path.display()),

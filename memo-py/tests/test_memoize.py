@@ -327,3 +327,23 @@ def test_threads_calling_one_key_compute_once_and_wait_without_the_gil(store_dir
     for t in ts:
         t.join(timeout=30)
     assert out == [42] * 4 and calls == [21]
+
+
+def test_data_file_directories_are_keyed_by_their_tree(store_dir, tmp_path):
+    d = tmp_path / "dataset"
+    d.mkdir()
+    (d / "a.csv").write_text("1")
+    calls = []
+
+    @memo.memoize(dir=store_dir)
+    def count(folder):
+        calls.append(1)
+        return len(os.listdir(folder))
+
+    assert count(memo.DataFile(d)) == 1
+    assert count(memo.DataFile(d)) == 1
+    (d / "b.csv").write_text("2")
+    assert count(memo.DataFile(d)) == 2
+    (d / "a.csv").write_text("changed")
+    assert count(memo.DataFile(d)) == 2
+    assert len(calls) == 3

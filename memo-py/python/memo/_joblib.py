@@ -175,7 +175,11 @@ def _as_mode(output, mmap_mode):
 
 
 class _Ran(threading.local):
+    """What this thread's last run of the body did: whether it ran, and
+    the metadata of that run."""
+
     ran = False
+    metadata: dict = {}
 
 
 def _identity(func):
@@ -189,17 +193,16 @@ def _identity(func):
         return module, name + ".partial", f"{code} partial:{bound}"
     module = getattr(func, "__module__", None) or "__main__"
     name = getattr(func, "__qualname__", None) or _func_name(func)
-    # Prefixed so a joblib-style function's entries (stored with their
-    # metadata) never share keys with a memo.memoize of the same function.
-    return module, name, "joblib-compatible " + canonical_code(func)
+    return module, name, canonical_code(func)
 
 
 class MemorizedResult:
     """A reference to a cached result (``call_and_shelve``): small and
     picklable, loaded with ``get()``."""
 
-    def __init__(self, location, func, args_id, mmap_mode=None, verbose=0):
+    def __init__(self, location, func, args_id, mmap_mode=None, verbose=0, with_metadata=False):
         self.location = location
+        self.with_metadata = with_metadata
         self.func = func
         self.args_id = args_id
         self.mmap_mode = mmap_mode
@@ -215,7 +218,7 @@ class MemorizedResult:
             raise KeyError(
                 f"{self.func} with argument hash {self.args_id} is not in {self.location}"
             )
-        return _as_mode(found[0], self.mmap_mode)
+        return _as_mode(found[0] if self.with_metadata else found, self.mmap_mode)
 
     def clear(self):
         """Removes the value from the cache."""
@@ -225,7 +228,10 @@ class MemorizedResult:
         return f'MemorizedResult(location="{self.location}", func="{self.func}", args_id="{self.args_id}")'
 
     def __reduce__(self):
-        return (MemorizedResult, (self.location, self.func, self.args_id, self.mmap_mode, self.verbose))
+        return (
+            MemorizedResult,
+            (self.location, self.func, self.args_id, self.mmap_mode, self.verbose, self.with_metadata),
+        )
 
 
 _MISSING = object()
@@ -336,6 +342,14 @@ class MemorizedFunc:
         self.func_id = f"{module}.{name}"
         sig = inspect.signature(func)
         ran = self._ran
+        # A function with a cache_validation_callback stores (output,
+        # metadata): the callback reads `time` on every hit. Others store the
+        # output alone (a hit decodes less; `call` returns the metadata of
+        # its own run). The prefix keeps each shape, and memo.memoize's
+        # entries of the same function, under keys of their own.
+        with_metadata = self.cache_validation_callback is not None
+        self._with_metadata = with_metadata
+        code = ("joblib-compatible+metadata " if with_metadata else "joblib-compatible ") + code
 
         def body(*args, **kwargs):
             ran.ran = True
@@ -351,7 +365,8 @@ class MemorizedFunc:
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             inputs = {k: repr(v) for k, v in bound.arguments.items() if k not in self.ignore}
-            return (output, {"duration": duration, "input_args": inputs, "time": start})
+            ran.metadata = {"duration": duration, "input_args": inputs, "time": start}
+            return (output, ran.metadata) if with_metadata else output
 
         self._f = MemoizedFunction(
             body, module, name, code, _params(func), store=self._store, ignore=self.ignore
@@ -371,6 +386,10 @@ class MemorizedFunc:
                 return False, None
         return found, value
 
+    def _output(self, value):
+        """The output of a stored value (without its metadata)."""
+        return value[0] if self._with_metadata else value
+
     def __call__(self, *args, **kwargs):
         if self.cache_validation_callback is None and getattr(self.func, "__code__", None) is self._code_obj:
             # The hit path, without the checks a callback or a new code need.
@@ -381,7 +400,7 @@ class MemorizedFunc:
             if self._verbose > 4:
                 msg = f"{_func_name(self.func)} cache loaded - {_format_time(0.0)}"
                 print(max(0, 80 - len(msg)) * "_" + msg)
-            return _as_mode(value[0], self.mmap_mode)
+            return _as_mode(self._output(value), self.mmap_mode)
         if self.cache_validation_callback is not None and self._f.is_cached(*args, **kwargs):
             # Stored but not valid any more: computed again, replacing it.
             return self._after(self._f.recompute(*args, **kwargs), fresh=True, args=args, kwargs=kwargs)[0]
@@ -390,12 +409,13 @@ class MemorizedFunc:
         return self._after(value, fresh=self._ran.ran, args=args, kwargs=kwargs)[0]
 
     def _after(self, value, fresh, args, kwargs):
-        output, metadata = value
+        output = self._output(value)
+        metadata = self._ran.metadata if fresh else (value[1] if self._with_metadata else {})
         if fresh and self.mmap_mode == "r":
             # As joblib: the first call returns the stored bytes too.
             found, stored = self._f._get(*args, **kwargs)
             if found:
-                output = stored[0]
+                output = self._output(stored)
         if not fresh or self.mmap_mode is not None:
             output = _as_mode(output, self.mmap_mode)
         return output, metadata
@@ -416,7 +436,7 @@ class MemorizedFunc:
             self(*args, **kwargs)
         return MemorizedResult(
             self._location, self.func_id, self._f.key(*args, **kwargs), self.mmap_mode,
-            max(0, self._verbose - 1),
+            max(0, self._verbose - 1), self._with_metadata,
         )
 
     def clear(self, warn=True):

@@ -102,8 +102,10 @@ class Lazy:
 
 
 class DataFile:
-    """A file argument keyed by its path and its contents (hashed when the
-    call is keyed), so editing the file recomputes what read it.
+    """A file or directory argument keyed by its path and its contents
+    (hashed when the call is keyed, and again only when the file changed:
+    the digest is kept for the process), so editing the file recomputes
+    what read it.
 
     >>> import memo, tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "a.csv")
