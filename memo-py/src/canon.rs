@@ -411,7 +411,10 @@ pub(crate) fn digest<'py>(py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
     clippy::needless_pass_by_value,
     reason = "pyo3 hands arguments over by value"
 )]
-pub(crate) fn file_digest(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Bound<'_, PyBytes>> {
+pub(crate) fn file_digest(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+) -> PyResult<Bound<'_, PyBytes>> {
     let file = memo_core::DataFile::new(&path);
     match py.detach(|| file.digest()) {
         Ok(d) => Ok(PyBytes::new(py, &d)),
