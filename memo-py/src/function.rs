@@ -222,23 +222,7 @@ impl Function {
             return Ok(());
         };
         let took = std::time::Duration::try_from_secs_f64(took).unwrap_or_default();
-        match value::encode(value, self.handle(py).pickle)? {
-            Ok(e) => {
-                let key = *self.key_of(&call);
-                let h = self.handle(py);
-                py.detach(|| self.rt.put(&h.store, &key, &e, took));
-            }
-            Err(why) => warn(
-                py,
-                &format!(
-                    "memo: the result of {}: {}",
-                    self.name,
-                    unstored_message(self.handle(py), &why)
-                ),
-            ),
-        }
-        self.remember(&call, value);
-        Ok(())
+        self.put_result(py, &call, value, took)
     }
 
     /// Runs the body and stores nothing.
@@ -497,14 +481,7 @@ impl Function {
             },
             Err(Fail::Raised(e)) => return Err(e),
             Err(Fail::Unstored(why)) => {
-                warn(
-                    py,
-                    &format!(
-                        "memo: the result of {}: {}",
-                        self.name,
-                        unstored_message(h, &why)
-                    ),
-                );
+                self.said_unstored(py, h, &why);
                 match fresh {
                     Some(obj) => obj.into_bound(py),
                     None => return Err(unreachable_busy(py)),
@@ -525,24 +502,36 @@ impl Function {
     ) -> PyResult<Bound<'py, PyAny>> {
         let began = Instant::now();
         let v = self.body.bind(py).call(args, kwargs)?;
-        let took = began.elapsed();
-        match value::encode(&v, self.handle(py).pickle)? {
+        self.put_result(py, call, &v, began.elapsed())?;
+        Ok(v)
+    }
+
+    /// Stores `v` as the call's result (computed in `took`) over any stored
+    /// one, and keeps it in the in-process tier; a result that cannot be
+    /// stored is said, not raised.
+    fn put_result(
+        &self,
+        py: Python<'_>,
+        call: &Call,
+        v: &Bound<'_, PyAny>,
+        took: std::time::Duration,
+    ) -> PyResult<()> {
+        let h = self.handle(py);
+        match value::encode(v, h.pickle)? {
             Ok(e) => {
                 let key = *self.key_of(call);
-                let h = self.handle(py);
                 py.detach(|| self.rt.put(&h.store, &key, &e, took));
             }
-            Err(why) => warn(
-                py,
-                &format!(
-                    "memo: the result of {}: {}",
-                    self.name,
-                    unstored_message(self.handle(py), &why)
-                ),
-            ),
+            Err(why) => self.said_unstored(py, h, &why),
         }
-        self.remember(call, &v);
-        Ok(v)
+        self.remember(call, v);
+        Ok(())
+    }
+
+    /// Says that this function's result cannot be stored, and why.
+    fn said_unstored(&self, py: Python<'_>, h: &Handle, why: &crate::value::Unstored) {
+        let text = unstored_message(h, why);
+        warn(py, &format!("memo: the result of {}: {text}", self.name));
     }
 }
 

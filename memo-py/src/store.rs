@@ -171,8 +171,7 @@ pub(crate) fn duration(v: &Bound<'_, PyAny>, what: &str) -> PyResult<Duration> {
         .map_err(|_| PyValueError::new_err(format!("{what}={secs}: not a duration")))
 }
 
-fn parse_key(py: Python<'_>, key: &str) -> PyResult<Key> {
-    let _ = py;
+fn parse_key(key: &str) -> PyResult<Key> {
     key.parse::<Key>().map_err(|e| {
         PyValueError::new_err(format!(
             "{key:?} is not a memo key (64 hex characters from memo.key or f.key): {e}"
@@ -299,7 +298,7 @@ impl Store {
         key: &str,
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let key = parse_key(py, key)?;
+        let key = parse_key(key)?;
         let found = py
             .detach(|| protocol::load(&self.handle.store, &key))
             .map_err(|e| store_error(py, &e))?;
@@ -313,7 +312,7 @@ impl Store {
 
     /// Stores `value` under `key`.
     fn put(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let key = parse_key(py, key)?;
+        let key = parse_key(key)?;
         let encoded = encode_or_raise(py, &self.handle, value)?;
         py.detach(|| protocol::save(&self.handle.store, &key, &encoded))
             .map_err(|e| store_error(py, &e))
@@ -331,7 +330,7 @@ impl Store {
         key: &str,
         r#fn: Py<PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let key = parse_key(py, key)?;
+        let key = parse_key(key)?;
         let handle = &self.handle;
         let mut fresh: Option<Py<PyAny>> = None;
         let out = py.detach(|| {
@@ -352,13 +351,13 @@ impl Store {
 
     /// Removes `key`'s entry; whether there was one.
     fn remove(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
-        let key = parse_key(py, key)?;
+        let key = parse_key(key)?;
         py.detach(|| self.handle.store.remove(&key))
             .map_err(|e| store_error(py, &e))
     }
 
     fn __contains__(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
-        let key = parse_key(py, key)?;
+        let key = parse_key(key)?;
         Ok(py.detach(|| self.handle.store.contains(&key)))
     }
 

@@ -92,6 +92,12 @@ def _format_time(t):
     return f"{t:.1f}s, {t / 60:.1f}min"
 
 
+def _print_duration(func, duration, context=""):
+    """joblib's timing line: right-aligned on a rule of underscores."""
+    msg = f"{_func_name(func)} {context}- {_format_time(duration)}"
+    print(max(0, 80 - len(msg)) * "_" + msg)
+
+
 def expires_after(days=0, seconds=0, microseconds=0, milliseconds=0, minutes=0, hours=0, weeks=0):
     """A ``cache_validation_callback`` that recomputes results older than the
     given duration (the arguments of ``datetime.timedelta``), as joblib's."""
@@ -360,8 +366,7 @@ class MemorizedFunc:
             output = func(*args, **kwargs)
             duration = time.time() - start
             if self._verbose > 0:
-                msg = f"{_func_name(func)} - {_format_time(duration)}"
-                print(max(0, 80 - len(msg)) * "_" + msg)
+                _print_duration(func, duration)
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             inputs = {k: repr(v) for k, v in bound.arguments.items() if k not in self.ignore}
@@ -398,8 +403,7 @@ class MemorizedFunc:
             found, value = self._cached(args, kwargs)
         if found:
             if self._verbose > 4:
-                msg = f"{_func_name(self.func)} cache loaded - {_format_time(0.0)}"
-                print(max(0, 80 - len(msg)) * "_" + msg)
+                _print_duration(self.func, 0.0, "cache loaded ")
             return _as_mode(self._output(value), self.mmap_mode)
         if self.cache_validation_callback is not None and self._f.is_cached(*args, **kwargs):
             # Stored but not valid any more: computed again, replacing it.
