@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Duration;
 
-use memo_core::{Error, Key, Policy, Store};
+use memo_core::{Compression, Error, Key, Policy, Store};
 use memo_tests::{XorShift, tempdir};
 
 fn message(e: &Error) -> String {
@@ -122,7 +122,6 @@ fn damaged_files_never_return_wrong_values() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1200);
-    let src = tempdir();
     let values: Vec<(Key, Vec<u8>)> = (0..40_u32)
         .map(|i| {
             // Blobs, aligned mid-size records (with pads) and small ones.
@@ -140,12 +139,56 @@ fn damaged_files_never_return_wrong_values() {
             )
         })
         .collect();
+    damage_trials(Compression::None, &values, trials);
+}
+
+/// The same with values stored compressed: frames inline and in a blob,
+/// their length prefixes and the records around them damaged. A frame that
+/// decodes to other bytes must still never be a hit (the checksum covers
+/// the stored bytes).
+#[test]
+fn damaged_compressed_values_never_return_wrong_values() {
+    let trials: usize = std::env::var("MEMO_DAMAGE_TRIALS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(600, |t| t / 2);
+    let mut rng = XorShift::new(7);
+    let values: Vec<(Key, Vec<u8>)> = (0..30_u32)
+        .map(|i| {
+            // A blob that stays one compressed (4 bits of entropy a
+            // byte), records that compress to below and above 64 KiB,
+            // small ones, and a few too short or too random to compress.
+            let len = match i {
+                0 => 6 << 20,
+                1..=3 => 300_000 + i as usize,
+                _ if i % 7 == 0 => 100 + i as usize,
+                _ => 2_000 + i as usize * 997,
+            };
+            let noise = if i % 9 == 8 { 256 } else { 16 };
+            (
+                Key::of(&i),
+                (0..len).map(|_| rng.below(noise) as u8).collect(),
+            )
+        })
+        .collect();
+    damage_trials(Compression::Zstd { level: 3 }, &values, trials);
+}
+
+fn damage_trials(compress: Compression, values: &[(Key, Vec<u8>)], trials: usize) {
+    let src = tempdir();
     {
-        let store = Store::open(src.path()).unwrap();
-        for (k, v) in &values {
+        let store = Store::builder(src.path())
+            .compress(compress)
+            .open()
+            .unwrap();
+        for (k, v) in values {
             store.put_bytes(k, v).unwrap();
         }
         store.remove(&values[1].0).unwrap();
+        let s = store.stats();
+        if compress != Compression::None {
+            assert!(s.raw_bytes > s.bytes / 2 * 3, "{s:?}");
+        }
     }
     let files = store_files(src.path());
     let image = snapshot(src.path(), &files);

@@ -8,7 +8,8 @@
 //! starts), checks every value, then prints its remote counters.
 //! Values of 1 MiB and more are raw bytes (`put_bytes`, `get_bytes`).
 //! Options: `secret=S`, `mode=ro`, `lease_ms=N`, `timeout_ms=N`,
-//! `backoff_ms=N`, `max_bytes=N`.
+//! `backoff_ms=N`, `max_bytes=N`, `compress=zstd[:N]`, `low=1` (values of
+//! 4 bits of entropy a byte, which compress to about half).
 //!
 //! `machine tokio` calls a `#[memoize]` function inside a tokio task (the
 //! store and remote from `MEMO_DIR` and `MEMO_REMOTE`).
@@ -23,15 +24,23 @@ use std::time::{Duration, Instant};
 
 use memo_core::{Key, RemoteMode, Store, memoize};
 
+/// Bits of each value byte kept (`low=1`: the low four).
+static MASK: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0xff);
+
+fn mask() -> u8 {
+    MASK.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The value of entry `i`, `len` bytes.
 fn value(i: u64, len: usize) -> Vec<u8> {
     let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let m = mask();
     (0..len)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            x as u8
+            x as u8 & m
         })
         .collect()
 }
@@ -46,6 +55,10 @@ fn big_value(i: u64, len: usize) -> Vec<u8> {
         .update(&i.to_le_bytes())
         .finalize_xof()
         .fill(&mut v);
+    let m = mask();
+    if m != 0xff {
+        v.iter_mut().for_each(|b| *b &= m);
+    }
     v
 }
 
@@ -98,6 +111,11 @@ fn main() {
             "timeout_ms" => b.remote_timeout(ms()),
             "backoff_ms" => b.remote_backoff(ms()),
             "max_bytes" => b.max_bytes(v.parse().unwrap()),
+            "compress" => b.compress(v.parse().unwrap()),
+            "low" => {
+                MASK.store(0x0f, std::sync::atomic::Ordering::Relaxed);
+                b
+            }
             _ => panic!("unknown option {k}"),
         };
     }

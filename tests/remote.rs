@@ -341,6 +341,45 @@ fn big_value_round_trip(kind: Option<Kind>) {
     assert_eq!(rb.loaded, vec![0], "{rb:?}");
 }
 
+/// A value stored compressed is uploaded compressed, as stored, and a
+/// machine that did not ask for compression reads it (checked by the
+/// machine against the value it would compute), installed compressed.
+fn compressed_round_trip(kind: Option<Kind>) {
+    let Some(remote) = Remote::new(kind, "compressed") else {
+        return;
+    };
+    for len in [300_000_usize, 6 << 20] {
+        let (a, b) = (tempdir(), tempdir());
+        let n = len.to_string();
+        let ra = run(
+            &remote,
+            a.path(),
+            &["0", "2", "0", &n],
+            &["low=1", "compress=zstd:3", "timeout_ms=20000"],
+        );
+        assert_eq!(ra.stat("uploads"), 2, "{}", ra.stats);
+        let object = remote.read(&object_name(1, len)).expect("uploaded");
+        assert!(
+            object.len() < len * 6 / 10,
+            "{len}-byte value uploaded as {} bytes",
+            object.len()
+        );
+        let rb = run(
+            &remote,
+            b.path(),
+            &["0", "2", "0", &n],
+            &["low=1", "timeout_ms=20000"],
+        );
+        assert_eq!(rb.loaded, vec![0, 1], "{rb:?}");
+        assert_eq!(rb.stat("remote_hits"), 2);
+        let sb = memo_core::Store::open(b.path()).unwrap().stats();
+        assert!(
+            sb.raw_bytes > sb.bytes / 2 * 3,
+            "installed compressed: {sb:?}"
+        );
+    }
+}
+
 fn memoize_inside_tokio(kind: Option<Kind>) {
     let Some(remote) = Remote::new(kind, "tokio") else {
         return;
@@ -549,6 +588,7 @@ per_engine!(
     secret_rejects_unsigned,
     read_only_writes_nothing,
     big_value_round_trip,
+    compressed_round_trip,
     memoize_inside_tokio,
 );
 

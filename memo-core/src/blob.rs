@@ -65,6 +65,12 @@ impl TmpBlob {
     fn path(&self) -> PathBuf {
         self.tmp.child(&self.name)
     }
+
+    /// The file as written so far, mapped read-only (its payload at
+    /// `BLOB_HEADER_LEN`): what compression reads a spilled value from.
+    pub(crate) fn map(&self) -> Result<Region> {
+        Region::map(&self.lock, &self.path())
+    }
 }
 
 /// A verified mapping and the codec its header names.
@@ -200,6 +206,18 @@ impl Blobs {
             fan.sync()?;
         }
         Ok(())
+    }
+
+    /// The raw length a compressed blob's payload starts with (its
+    /// `compress` prefix), read without mapping the file; `None` if the
+    /// file is gone or short. For the byte counters, not for values: what
+    /// a reader uses is checksummed first.
+    pub(crate) fn packed_raw_len(&self, key: &Key, id: u64) -> Option<u64> {
+        let file = self.open(key, id).ok()??;
+        let mut prefix = [0; crate::compress::PREFIX];
+        file.read_exact_at(&mut prefix, BLOB_HEADER_LEN as u64)
+            .ok()?;
+        Some(u64::from_le_bytes(prefix))
     }
 
     /// Unlinks a blob file; a mapping of it stays readable.

@@ -204,6 +204,11 @@ pub(crate) mod hdr {
     /// 2026-12); 0: plain microseconds saturated at `u32::MAX` (converted
     /// by the first writer that opens the table).
     pub const COST_UNITS: usize = 52;
+    /// Bytes compression saves: over live entries stored compressed, their
+    /// raw length less their stored length (`Stats::raw_bytes` adds it to
+    /// the bytes on disk). 0 in tables from before compression, which hold
+    /// no compressed entry.
+    pub const SAVED: usize = 53;
 
     // The remote tier's store-wide counters, on a line of their own; any
     // process adds.

@@ -84,6 +84,7 @@ mod array;
 mod blob;
 mod clock;
 mod codec;
+mod compress;
 mod data_file;
 mod dir;
 mod error;
@@ -131,6 +132,7 @@ pub use array::Array;
 /// re-exported so a user needs no `bytemuck` dependency of their own for
 /// the built-in number types.
 pub use bytemuck::{self, Pod, Zeroable};
+pub use compress::Compression;
 pub use data_file::DataFile;
 pub use error::{Error, Result};
 pub use evict::Policy;

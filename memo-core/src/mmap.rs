@@ -51,7 +51,7 @@ use crate::format::{INDEX_HEADER_LEN, SLOT_LEN, hdr};
 /// A read-only mapping of a write-once file (a blob), or of an append-only
 /// one (a segment) reserved at its largest size.
 pub(crate) struct Region {
-    map: memmap2::Mmap,
+    map: Mem,
     /// Bytes that may be read: the file's length when last looked at, never
     /// more than the mapping.
     valid: AtomicUsize,
@@ -61,7 +61,42 @@ pub(crate) struct Region {
     checked: RwLock<HashSet<usize>>,
 }
 
+/// What a region's bytes live in.
+enum Mem {
+    Map(memmap2::Mmap),
+    /// A value decoded into memory (a compressed one): owned, so every
+    /// [`Bytes`] of it keeps it alive as one of a mapping does.
+    Heap(Box<[u8]>),
+}
+
+impl Mem {
+    fn as_ptr(&self) -> *const u8 {
+        match self {
+            Mem::Map(m) => m.as_ptr(),
+            Mem::Heap(h) => h.as_ptr(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Mem::Map(m) => m.len(),
+            Mem::Heap(h) => h.len(),
+        }
+    }
+}
+
 impl Region {
+    /// Bytes decoded into memory, read as a mapping's are.
+    pub(crate) fn heap(bytes: Vec<u8>) -> Region {
+        let bytes = bytes.into_boxed_slice();
+        Region {
+            valid: AtomicUsize::new(bytes.len()),
+            map: Mem::Heap(bytes),
+            file: None,
+            checked: RwLock::default(),
+        }
+    }
+
     /// Maps all of `file` as it is now.
     pub(crate) fn map(file: &File, path: &Path) -> Result<Region> {
         // SAFETY: (1) memo only reads ranges that are complete and never
@@ -71,7 +106,7 @@ impl Region {
         let map = unsafe { memmap2::MmapOptions::new().map(file) }.at(path)?;
         let valid = AtomicUsize::new(map.len());
         Ok(Region {
-            map,
+            map: Mem::Map(map),
             valid,
             file: None,
             checked: RwLock::default(),
@@ -88,7 +123,7 @@ impl Region {
         let map = unsafe { memmap2::MmapOptions::new().len(reserve).map(&file) }.at(path)?;
         let valid = AtomicUsize::new(usize::try_from(len).unwrap_or(usize::MAX).min(reserve));
         Ok(Region {
-            map,
+            map: Mem::Map(map),
             valid,
             file: Some(file),
             checked: RwLock::default(),
@@ -124,7 +159,7 @@ impl Region {
             return None;
         }
         // SAFETY: the range is below `valid`, so inside the mapping and the
-        // file (checked just above, (2), (3)),
+        // file, or inside the owned buffer (checked just above, (2), (3)),
         // the mapping lives as long as `self`, and by (1) no one writes these
         // bytes while they are borrowed.
         Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(off), len) })
@@ -150,18 +185,22 @@ impl Region {
     /// Tells the kernel the whole region will be read soon.
     pub(crate) fn advise_sequential(&self) {
         // Advice only: failure changes nothing but speed.
-        let _ = self.map.advise(memmap2::Advice::Sequential);
+        if let Mem::Map(m) = &self.map {
+            let _ = m.advise(memmap2::Advice::Sequential);
+        }
     }
 }
 
-/// A value's bytes, borrowed from the mapped file that holds them.
+/// A value's bytes, borrowed from the mapped file that holds them (or,
+/// for a value stored compressed, decoded into memory the `Bytes` owns).
 ///
 /// `Bytes` derefs to `[u8]` with no copy. It keeps its mapping alive: it stays
 /// valid after the [`Store`](crate::Store) that returned it is dropped, and
 /// after the entry is removed, evicted or replaced (the file is unlinked, not
 /// overwritten). It is `Send + Sync`.
 ///
-/// Values of 64 KiB and more start at a 64-byte aligned address.
+/// Values of 64 KiB and more start at a 64-byte aligned address (16-byte
+/// aligned when decoded into memory).
 ///
 /// # Examples
 ///
@@ -189,6 +228,17 @@ impl Bytes {
     pub(crate) fn new(region: Arc<Region>, off: usize, len: usize) -> Option<Bytes> {
         region.get(off, len)?;
         Some(Bytes { region, off, len })
+    }
+
+    /// `bytes`, decoded into memory, as a value (a compressed one, once
+    /// decoded); `Array`s in it view this memory as they view a mapping.
+    pub(crate) fn owned(bytes: Vec<u8>) -> Bytes {
+        let len = bytes.len();
+        Bytes {
+            region: Arc::new(Region::heap(bytes)),
+            off: 0,
+            len,
+        }
     }
 
     /// The bytes after the first `skip`, viewing the same mapping; `None`

@@ -264,6 +264,10 @@ pub(crate) struct Peeked {
     pub size: u64,
     /// Bytes of the blob file a blob pointer names (0 inline).
     pub blob_file_size: u64,
+    /// The blob (id, stored length) a blob pointer names.
+    pub blob: Option<(u64, u64)>,
+    /// For a value stored compressed inline: its raw length (prefix).
+    pub packed_raw: Option<u64>,
 }
 
 impl Segments {
@@ -298,16 +302,19 @@ impl Segments {
             return None;
         }
         let payload = region.get(at + REC_HEADER_LEN, len)?;
-        let blob_file_size = if header.is_blob() {
+        let blob = if header.is_blob() {
             format::decode_blob_ptr(payload)
-                .map_or(0, |(_, n)| n.saturating_add(format::BLOB_HEADER_LEN as u64))
         } else {
-            0
+            None
         };
+        let packed = crate::compress::is_compressed(header.codec) && !header.is_blob();
         Some(Peeked {
             header,
             size: record_size(len) as u64,
-            blob_file_size,
+            blob_file_size: blob
+                .map_or(0, |(_, n)| n.saturating_add(format::BLOB_HEADER_LEN as u64)),
+            blob,
+            packed_raw: packed.then(|| crate::compress::raw_len(payload)).flatten(),
         })
     }
 }

@@ -29,6 +29,10 @@ pub struct Stats {
     /// Bytes the store takes on disk: live and not yet reclaimed records,
     /// blob files and the index.
     pub bytes: u64,
+    /// What `bytes` would be with every value stored uncompressed: `bytes`
+    /// plus what compression saves on the live values ([`Compression`](crate::Compression));
+    /// `raw_bytes / bytes` is the store's compression ratio.
+    pub raw_bytes: u64,
     /// Entries evicted to respect the limits.
     pub evictions: u64,
     /// Bytes of records that were replaced or removed and wait to be
@@ -70,6 +74,8 @@ pub struct FunctionStats {
     pub entries: u64,
     /// Bytes they take on disk: records and blob files.
     pub bytes: u64,
+    /// What `bytes` would be with their values stored uncompressed.
+    pub raw_bytes: u64,
     /// Calls answered from the store, store-wide: the live entries' hits
     /// plus those of entries since evicted, replaced or removed, so hits
     /// and misses span the same time — since the function first ran with

@@ -36,6 +36,7 @@ pub(crate) use engine::Engine;
 pub(crate) use flight_async::{FlightGuard, Led};
 pub(crate) use options::Options;
 pub use options::{Durability, StoreBuilder};
+pub(crate) use write::Pack;
 
 use crate::error::{Error, Result};
 use crate::{Bytes, FunctionInfo, FunctionStats, Key, Selection, Stats, Transfer, VerifyReport};

@@ -7,7 +7,7 @@ use syn::{Expr, Ident, Lit, LitStr, Meta, Token};
 use crate::errors::Errors;
 
 /// Every option, for the message of an unknown one.
-const VALID: &str = "`store = EXPR`, `dir = \"path\"`, `ignore(arg, ...)`, `version = N`, `ttl = \"1h\"`, `min_cost = \"50ms\"`, `uses(helper, ...)`, `memory = N`, `helpers`, `map` and `crate = path`";
+const VALID: &str = "`store = EXPR`, `dir = \"path\"`, `ignore(arg, ...)`, `version = N`, `ttl = \"1h\"`, `min_cost = \"50ms\"`, `uses(helper, ...)`, `memory = N`, `compress = \"zstd\"`, `helpers`, `map` and `crate = path`";
 
 /// Where the cached values live.
 pub(crate) enum StoreArg {
@@ -41,6 +41,8 @@ pub(crate) struct Args {
     pub uses: Vec<syn::Path>,
     /// `memory = N`: results kept decoded in the process, and the literal.
     pub memory: Option<(usize, syn::LitInt)>,
+    /// `compress = "zstd:9"`: the zstd level, or `Some(None)` for `"none"`.
+    pub compress: Option<Option<i32>>,
 }
 
 /// The part of `expr` that opens a store (`Store::open(..)`,
@@ -112,6 +114,34 @@ fn memory(value: &Expr, errors: &mut Errors) -> Option<(usize, syn::LitInt)> {
     None
 }
 
+/// `compress = "zstd"`, `"zstd:LEVEL"` (1 to 22) or `"none"`: the level,
+/// checked here so a typo is a compile error (the grammar of
+/// `memo_core::Compression`'s `FromStr`).
+fn compress(value: &Expr, errors: &mut Errors) -> Option<Option<i32>> {
+    if let Expr::Lit(syn::ExprLit {
+        lit: Lit::Str(s), ..
+    }) = value
+    {
+        let text = s.value();
+        let text = text.trim();
+        match text.split_once(':') {
+            None if text.eq_ignore_ascii_case("none") => return Some(None),
+            None if text.eq_ignore_ascii_case("zstd") => return Some(Some(3)),
+            Some((name, level)) if name.trim().eq_ignore_ascii_case("zstd") => {
+                if let Ok(level @ 1..=22) = level.trim().parse::<i32>() {
+                    return Some(Some(level));
+                }
+            }
+            _ => {}
+        }
+    }
+    errors.at(
+        value,
+        "`compress` takes `\"zstd\"`, `\"zstd:LEVEL\"` (levels 1 to 22) or `\"none\"`: `compress = \"zstd:9\"`",
+    );
+    None
+}
+
 /// The microseconds of a duration string literal, if `expr` is one.
 fn duration(expr: &Expr) -> Option<u64> {
     match expr {
@@ -134,6 +164,7 @@ pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args
         min_cost: None,
         uses: Vec::new(),
         memory: None,
+        compress: None,
     };
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
         Ok(m) => m,
@@ -214,7 +245,8 @@ pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args
             },
             ("ttl" | "min_cost", Meta::NameValue(nv)) => durations(&mut args, &name, &nv.value, errors),
             ("memory", Meta::NameValue(nv)) => args.memory = memory(&nv.value, errors),
-            ("store" | "dir" | "version" | "crate" | "ttl" | "min_cost" | "memory", _) => {
+            ("compress", Meta::NameValue(nv)) => args.compress = compress(&nv.value, errors),
+            ("store" | "dir" | "version" | "crate" | "ttl" | "min_cost" | "memory" | "compress", _) => {
                 errors.at(&meta, format!("`{name}` takes a value: `{name} = ...`"));
             }
             ("ignore", _) => errors.at(&meta, "`ignore` takes argument names: `ignore(verbose, progress)`"),

@@ -343,6 +343,10 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> Prelude {
         quote! { .uses(#list) }
     });
     let min_cost = args.min_cost.map(|us| quote! { .min_cost(#us) });
+    let compress = args.compress.map(|level| match level {
+        Some(level) => quote! { .compress(#krate::Compression::Zstd { level: #level }) },
+        None => quote! { .compress(#krate::Compression::None) },
+    });
     let setup = quote! {
         #[allow(unused_imports)]
         use #krate::__private::{
@@ -350,7 +354,7 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> Prelude {
         };
         static #func: #krate::__private::Function =
             #krate::__private::Function::new(::core::module_path!(), #name, #tokens, #version)
-                #ttl #min_cost #uses #memory;
+                #ttl #min_cost #uses #memory #compress;
         #store_static
         #store_init
     };

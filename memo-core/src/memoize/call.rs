@@ -31,7 +31,9 @@ impl<O: Outcome> Call for Typed<'_, O> {
     }
     fn store(&self, engine: &Engine, key: &Key, out: &O, cost: u32) -> Result<bool> {
         match out.stored() {
-            Some(v) => engine.put_value(key, v, cost).map(|()| true),
+            Some(v) => engine
+                .put_value_as(key, v, cost, self.f.compression())
+                .map(|()| true),
             None => Ok(false),
         }
     }

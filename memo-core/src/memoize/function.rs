@@ -33,6 +33,9 @@ pub struct Function {
     uses: &'static [fn() -> &'static Track],
     /// `#[memoize(memory = N)]`: N, or 0.
     memory_cap: usize,
+    /// `#[memoize(compress = ...)]`: how its results are stored, arrays
+    /// too; `None` for the store's setting.
+    compress: Option<crate::Compression>,
     memory: OnceLock<std::sync::Arc<super::memory::Memory>>,
     /// The function's identity digest and tag, hashed once per process: for
     /// a free function here (one atomic load per call), for a method per
@@ -68,6 +71,7 @@ impl Function {
             min_cost: 0,
             uses: &[],
             memory_cap: 0,
+            compress: None,
             memory: OnceLock::new(),
             free: OnceLock::new(),
             methods: RwLock::new(Vec::new()),
@@ -107,6 +111,27 @@ impl Function {
     pub const fn min_cost(mut self, micros: u64) -> Function {
         self.min_cost = micros;
         self
+    }
+
+    /// `#[memoize(compress = ...)]`: results are stored compressed this
+    /// way where that pays (arrays included), whatever the store's setting.
+    #[must_use]
+    pub const fn compress(mut self, compression: crate::Compression) -> Function {
+        self.compress = Some(compression);
+        self
+    }
+
+    /// As `compress`, or the store's setting for `None` (a binding's
+    /// options).
+    #[must_use]
+    pub(crate) const fn compressed(mut self, compression: Option<crate::Compression>) -> Function {
+        self.compress = compression;
+        self
+    }
+
+    /// The compression the function asked for, if it did.
+    pub(crate) fn compression(&self) -> Option<crate::Compression> {
+        self.compress
     }
 
     /// `#[memoize(uses(...))]`: the code of these tracked helpers, and of

@@ -52,8 +52,8 @@ use std::time::Duration;
 
 use super::function::Function as Runtime;
 use crate::key::call::KeyBuilder;
-use crate::store::{Call, Engine, Flown, Source};
-use crate::{Bytes, Error, FunctionStats, Key, Result, Store};
+use crate::store::{Call, Engine, Flown, Pack, Source};
+use crate::{Bytes, Compression, Error, FunctionStats, Key, Result, Store};
 
 /// Codec ids a binding may tag its values with (`docs/format.md` lists
 /// them); memo's own are below. Python uses 16 (its plain-data encoding)
@@ -89,6 +89,9 @@ pub struct Options {
     pub min_cost: Option<Duration>,
     /// Up to this many results kept decoded in this process (0: none).
     pub memory: usize,
+    /// How results are stored, arrays included (`None`: the store's
+    /// setting, which leaves values read as views raw).
+    pub compress: Option<Compression>,
 }
 
 impl Options {
@@ -118,6 +121,14 @@ impl Options {
         self.memory = n;
         self
     }
+
+    /// Results are stored compressed this way where that pays, whatever
+    /// the store's setting (`Compression::None`: never).
+    #[must_use]
+    pub fn compress(mut self, compression: Compression) -> Options {
+        self.compress = Some(compression);
+        self
+    }
 }
 
 /// A value a binding encoded: its bytes and the id of its encoding. One
@@ -126,6 +137,9 @@ impl Options {
 pub struct Encoded {
     codec: u8,
     bytes: Held,
+    /// The bytes hold arrays a load reads in place: the store's
+    /// compression setting leaves them raw (`Encoded::views`).
+    views: bool,
 }
 
 #[derive(Clone)]
@@ -141,7 +155,18 @@ impl Encoded {
         Encoded {
             codec,
             bytes: Held::Owned(bytes.into()),
+            views: false,
         }
+    }
+
+    /// Marks the value as holding arrays that loads view in place (numpy
+    /// arrays): a store compressing by its own setting stores it raw, so
+    /// hits stay views of the file. A function's own `compress` still
+    /// compresses it.
+    #[must_use]
+    pub fn views(mut self, yes: bool) -> Encoded {
+        self.views = yes;
+        self
     }
 
     /// The id of the value's encoding.
@@ -210,6 +235,7 @@ impl Function {
         .ttl(millis(options.ttl))
         .min_cost(micros(options.min_cost))
         .memory(options.memory)
+        .compressed(options.compress)
         .foreign(leak(id.language), id.helpers);
         Function {
             rt: Box::leak(Box::new(rt)),
@@ -493,19 +519,22 @@ impl<E> Call for Foreign<'_, E> {
             Ok(Encoded {
                 codec: v.codec,
                 bytes: Held::Mapped(b),
+                views: false,
             })
         }))
     }
 
     fn store(&self, engine: &Engine, key: &Key, out: &Self::Out, cost: u32) -> Result<bool> {
+        let direct = Direct::<E>::with(self.f.rt.compression());
         if self.f.rt.ttl_ms() == 0 {
-            return Direct::<E>::default().store(engine, key, out, cost);
+            return direct.store(engine, key, out, cost);
         }
         let Ok(v) = out else { return Ok(false) };
         let mut stamped = Vec::with_capacity(STAMP + v.len());
         stamped.extend_from_slice(&crate::time::unix_now_ms().to_le_bytes());
         stamped.extend_from_slice(v);
-        Direct::<E>::default().store(engine, key, &Ok(Encoded::new(v.codec, stamped)), cost)
+        let stamped = Encoded::new(v.codec, stamped).views(v.views);
+        direct.store(engine, key, &Ok(stamped), cost)
     }
 
     fn min_cost_us(&self) -> u64 {
@@ -579,12 +608,19 @@ pub fn load_or_compute<E>(
     }
 }
 
-/// A binding's value stored under a key of its own: no function, no ttl.
-struct Direct<E>(std::marker::PhantomData<fn() -> E>);
+/// A binding's value stored under a key of its own: no function, no ttl;
+/// compressed as a function asked (`with`), else as the store says.
+struct Direct<E>(std::marker::PhantomData<fn() -> E>, Option<Compression>);
 
 impl<E> Default for Direct<E> {
     fn default() -> Self {
-        Direct(std::marker::PhantomData)
+        Direct(std::marker::PhantomData, None)
+    }
+}
+
+impl<E> Direct<E> {
+    fn with(compress: Option<Compression>) -> Self {
+        Direct(std::marker::PhantomData, compress)
     }
 }
 
@@ -600,6 +636,7 @@ impl<E> Call for Direct<E> {
                 Ok(Encoded {
                     codec,
                     bytes: Held::Mapped(bytes),
+                    views: false,
                 })
             }))
     }
@@ -607,7 +644,10 @@ impl<E> Call for Direct<E> {
     fn store(&self, engine: &Engine, key: &Key, out: &Self::Out, cost: u32) -> Result<bool> {
         let Ok(v) = out else { return Ok(false) };
         check_codec(key, v.codec)?;
-        engine.put_encoded(key, v.codec, v, cost)?;
+        let pack = self
+            .1
+            .map_or(Pack::Store { views: v.views }, Pack::Explicit);
+        engine.put_encoded(key, v.codec, v, cost, pack)?;
         Ok(true)
     }
 

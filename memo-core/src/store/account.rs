@@ -20,6 +20,7 @@ pub(super) struct Publish<'a> {
     tombstones: i64,
     live: i64,
     dead: i64,
+    saved: i64,
 }
 
 /// A byte count as a signed change; lengths come from disk, so saturate.
@@ -37,6 +38,7 @@ impl<'a> Publish<'a> {
             tombstones: 0,
             live: 0,
             dead: 0,
+            saved: 0,
         }
     }
 
@@ -52,6 +54,12 @@ impl<'a> Publish<'a> {
     /// Bytes appended (a record, and its blob file) that an entry now uses.
     pub(super) fn live(&mut self, bytes: u64) {
         self.live = self.live.saturating_add(signed(bytes));
+    }
+
+    /// An entry now uses a value stored compressed that `bytes` shorter
+    /// than its raw length (`hdr::SAVED`).
+    pub(super) fn saved(&mut self, bytes: u64) {
+        self.saved = self.saved.saturating_add(signed(bytes));
     }
 
     /// Bytes appended that no entry uses (tombstone records).
@@ -72,9 +80,11 @@ impl<'a> Publish<'a> {
     }
 
     /// `old` is a record no slot points at any more: its bytes are dead,
-    /// and its blob file (whose id this returns) is to be unlinked once
-    /// the lock is released.
-    pub(super) fn retire(&mut self, old: &Record) -> Option<u64> {
+    /// what its compression saved is no longer saved (`saved`, from
+    /// `Engine::saved_by`), and its blob file (whose id this returns) is
+    /// to be unlinked once the lock is released.
+    pub(super) fn retire(&mut self, old: &Record, saved: u64) -> Option<u64> {
+        self.saved = self.saved.saturating_sub(signed(saved));
         let size = old.size();
         self.live = self
             .live
@@ -91,6 +101,7 @@ impl<'a> Publish<'a> {
             (hdr::TOMBSTONES, self.tombstones),
             (hdr::LIVE_BYTES, self.live),
             (hdr::DEAD_BYTES, self.dead),
+            (hdr::SAVED, self.saved),
         ] {
             if by != 0 {
                 // A counter that would go below zero was already off (it
@@ -105,6 +116,39 @@ impl<'a> Publish<'a> {
     /// any slot pointed at it).
     pub(super) fn unchanged(self) {
         self.idx.set(hdr::DIRTY, 0);
+    }
+}
+
+/// What storing a value compressed saves: its raw length (the payload's
+/// `compress` prefix) less the `stored` length; 0 for a value stored as
+/// its codec wrote it.
+pub(super) fn saving(codec: u8, raw_len: Option<u64>, stored: u64) -> u64 {
+    if !crate::compress::is_compressed(codec) {
+        return 0;
+    }
+    raw_len.map_or(0, |raw| raw.saturating_sub(stored))
+}
+
+/// What `rec`'s value saves by being stored compressed (a blob's prefix
+/// is read from its file: only compressed blobs pay that).
+pub(super) fn saved_by(blobs: &crate::blob::Blobs, rec: &Record) -> u64 {
+    let codec = rec.header.codec;
+    if !crate::compress::is_compressed(codec) {
+        return 0;
+    }
+    match rec.blob() {
+        Some((id, len)) => saving(codec, blobs.packed_raw_len(&rec.header.key, id), len),
+        None => {
+            let p = rec.payload();
+            saving(codec, crate::compress::raw_len(p), p.len() as u64)
+        }
+    }
+}
+
+impl super::Engine {
+    /// What `rec`'s value saves by being stored compressed.
+    pub(super) fn saved_by(&self, rec: &Record) -> u64 {
+        saved_by(&self.files.blobs, rec)
     }
 }
 

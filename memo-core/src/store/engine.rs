@@ -110,6 +110,7 @@ impl Engine {
             read_only.then(|| dir.to_path_buf()),
         );
         let segs = Segments::new(seg);
+        let blobs = Blobs::new(blob);
         let index = if read_only {
             Index::open_current(&root, true)?.ok_or_else(|| {
                 Error::refused(
@@ -120,7 +121,7 @@ impl Engine {
                 )
             })?
         } else {
-            Self::open_index(&root, &writer, &segs, &tmp, sync)?
+            Self::open_index(&root, &writer, &segs, &blobs, &tmp, sync)?
         };
         if !read_only {
             // Leftovers of processes that died: compute locks nobody holds,
@@ -149,7 +150,7 @@ impl Engine {
                 root,
                 tmp,
                 segs,
-                blobs: Blobs::new(blob),
+                blobs,
             },
             opts,
             index: Current::new(Arc::new(index)),
@@ -202,6 +203,7 @@ impl Engine {
         root: &Dir,
         writer: &WriterLock<Appender>,
         segs: &Segments,
+        blobs: &Blobs,
         tmp: &Dir,
         sync: bool,
     ) -> Result<Index> {
@@ -214,12 +216,12 @@ impl Engine {
                 let _w = writer.lock()?;
                 match Index::open_current(root, false) {
                     Ok(Some(i)) => i,
-                    Ok(None) => recover::rebuild(segs, tmp, root, sync)?,
+                    Ok(None) => recover::rebuild(segs, blobs, tmp, root, sync)?,
                     // Only a memo index (by its magic) is set aside: a foreign
                     // file that happens to be called `index` is not touched.
                     Err(e @ Error::Corrupt { .. }) if Index::has_magic(root, INDEX_FILE) => {
                         recover::set_aside_damaged_index(root, &e)?;
-                        recover::rebuild(segs, tmp, root, sync)?
+                        recover::rebuild(segs, blobs, tmp, root, sync)?
                     }
                     Err(e) => return Err(e),
                 }

@@ -20,6 +20,8 @@ use crate::{FunctionInfo, FunctionStats, Key, Selection};
 pub(super) struct Scanned {
     pub key: Key,
     pub bytes: u64,
+    /// What compression saves on it (`hdr::SAVED`'s share).
+    pub saved: u64,
     pub hits: u64,
     pub cost_us: u64,
     /// The access clock at its last use, widened from the slot's 32 bits.
@@ -190,9 +192,21 @@ impl Engine {
             let atime = s.atime.load(Ordering::Relaxed);
             // The slot keeps the clock's low 32 bits.
             let age = (now as u32).wrapping_sub(atime);
+            let saved = match (rec.packed_raw, rec.blob) {
+                (Some(raw), _) => raw.saturating_sub(u64::from(h.len)),
+                (None, Some((id, len))) if crate::compress::is_compressed(h.codec) => {
+                    super::account::saving(
+                        h.codec,
+                        self.files.blobs.packed_raw_len(&h.key, id),
+                        len,
+                    )
+                }
+                _ => 0,
+            };
             out.push(Scanned {
                 key: h.key,
                 bytes: rec.size.saturating_add(rec.blob_file_size),
+                saved,
                 hits: u64::from(s.hits.load(Ordering::Relaxed)),
                 cost_us: idx.cost_us(slot),
                 used_tick: now.saturating_sub(u64::from(age)),
@@ -348,6 +362,9 @@ fn add_retired(stats: &mut FunctionStats, retired: Option<(u64, u64)>) {
 fn add(stats: &mut FunctionStats, s: &Scanned, stale: bool) {
     stats.entries += 1;
     stats.bytes = stats.bytes.saturating_add(s.bytes);
+    stats.raw_bytes = stats
+        .raw_bytes
+        .saturating_add(s.bytes.saturating_add(s.saved));
     stats.hits = stats.hits.saturating_add(s.hits);
     stats.compute_time += Duration::from_micros(s.cost_us);
     stats.compute_saved += Duration::from_micros(s.cost_us.saturating_mul(s.hits));

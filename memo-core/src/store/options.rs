@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Engine, Store};
+use crate::Compression;
 use crate::error::Result;
 use crate::evict::Policy;
 use crate::remote::object::MacKey;
@@ -34,6 +35,7 @@ pub(crate) struct Options {
     pub max_age: Option<Duration>,
     pub policy: Policy,
     pub durability: Durability,
+    pub compress: Compression,
     /// The remote tier; an empty URL for none.
     pub remote: RemoteConfig,
     /// A bad `MEMO_REMOTE_*` variable, reported by `open`.
@@ -152,6 +154,17 @@ impl StoreBuilder {
         self
     }
 
+    /// Compresses the values this store writes where that pays (see
+    /// [`Compression`]); values holding an [`Array`](crate::Array) stay
+    /// uncompressed views unless their function asks itself. Any store
+    /// reads compressed values whatever it was opened with. Default:
+    /// [`Compression::None`], or `MEMO_COMPRESS` for the stores that read
+    /// the environment ([`limits_from_env`](Self::limits_from_env)).
+    pub fn compress(mut self, compression: Compression) -> Self {
+        self.opts.compress = compression;
+        self
+    }
+
     /// A shared tier behind the local store, so that other machines reuse
     /// what this one computed (`README.md`, "Sharing across machines"):
     ///
@@ -254,8 +267,9 @@ impl StoreBuilder {
     /// Takes limits from the environment, where set: `MEMO_MAX_BYTES` (a
     /// size: `10GiB`, `500M`, bytes), `MEMO_MAX_ENTRIES` and `MEMO_MAX_AGE`
     /// (a duration: `30d`, `12h`, `1h 30m`, `1.5h`, seconds), in the
-    /// grammar of [`units`](crate::units). A value that does not
-    /// parse is reported through `tracing` and that limit left unset.
+    /// grammar of [`units`](crate::units), and the compression of
+    /// `MEMO_COMPRESS` (`none`, `zstd`, `zstd:LEVEL`). A value that does not
+    /// parse is reported through `tracing` and that setting left unset.
     /// [`Store::global`] and `#[memoize(dir = ...)]` stores do this, so
     /// the default store need not grow forever.
     pub fn limits_from_env(mut self) -> Self {
@@ -274,6 +288,12 @@ impl StoreBuilder {
                 Err(_) => {
                     tracing::warn!(value = %v, "memo: MEMO_MAX_ENTRIES is not a count; ignored");
                 }
+            }
+        }
+        if let Some(v) = var("MEMO_COMPRESS") {
+            match v.parse() {
+                Ok(c) => self.opts.compress = c,
+                Err(e) => tracing::warn!("memo: MEMO_COMPRESS: {e}; ignored"),
             }
         }
         if let Some(v) = var("MEMO_MAX_AGE") {

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use super::Engine;
 use crate::blob::BlobRead;
 use crate::codec::{Bincode, Codec, RAW_ID};
+use crate::compress;
 use crate::error::{Error, Result};
 use crate::format::{INDEX_FILE, hdr};
 use crate::index::{Index, Probe};
@@ -44,8 +45,18 @@ impl Engine {
     }
 
     /// Finds `key`'s value: its bytes and the id of the codec that wrote
-    /// them. Counts a hit or a miss when `count` is set.
+    /// them, decompressed if it was stored compressed (a value whose frame
+    /// does not decode is a miss, reported). Counts a hit or a miss when
+    /// `count` is set.
     pub(crate) fn lookup(&self, key: &Key, count: bool) -> Result<Option<(Bytes, u8)>> {
+        Ok(self
+            .lookup_stored(key, count)?
+            .and_then(|(bytes, codec)| unpacked(key, bytes, codec)))
+    }
+
+    /// As `lookup`, the bytes as stored: compressed ones as they are, with
+    /// `COMPRESSED` in their codec byte (what the remote tier moves).
+    pub(crate) fn lookup_stored(&self, key: &Key, count: bool) -> Result<Option<(Bytes, u8)>> {
         for _ in 0..RETRIES {
             // Under the read guard, not a clone of the Arc: one uncontended
             // read lock instead of two reference-count updates on a shared
@@ -182,6 +193,10 @@ impl Engine {
             misses: idx.word(hdr::MISSES),
             entries: idx.word(hdr::ENTRIES),
             bytes: live.saturating_add(dead).saturating_add(index_bytes),
+            raw_bytes: live
+                .saturating_add(dead)
+                .saturating_add(index_bytes)
+                .saturating_add(idx.word(hdr::SAVED)),
             evictions: idx.word(hdr::EVICTIONS),
             dead_bytes: dead,
             index_bytes,
@@ -190,6 +205,22 @@ impl Engine {
             store_remote_misses: idx.word(hdr::REMOTE_MISSES),
             store_uploads: idx.word(hdr::UPLOADS),
             ..self.remote_stats()
+        }
+    }
+}
+
+/// A stored value as its codec wrote it: compressed ones decoded into
+/// memory; `None` (reported) for a frame that does not decode, so the
+/// caller computes and replaces it.
+pub(super) fn unpacked(key: &Key, bytes: Bytes, codec: u8) -> Option<(Bytes, u8)> {
+    if !compress::is_compressed(codec) {
+        return Some((bytes, codec));
+    }
+    match compress::unpack(&bytes) {
+        Ok(raw) => Some((Bytes::owned(raw), codec & !compress::COMPRESSED)),
+        Err(problem) => {
+            tracing::warn!(%key, %problem, "memo: damaged entry read as a miss");
+            None
         }
     }
 }

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 
 use super::Engine;
-use super::account::Publish;
+use super::account::{Publish, saved_by};
 use super::durable;
 use crate::Key;
+use crate::blob::Blobs;
 use crate::dir::Dir;
 use crate::error::{Error, Result};
 use crate::format::{self, SEG_HEADER_LEN, hdr, loc};
@@ -22,7 +23,7 @@ impl Engine {
         let idx = self.index()?;
         if idx.word(hdr::DIRTY) != 0 {
             recover(&self.files.segs, &idx, &self.files.tmp);
-            recount_bytes(&self.files.segs, &idx);
+            recount_bytes(&self.files.segs, &self.files.blobs, &idx);
         }
         self.remove_damaged(&idx);
         Ok(idx)
@@ -94,7 +95,7 @@ fn recover(segs: &Segments, idx: &Index, tmp: &Dir) {
 
 /// Recounts the byte counters from the slots and the segment files: after
 /// a writer died, they may have missed its last record.
-fn recount_bytes(segs: &Segments, idx: &Index) {
+fn recount_bytes(segs: &Segments, blobs: &Blobs, idx: &Index) {
     let (mut live, mut records) = (0_u64, 0_u64);
     for (_, snap) in idx.live() {
         if let Ok(Read::Found(rec)) = segs.record(snap.loc, None) {
@@ -102,6 +103,7 @@ fn recount_bytes(segs: &Segments, idx: &Index) {
             live = live.saturating_add(rec.size().saturating_add(rec.blob_file_size()));
         }
     }
+    recount_saved(segs, blobs, idx);
     let seg_bytes: u64 = segs.ids().map_or(0, |ids| {
         ids.iter()
             .map(|&id| segs.file_len(id).saturating_sub(SEG_HEADER_LEN as u64))
@@ -109,6 +111,18 @@ fn recount_bytes(segs: &Segments, idx: &Index) {
     });
     idx.set(hdr::LIVE_BYTES, live);
     idx.set(hdr::DEAD_BYTES, seg_bytes.saturating_sub(records));
+}
+
+/// Recounts `hdr::SAVED` from the live entries' records (and the
+/// prefixes of compressed blobs).
+fn recount_saved(segs: &Segments, blobs: &Blobs, idx: &Index) {
+    let mut saved = 0_u64;
+    for (_, snap) in idx.live() {
+        if let Ok(Read::Found(rec)) = segs.record(snap.loc, None) {
+            saved = saved.saturating_add(saved_by(blobs, &rec));
+        }
+    }
+    idx.set(hdr::SAVED, saved);
 }
 
 /// Keeps a damaged index beside the store (`index.damaged-<unix time>`) for
@@ -126,7 +140,13 @@ pub(super) fn set_aside_damaged_index(root: &Dir, why: &Error) -> Result<()> {
 /// Builds the index from the segments alone: the records are replayed in
 /// order (later records win, tombstones remove), so a store whose index was
 /// lost keeps every entry. Caller holds the writer lock.
-pub(super) fn rebuild(segs: &Segments, tmp: &Dir, root: &Dir, sync: bool) -> Result<Index> {
+pub(super) fn rebuild(
+    segs: &Segments,
+    blobs: &Blobs,
+    tmp: &Dir,
+    root: &Dir,
+    sync: bool,
+) -> Result<Index> {
     let ids = segs.ids()?;
     // key -> (location, value length, record size, blob file size)
     let mut live: HashMap<Key, (u64, u64, u64, u64)> = HashMap::new();
@@ -184,6 +204,7 @@ pub(super) fn rebuild(segs: &Segments, tmp: &Dir, root: &Dir, sync: bool) -> Res
     idx.set(hdr::ENTRIES, live.len() as u64);
     idx.set(hdr::LIVE_BYTES, live_bytes);
     idx.set(hdr::DEAD_BYTES, appended.saturating_sub(record_bytes));
+    recount_saved(segs, blobs, &idx);
     if let Some(&last) = ids.last() {
         idx.set(hdr::CUR_SEG, u64::from(last));
         idx.set(hdr::CUR_OFF, last_end);
@@ -299,7 +320,7 @@ impl Engine {
         idx.set(hdr::ENTRIES, live);
         idx.set(hdr::TOMBSTONES, tombstones);
         p.commit();
-        recount_bytes(&self.files.segs, &idx);
+        recount_bytes(&self.files.segs, &self.files.blobs, &idx);
         crate::index::boot::stamp_boot(&idx);
         tracing::info!(
             path = %idx.path().display(),
@@ -318,6 +339,7 @@ impl Engine {
     fn rebuild_after_restart(&self, old: &Index) -> Result<()> {
         let new = rebuild(
             &self.files.segs,
+            &self.files.blobs,
             &self.files.tmp,
             &self.files.root,
             self.sync(),

@@ -15,15 +15,18 @@ use crate::{Bytes, Key, Transfer};
 impl Engine {
     /// `key`'s bytes and codec: local, else fetched from the remote tier
     /// and installed in the local store, so the next hit is local.
+    /// Compressed values come back decompressed, as from `lookup`.
     pub(crate) fn find(&self, key: &Key, count: bool) -> Result<Option<(Bytes, u8)>> {
-        if let Some(found) = self.lookup(key, count)? {
-            return Ok(Some(found));
+        if let Some(found) = self.lookup_stored(key, count)? {
+            return Ok(super::read::unpacked(key, found.0, found.1));
         }
         match &self.remote {
             Some(r) => {
                 let fetched = r.fetch(key);
                 self.count_remote(fetched.is_some());
-                Ok(fetched.and_then(|f| self.install_fetched(key, f)))
+                Ok(fetched
+                    .and_then(|f| self.install_fetched(key, f))
+                    .and_then(|(bytes, codec)| super::read::unpacked(key, bytes, codec)))
             }
             None => Ok(None),
         }
@@ -53,12 +56,12 @@ impl Engine {
     ) -> Option<(Bytes, u8)> {
         let cost = crate::format::cost_word(checked.cost_us);
         let value = object.get(remote::object::HEADER_LEN..).unwrap_or_default();
-        if let Err(e) = self.put_encoded(key, checked.codec, value, cost) {
+        if let Err(e) = self.put_stored(key, checked.codec, value, cost) {
             tracing::warn!(%key, error = %e, "memo: a value found on the remote cannot be stored locally");
             return None;
         }
         drop(object);
-        match self.lookup(key, false) {
+        match self.lookup_stored(key, false) {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(%key, error = %e, "memo: a value installed from the remote cannot be read back");
@@ -74,7 +77,7 @@ impl Engine {
         if !r.writes() {
             return;
         }
-        match self.lookup(key, false) {
+        match self.lookup_stored(key, false) {
             Ok(Some((bytes, codec))) => {
                 if r.upload(key, codec, crate::format::cost_us(cost, 1), &bytes)
                     && let Ok(idx) = self.index()
@@ -136,7 +139,7 @@ impl Engine {
             if there.contains(&s.key) {
                 t.present += 1;
             } else {
-                match self.lookup(&s.key, false) {
+                match self.lookup_stored(&s.key, false) {
                     // Removed since the scan: nothing to copy.
                     Ok(None) => t.total -= 1,
                     Ok(Some((bytes, codec))) => match r.create(&s.key, codec, s.cost_us, &bytes) {

@@ -205,7 +205,7 @@ impl Engine {
             for (slot, rec) in chunk {
                 self.retire_stats(idx, *slot, &rec.header.key);
                 p.tombstone(*slot);
-                if let Some(id) = p.retire(rec) {
+                if let Some(id) = p.retire(rec, self.saved_by(rec)) {
                     // The blob file goes once the lock is released.
                     idx.bump(hdr::RECLAIMED, rec.blob_file_size());
                     unlinks.push((rec.header.key, id));

@@ -10,7 +10,7 @@ use crate::VerifyReport;
 use crate::blob::check_blob;
 use crate::dir::Kind;
 use crate::error::Result;
-use crate::format::{self, SEGMENT_SIZE, decode_blob_ptr, hdr, loc};
+use crate::format::{self, BLOB_HEADER_LEN, SEGMENT_SIZE, decode_blob_ptr, hdr, loc};
 use crate::index::{Index, Snap};
 use crate::mmap::Region;
 use crate::segment::{self, Read};
@@ -95,9 +95,9 @@ impl Engine {
                 } else if h.is_tombstone() {
                     Some(format!("slot {i} points at a tombstone of key {}", h.key))
                 } else if h.is_blob() {
-                    self.check_blob_of(&h.key, rec.payload())?
+                    self.check_blob_of(&h.key, h.codec, rec.payload())?
                 } else {
-                    None
+                    unpacks(&h.key, h.codec, rec.payload())
                 }
             }
             Read::Damaged(what) => Some(what),
@@ -110,7 +110,7 @@ impl Engine {
     }
 
     /// Maps the blob afresh (not from the cache) and checks all of it.
-    fn check_blob_of(&self, key: &crate::Key, ptr: &[u8]) -> Result<Option<String>> {
+    fn check_blob_of(&self, key: &crate::Key, codec: u8, ptr: &[u8]) -> Result<Option<String>> {
         let Some((id, len)) = decode_blob_ptr(ptr) else {
             return Ok(Some(format!("key {key}: bad blob pointer")));
         };
@@ -121,9 +121,13 @@ impl Engine {
             Err(e) => return Ok(Some(e.to_string())),
         };
         let region = Region::map(&file, &path)?;
-        Ok(check_blob(&region, key, id, len)
-            .err()
-            .map(|what| format!("{}: {what}", path.display())))
+        Ok(match check_blob(&region, key, id, len) {
+            Err(what) => Some(format!("{}: {what}", path.display())),
+            Ok(_) => region
+                .get(BLOB_HEADER_LEN, len as usize)
+                .and_then(|payload| unpacks(key, codec, payload))
+                .map(|what| format!("{}: {what}", path.display())),
+        })
     }
 
     /// Walks every record of every segment: damage in dead records is
@@ -200,6 +204,18 @@ impl Engine {
 
 /// The current segment and its append offset, read as a consistent pair
 /// (a writer may start a new segment between the two reads).
+/// What is wrong with a compressed value's frame, if anything: its
+/// checksum covers the stored bytes, so a forged or mis-written frame is
+/// found only by decoding it (into memory that is dropped at once).
+fn unpacks(key: &crate::Key, codec: u8, payload: &[u8]) -> Option<String> {
+    if !crate::compress::is_compressed(codec) {
+        return None;
+    }
+    crate::compress::unpack(payload)
+        .err()
+        .map(|what| format!("key {key}: {what}"))
+}
+
 fn append_pos(idx: &Index) -> (u64, u64) {
     loop {
         let cur = idx.word(hdr::CUR_SEG);

@@ -11,16 +11,19 @@ use super::account::Publish;
 use crate::Key;
 use crate::blob::{self, Encoded, Spill, TmpBlob};
 use crate::codec::{Bincode, Codec, RAW_ID};
+use crate::compress::{self, Compression};
 use crate::error::{Error, Result};
 use crate::format::{
-    self, FLAG_BLOB, FLAG_TOMBSTONE, INLINE_MAX, MIN_CAPACITY, VALUE_MAX, encode_blob_ptr, hdr, loc,
+    self, BLOB_HEADER_LEN, FLAG_BLOB, FLAG_TOMBSTONE, INLINE_MAX, MIN_CAPACITY, VALUE_MAX,
+    encode_blob_ptr, hdr, loc,
 };
 use crate::index::{Index, Probe, Snap};
 use crate::segment::{self, Append, Appender, Read, Record, RecordParts, Segments};
 
 /// Header words a grown table carries over from the one it replaces.
-pub(super) const CARRY_ALL: [usize; 24] = [
+pub(super) const CARRY_ALL: [usize; 25] = [
     hdr::ENTRIES,
+    hdr::SAVED,
     hdr::CHECKPOINT,
     hdr::DURABLE,
     hdr::TICK,
@@ -66,28 +69,107 @@ enum Payload<'a> {
     Blob(TmpBlob),
 }
 
+/// What a put asks of compression (`compress.rs`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Pack {
+    /// The store's setting (`StoreBuilder::compress`, `MEMO_COMPRESS`),
+    /// unless the value holds arrays read in place (`views`): those stay
+    /// uncompressed, so hits stay views of the file.
+    Store { views: bool },
+    /// What the function asked for (`#[memoize(compress = ...)]`), arrays
+    /// or not; `Compression::None` keeps its values raw in any store.
+    Explicit(Compression),
+}
+
 impl Engine {
+    /// The zstd level a put asking `pack` compresses at, if any.
+    fn level(&self, pack: Pack) -> Option<i32> {
+        match pack {
+            Pack::Store { views: true } => None,
+            Pack::Store { views: false } => self.opts.compress.level(),
+            Pack::Explicit(c) => c.level(),
+        }
+    }
+
     pub(crate) fn put_value<V: Serialize + ?Sized>(
         &self,
         key: &Key,
         value: &V,
         cost: u32,
     ) -> Result<()> {
+        self.put_value_as(key, value, cost, None)
+    }
+
+    /// As `put_value`, compressed as `explicit` says, else as the store's
+    /// setting says for values without arrays.
+    pub(crate) fn put_value_as<V: Serialize + ?Sized>(
+        &self,
+        key: &Key,
+        value: &V,
+        cost: u32,
+        explicit: Option<Compression>,
+    ) -> Result<()> {
         let mut spill = Spill::new(&self.files.tmp, *key);
-        Bincode::encode(key, value, &mut spill)?;
-        match spill.finish(Bincode::ID, self.sync())? {
-            Encoded::Inline(v) => self.publish(key, Bincode::ID, Payload::Inline(&v), cost),
-            Encoded::Blob(b) => self.publish(key, Bincode::ID, Payload::Blob(b), cost),
+        let views = Bincode::encode(key, value, &mut spill)?;
+        let level = self.level(explicit.map_or(Pack::Store { views }, Pack::Explicit));
+        match (spill.finish(Bincode::ID, self.sync())?, level) {
+            (Encoded::Inline(v), level) => self.put_packed(key, Bincode::ID, &v, cost, level),
+            (Encoded::Blob(b), None) => self.publish(key, Bincode::ID, Payload::Blob(b), cost, 0),
+            (Encoded::Blob(b), Some(level)) => {
+                // Large values are written out as they are encoded (never
+                // held twice in memory); compression reads the file back
+                // through a mapping, and the raw file stays if it does not pay.
+                let region = b.map()?;
+                let raw = region.get(BLOB_HEADER_LEN, b.len as usize).unwrap_or(&[]);
+                match compress::pack(level, raw) {
+                    Some(packed) => {
+                        drop(b);
+                        self.put_stored(key, Bincode::ID | compress::COMPRESSED, &packed, cost)
+                    }
+                    None => self.publish(key, Bincode::ID, Payload::Blob(b), cost, 0),
+                }
+            }
         }
     }
 
     pub(super) fn put_raw(&self, key: &Key, value: &[u8], cost: u32) -> Result<()> {
-        self.put_encoded(key, RAW_ID, value, cost)
+        let level = self.level(Pack::Store { views: false });
+        self.put_packed(key, RAW_ID, value, cost, level)
     }
 
-    /// Stores bytes a codec (`codec`, its id) already encoded: raw values,
-    /// and values installed from the remote tier.
-    pub(crate) fn put_encoded(&self, key: &Key, codec: u8, value: &[u8], cost: u32) -> Result<()> {
+    /// Stores bytes a binding's codec (`codec`) encoded, compressed as
+    /// `pack` says.
+    pub(crate) fn put_encoded(
+        &self,
+        key: &Key,
+        codec: u8,
+        value: &[u8],
+        cost: u32,
+        pack: Pack,
+    ) -> Result<()> {
+        self.put_packed(key, codec, value, cost, self.level(pack))
+    }
+
+    /// Stores `value` (encoded by `codec`), compressed at `level` where
+    /// that pays.
+    fn put_packed(
+        &self,
+        key: &Key,
+        codec: u8,
+        value: &[u8],
+        cost: u32,
+        level: Option<i32>,
+    ) -> Result<()> {
+        match level.and_then(|l| compress::pack(l, value)) {
+            Some(packed) => self.put_stored(key, codec | compress::COMPRESSED, &packed, cost),
+            None => self.put_stored(key, codec, value, cost),
+        }
+    }
+
+    /// Stores bytes in their stored form (`codec` says whether they are
+    /// compressed): values a codec encoded, and values installed from the
+    /// remote tier as they came.
+    pub(crate) fn put_stored(&self, key: &Key, codec: u8, value: &[u8], cost: u32) -> Result<()> {
         if value.len() as u64 > VALUE_MAX {
             return Err(Error::TooLarge {
                 key: *key,
@@ -95,11 +177,12 @@ impl Engine {
                 limit: VALUE_MAX,
             });
         }
+        let saved = super::account::saving(codec, compress::raw_len(value), value.len() as u64);
         if value.len() < INLINE_MAX {
-            return self.publish(key, codec, Payload::Inline(value), cost);
+            return self.publish(key, codec, Payload::Inline(value), cost, saved);
         }
         let blob = blob::write_tmp(&self.files.tmp, key, codec, value, self.sync())?;
-        self.publish(key, codec, Payload::Blob(blob), cost)
+        self.publish(key, codec, Payload::Blob(blob), cost, saved)
     }
 
     /// Appends `bytes` (whole records, none of them aligned) to the
@@ -137,7 +220,14 @@ impl Engine {
 
     /// Appends the record, points the key's slot at it and settles the
     /// accounting: the publish step, the only one under the lock.
-    fn publish(&self, key: &Key, codec: u8, payload: Payload<'_>, cost: u32) -> Result<()> {
+    fn publish(
+        &self,
+        key: &Key,
+        codec: u8,
+        payload: Payload<'_>,
+        cost: u32,
+        saved: u64,
+    ) -> Result<()> {
         let ptr;
         let (rec, mut blob) = match payload {
             Payload::Inline(p) => (RecordParts::new(key, codec, 0, p), None),
@@ -225,8 +315,9 @@ impl Engine {
         );
         idx.reset_stats(slot, idx.tick(), 0, cost);
         p.live(size);
+        p.saved(saved);
         let old_blob = if let Some(o) = &old {
-            p.retire(o)
+            p.retire(o, self.saved_by(o))
         } else {
             p.added(reused_tombstone);
             None
@@ -327,7 +418,7 @@ impl Engine {
         p.dead(tomb.len() as u64);
         self.retire_stats(idx, slot, &old.header.key);
         p.tombstone(slot);
-        let old_blob = p.retire(old);
+        let old_blob = p.retire(old, self.saved_by(old));
         p.commit();
         Ok(old_blob)
     }

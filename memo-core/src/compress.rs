@@ -1,0 +1,400 @@
+//! Compressed values: a zstd frame stored in place of a codec's bytes,
+//! where that makes the value smaller by enough to pay for decoding it.
+//!
+//! On the path of a value: key → codec → **compress** → store. The codec
+//! byte of a compressed value has [`COMPRESSED`] set over the id of the
+//! codec that made the bytes inside, so every layer that moves stored
+//! bytes (compaction, the remote tier, installs) carries them compressed
+//! without knowing it, and a memo that predates compression reads them as
+//! a codec it does not have: a miss, never a wrong value. The payload is
+//! `raw length u64 LE ‖ zstd frame` (`docs/format.md`).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::str::FromStr;
+
+use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, InBuffer, OutBuffer};
+
+/// How a store compresses the values it writes.
+///
+/// A value is stored compressed only where that pays: at least
+/// [`MIN_LEN`](self) bytes long and 10% smaller compressed; anything else
+/// is stored as it is, so incompressible data (measured floats) keeps
+/// zero-copy hits. Every store reads compressed values, whatever it was
+/// opened with. Values holding an [`Array`](crate::Array) stay views,
+/// uncompressed, unless their function asks for compression itself
+/// (`#[memoize(compress = "zstd")]`).
+///
+/// Parsed from `none`, `zstd` (level 3) and `zstd:LEVEL` (1 to 22), as
+/// `MEMO_COMPRESS` and `#[memoize(compress = ...)]` take it.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use memo_core::{Compression, Key, Store};
+///
+/// let store = Store::builder(dir.path())
+///     .compress(Compression::Zstd { level: 3 })
+///     .open()?;
+/// let labels: Vec<u32> = (0..100_000).map(|i| i % 7).collect();
+/// store.put(&Key::of("labels"), &labels)?;
+/// assert_eq!(store.get::<Vec<u32>>(&Key::of("labels"))?, Some(labels));
+/// let s = store.stats();
+/// assert!(s.raw_bytes > 4 * s.bytes, "stored compressed");
+/// assert_eq!("zstd:9".parse::<Compression>(), Ok(Compression::Zstd { level: 9 }));
+/// # Ok::<(), memo_core::Error>(())
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Values are stored as their codec wrote them.
+    #[default]
+    None,
+    /// zstd at `level` (1 fastest … 22 smallest; 3 is zstd's default).
+    Zstd {
+        /// zstd's compression level, 1 to 22.
+        level: i32,
+    },
+}
+
+/// zstd's own default level, and what `zstd` alone means.
+pub const DEFAULT_LEVEL: i32 = 3;
+
+impl FromStr for Compression {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Compression, String> {
+        let s = s.trim();
+        let bad =
+            || format!("{s:?} is not a compression: expected none, zstd or zstd:LEVEL (1-22)");
+        match s.split_once(':') {
+            None if s.eq_ignore_ascii_case("none") || s.eq_ignore_ascii_case("off") => {
+                Ok(Compression::None)
+            }
+            None if s.eq_ignore_ascii_case("zstd") => Ok(Compression::Zstd {
+                level: DEFAULT_LEVEL,
+            }),
+            Some((name, level)) if name.trim().eq_ignore_ascii_case("zstd") => {
+                match level.trim().parse::<i32>() {
+                    Ok(level @ 1..=22) => Ok(Compression::Zstd { level }),
+                    _ => Err(bad()),
+                }
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Compression::None => f.write_str("none"),
+            Compression::Zstd { level } => write!(f, "zstd:{level}"),
+        }
+    }
+}
+
+impl Compression {
+    /// The zstd level to compress at, if any; levels outside zstd's range
+    /// are clamped to it.
+    pub(crate) fn level(self) -> Option<i32> {
+        match self {
+            Compression::None => None,
+            Compression::Zstd { level } => Some(level.clamp(1, 22)),
+        }
+    }
+}
+
+/// Set in a codec byte: the payload is `raw length ‖ zstd frame` of bytes
+/// written by the codec in the low bits.
+pub(crate) const COMPRESSED: u8 = 0x80;
+
+/// Whether bytes stored under codec byte `codec` are compressed.
+pub(crate) fn is_compressed(codec: u8) -> bool {
+    codec & COMPRESSED != 0
+}
+
+/// Bytes before the frame: the raw length.
+pub(crate) const PREFIX: usize = 8;
+
+/// Values shorter than this are never compressed: a frame's own header
+/// and the prefix (about 20 bytes) and a decoder's start-up (about 1 µs)
+/// would eat what a short value could save, and 100-byte puts and hits
+/// keep their speed.
+pub(crate) const MIN_LEN: usize = 512;
+
+/// Values from this long are sampled before they are compressed whole.
+const SAMPLE_FROM: usize = 4 << 20;
+/// Samples taken, spread evenly over the value, and their length.
+const SAMPLES: usize = 8;
+const SAMPLE_LEN: usize = 64 << 10;
+
+/// zstd produces at most this many bytes per input byte: a 128 KiB block
+/// of one repeated byte takes a 3-byte block header and 1 byte. A frame
+/// claiming more than this ratio (plus a block) is a forgery.
+const MAX_RATIO: u64 = 32 << 10;
+const BLOCK: u64 = 128 << 10;
+
+/// Frames decoding to more than this grow their output as it is produced
+/// instead of reserving their claimed length at once.
+const GROW_FROM: u64 = 64 << 20;
+
+thread_local! {
+    /// Contexts are reused: making one costs about as much as
+    /// compressing or decoding a few kilobytes.
+    static CCTX: RefCell<Option<CCtx<'static>>> = const { RefCell::new(None) };
+    static DCTX: RefCell<Option<DCtx<'static>>> = const { RefCell::new(None) };
+}
+
+/// Whether `packed` bytes are worth keeping in place of `raw` ones: at
+/// least 10% smaller (what a hit pays to decode is then bought back in
+/// disk, page cache, network and `max_bytes`).
+fn pays(packed: usize, raw: usize) -> bool {
+    (packed as u64) * 10 <= (raw as u64) * 9
+}
+
+/// `raw` compressed at `level` as a stored payload (`PREFIX` and frame),
+/// or `None` where that does not pay: too short, or not 10% smaller (a
+/// value of 4 MiB or more is first judged by samples, so incompressible
+/// data costs a few milliseconds, not a whole compression).
+pub(crate) fn pack(level: i32, raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.len() < MIN_LEN {
+        return None;
+    }
+    CCTX.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let cctx = match &mut *cell {
+            Some(c) => c,
+            None => cell.insert(CCtx::try_create()?),
+        };
+        cctx.set_parameter(CParameter::CompressionLevel(level))
+            .ok()?;
+        if raw.len() >= SAMPLE_FROM && !samples_pay(cctx, raw) {
+            return None;
+        }
+        // Room for a frame that pays and no more: one that would not is
+        // cut short by zstd ("destination too small") and dropped.
+        let room = PREFIX + raw.len() / 10 * 9;
+        let mut out = Vec::new();
+        out.try_reserve_exact(room).ok()?;
+        out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
+        let mut cursor = std::io::Cursor::new(out);
+        cursor.set_position(PREFIX as u64);
+        let done = cctx.compress2(&mut cursor, raw);
+        if done.is_err() {
+            // A failed frame is left open; start the next one afresh.
+            let _ = cctx.reset(zstd_safe::ResetDirective::SessionOnly);
+            return None;
+        }
+        let out = cursor.into_inner();
+        pays(out.len(), raw.len()).then_some(out)
+    })
+}
+
+/// Whether `SAMPLES` slices spread over `raw` compress by enough, each on
+/// its own: less context than the whole has, so a value that passes here
+/// compresses at least as well whole.
+fn samples_pay(cctx: &mut CCtx<'static>, raw: &[u8]) -> bool {
+    let step = (raw.len() - SAMPLE_LEN) / (SAMPLES - 1);
+    let mut buf = Vec::with_capacity(zstd_safe::compress_bound(SAMPLE_LEN));
+    let (mut packed, mut total) = (0, 0);
+    for i in 0..SAMPLES {
+        let sample = &raw[i * step..i * step + SAMPLE_LEN];
+        buf.clear();
+        match cctx.compress2(&mut buf, sample) {
+            Ok(n) => packed += n,
+            Err(_) => {
+                let _ = cctx.reset(zstd_safe::ResetDirective::SessionOnly);
+                return false;
+            }
+        }
+        total += SAMPLE_LEN;
+    }
+    pays(packed, total)
+}
+
+/// The raw length a stored compressed payload claims.
+pub(crate) fn raw_len(packed: &[u8]) -> Option<u64> {
+    let prefix = packed.get(..PREFIX)?;
+    Some(crate::format::le64(prefix))
+}
+
+/// The bytes a stored compressed payload holds, checked: the claim is
+/// bounded by what zstd can produce from the frame before anything is
+/// allocated, a frame claiming more than that is refused, output is
+/// reserved as it is produced for large claims, and the result must be
+/// exactly the claimed length. Errors say what was wrong.
+pub(crate) fn unpack(packed: &[u8]) -> Result<Vec<u8>, String> {
+    let raw = raw_len(packed).ok_or("compressed value shorter than its length prefix")?;
+    let frame = &packed[PREFIX..];
+    let most = (frame.len() as u64).saturating_mul(MAX_RATIO) + BLOCK;
+    if raw > most || raw > crate::format::VALUE_MAX {
+        return Err(format!(
+            "compressed value claims {raw} bytes from a {}-byte frame: more than zstd can produce",
+            frame.len()
+        ));
+    }
+    DCTX.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let dctx = match &mut *cell {
+            Some(d) => d,
+            None => cell.insert(DCtx::try_create().ok_or("cannot make a zstd decoder")?),
+        };
+        let out = if raw <= GROW_FROM {
+            let mut out = Vec::new();
+            out.try_reserve_exact(raw as usize)
+                .map_err(|_| format!("cannot allocate {raw} bytes to decode a value"))?;
+            let done = dctx.decompress(&mut out, frame);
+            if let Err(code) = done {
+                let _ = dctx.reset(zstd_safe::ResetDirective::SessionOnly);
+                return Err(bad_frame(code));
+            }
+            out
+        } else {
+            grow_decode(dctx, frame, raw)?
+        };
+        if out.len() as u64 != raw {
+            return Err(format!(
+                "compressed value decodes to {} bytes, its prefix says {raw}",
+                out.len()
+            ));
+        }
+        Ok(out)
+    })
+}
+
+/// Decodes a frame whose claim is large, reserving output only as zstd
+/// produces it (doubling, never past the claim): a forged claim costs
+/// what the frame really holds.
+fn grow_decode(dctx: &mut DCtx<'static>, frame: &[u8], raw: u64) -> Result<Vec<u8>, String> {
+    let _ = dctx.reset(zstd_safe::ResetDirective::SessionOnly);
+    let mut input = InBuffer::around(frame);
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        if out.len() == out.capacity() {
+            let have = out.len() as u64;
+            if have >= raw {
+                return Err(format!(
+                    "compressed value decodes to more than the {raw} bytes its prefix says"
+                ));
+            }
+            let more = (raw - have).min(have.max(GROW_FROM)) as usize;
+            out.try_reserve_exact(more)
+                .map_err(|_| format!("cannot allocate {more} bytes to decode a value"))?;
+        }
+        let at = out.len();
+        let mut output = OutBuffer::around_pos(&mut out, at);
+        let left = dctx.decompress_stream(&mut output, &mut input);
+        let wrote = output.pos() > at;
+        match left {
+            Ok(0) => return Ok(out),
+            Ok(_) if input.pos() == frame.len() && !wrote && out.len() < out.capacity() => {
+                return Err("compressed value's frame is cut short".into());
+            }
+            Ok(_) => {}
+            Err(code) => {
+                let _ = dctx.reset(zstd_safe::ResetDirective::SessionOnly);
+                return Err(bad_frame(code));
+            }
+        }
+    }
+}
+
+fn bad_frame(code: zstd_safe::ErrorCode) -> String {
+    format!(
+        "compressed value's frame does not decode: {}",
+        zstd_safe::get_error_name(code)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn labels(n: usize) -> Vec<u8> {
+        // Small numbers with some disorder: compressible, not trivially.
+        let mut x = 0x9e37_79b9_u32;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x % 16) as u8
+            })
+            .collect()
+    }
+
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x = 0x1234_5678_9abc_def0_u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_trips_what_pays_and_leaves_the_rest() {
+        for n in [MIN_LEN, 4096, 100_000, SAMPLE_FROM + 12_345] {
+            let raw = labels(n);
+            let packed = pack(DEFAULT_LEVEL, &raw).unwrap();
+            assert!(packed.len() < raw.len() * 9 / 10, "{n}");
+            assert_eq!(raw_len(&packed), Some(n as u64));
+            assert_eq!(unpack(&packed).unwrap(), raw);
+        }
+        assert!(pack(DEFAULT_LEVEL, &labels(MIN_LEN - 1)).is_none());
+        for n in [4096, SAMPLE_FROM + 1] {
+            assert!(pack(DEFAULT_LEVEL, &noise(n)).is_none(), "{n}");
+        }
+    }
+
+    #[test]
+    fn large_claims_decode_by_growing() {
+        let raw = vec![7_u8; (GROW_FROM + 5) as usize];
+        let packed = pack(1, &raw).unwrap();
+        assert_eq!(unpack(&packed).unwrap(), raw);
+    }
+
+    #[test]
+    fn forged_frames_are_refused_without_their_claim() {
+        let packed = pack(DEFAULT_LEVEL, &labels(10_000)).unwrap();
+        let mut bomb = packed.clone();
+        bomb[..PREFIX].copy_from_slice(&(16_u64 << 30).to_le_bytes());
+        assert!(
+            unpack(&bomb)
+                .unwrap_err()
+                .contains("more than zstd can produce")
+        );
+        // A claim within the ratio, decoding to less: refused after decoding
+        // what the frame holds.
+        let mut short = packed.clone();
+        short[..PREFIX].copy_from_slice(&(100_000_u64).to_le_bytes());
+        assert!(unpack(&short).unwrap_err().contains("decodes to 10000"));
+        let mut long = packed.clone();
+        long[..PREFIX].copy_from_slice(&(9_999_u64).to_le_bytes());
+        assert!(unpack(&long).is_err());
+        let mut flipped = packed.clone();
+        let at = packed.len() / 2;
+        flipped[at] ^= 0x55;
+        let _ = unpack(&flipped); // an error or other bytes: never a panic
+        assert!(unpack(&packed[..packed.len() - 3]).is_err());
+        assert!(unpack(&packed[..4]).is_err());
+    }
+
+    #[test]
+    fn parses_what_the_variable_and_the_attribute_take() {
+        assert_eq!("zstd".parse(), Ok(Compression::Zstd { level: 3 }));
+        assert_eq!(" ZSTD:19 ".parse(), Ok(Compression::Zstd { level: 19 }));
+        assert_eq!("none".parse(), Ok(Compression::None));
+        for bad in ["zstd:0", "zstd:23", "lz4", "zstd:x", ""] {
+            assert!(bad.parse::<Compression>().is_err(), "{bad}");
+        }
+        assert_eq!(Compression::Zstd { level: 9 }.to_string(), "zstd:9");
+    }
+}
