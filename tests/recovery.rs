@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use memo_core::{Key, Store};
+use memo_core::{Compression, Key, Store};
 use memo_tests::{KillLog, XorShift, tempdir};
 
 /// Entries a killed writer attempts per round: enough to be mid-write when
@@ -53,7 +53,15 @@ fn child_role() {
     assert_eq!(role, "killed-writer");
     let dir = std::env::var("MEMO_TEST_DIR").unwrap();
     let round: u32 = std::env::var("MEMO_TEST_ROUND").unwrap().parse().unwrap();
-    let store = Store::open(&dir).unwrap();
+    // Odd rounds store their values compressed (they repeat every 256
+    // bytes, so every one of 512 bytes or more is): frames are killed
+    // mid-write too, inline and in blobs.
+    let compress = if round % 2 == 1 {
+        Compression::Zstd { level: 3 }
+    } else {
+        Compression::None
+    };
+    let store = Store::builder(&dir).compress(compress).open().unwrap();
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

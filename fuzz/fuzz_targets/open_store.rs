@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use memo_core::{Key, Policy, Store};
+use memo_core::{Compression, Key, Policy, Store};
 
 const KEYS: u32 = 24;
 
@@ -37,9 +37,17 @@ fn seed() -> &'static Vec<(PathBuf, Vec<u8>)> {
     SEED.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("seed store");
+        // Odd keys are stored compressed (their values repeat, so they
+        // pay): frames inline, and their length prefixes, are fuzzed too.
+        let packed = Store::builder(dir.path())
+            .compress(Compression::Zstd { level: 3 })
+            .open()
+            .expect("seed store");
         for i in 0..KEYS {
-            store.put_bytes(&Key::of(&i), &value(i)).expect("put");
+            let to = if i % 2 == 1 { &packed } else { &store };
+            to.put_bytes(&Key::of(&i), &value(i)).expect("put");
         }
+        drop(packed);
         store.remove(&Key::of(&3_u32)).expect("remove");
         store.put_bytes(&Key::of(&4_u32), &value(4)).expect("put again");
         drop(store);

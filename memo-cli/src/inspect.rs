@@ -34,6 +34,14 @@ pub(crate) fn stats(dir: &Path, json: bool) -> Outcome {
         size(s.dead_bytes),
         size(s.index_bytes)
     );
+    if s.raw_bytes > s.bytes {
+        out!(
+            "compressed     {} uncompressed ({:.2}x), {} saved",
+            size(s.raw_bytes),
+            crate::json::compression_ratio(s.raw_bytes, s.bytes),
+            size(s.raw_bytes - s.bytes)
+        );
+    }
     out!(
         "lookups        {} hits, {} misses ({:.1}% hits)",
         count(s.hits),
@@ -94,6 +102,7 @@ pub(crate) fn functions(dir: &Path, json: bool) -> Outcome {
             "function",
             "entries",
             "bytes",
+            "ratio",
             "hits",
             "misses",
             "compute",
@@ -107,6 +116,10 @@ pub(crate) fn functions(dir: &Path, json: bool) -> Outcome {
                 f.name.clone(),
                 count(s.entries),
                 size(s.bytes),
+                format!(
+                    "{:.2}x",
+                    crate::json::compression_ratio(s.raw_bytes, s.bytes)
+                ),
                 count(s.hits),
                 count(s.misses),
                 duration(s.compute_time),
@@ -115,7 +128,7 @@ pub(crate) fn functions(dir: &Path, json: bool) -> Outcome {
                 ago(s.last_used),
             ]);
         }
-        for c in 1..8 {
+        for c in 1..9 {
             if let Some(col) = t.column_mut(c) {
                 col.set_cell_alignment(CellAlignment::Right);
             }

@@ -23,6 +23,8 @@ pub fn stats(dir: &Path, s: &Stats, all: &FunctionStats) -> Value {
         "live_bytes": s.bytes - s.dead_bytes - s.index_bytes,
         "dead_bytes": s.dead_bytes,
         "index_bytes": s.index_bytes,
+        "raw_bytes": s.raw_bytes,
+        "compression_ratio": compression_ratio(s.raw_bytes, s.bytes),
         "hits": s.hits,
         "misses": s.misses,
         "hit_ratio": ratio,
@@ -38,6 +40,17 @@ pub fn stats(dir: &Path, s: &Stats, all: &FunctionStats) -> Value {
     })
 }
 
+/// What the bytes would be uncompressed over what they are (1.0 with
+/// nothing stored compressed, or nothing stored).
+#[must_use]
+pub fn compression_ratio(raw_bytes: u64, bytes: u64) -> f64 {
+    if bytes == 0 {
+        1.0
+    } else {
+        raw_bytes as f64 / bytes as f64
+    }
+}
+
 /// `memo functions --json`: one object per registered function.
 #[must_use]
 pub fn functions(list: &[FunctionInfo]) -> Value {
@@ -50,6 +63,8 @@ pub fn functions(list: &[FunctionInfo]) -> Value {
                     "version": f.version,
                     "entries": s.entries,
                     "bytes": s.bytes,
+                    "raw_bytes": s.raw_bytes,
+                    "compression_ratio": compression_ratio(s.raw_bytes, s.bytes),
                     "hits": s.hits,
                     "misses": s.misses,
                     "compute_secs": s.compute_time.as_secs_f64(),

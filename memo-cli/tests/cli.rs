@@ -205,6 +205,52 @@ fn each_self_type_of_a_method_is_a_function() {
     );
 }
 
+mod packed {
+    #[memoize(store = super::store(), compress = "zstd")]
+    pub fn labels(n: u32) -> Vec<u32> {
+        (0..n).map(|i| i % 7).collect()
+    }
+
+    #[memoize(store = super::store())]
+    pub fn noise(n: u64) -> Vec<u64> {
+        (0..n)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect()
+    }
+
+    use super::memoize;
+}
+
+#[test]
+fn stats_and_functions_show_what_compression_saves() {
+    let _s = SERIAL.lock().unwrap();
+    let (_t, dir) = with_store(|| {
+        for n in [10_000, 20_000] {
+            packed::labels(n);
+            packed::noise(u64::from(n));
+        }
+    });
+    let list = json(&dir, &["functions"]);
+    let labels = function(&list, "cli::packed::labels");
+    assert!(
+        labels["compression_ratio"].as_f64().unwrap() > 20.0,
+        "{labels:#}"
+    );
+    assert!(labels["raw_bytes"].as_u64().unwrap() > 120_000);
+    let noise = function(&list, "cli::packed::noise");
+    assert_eq!(noise["compression_ratio"], 1.0, "{noise:#}");
+    assert_eq!(noise["raw_bytes"], noise["bytes"]);
+    let s = json(&dir, &["stats"]);
+    assert!(s["raw_bytes"].as_u64().unwrap() > s["bytes"].as_u64().unwrap() + 100_000);
+    let human = ok(&memo(&dir, &["stats"]));
+    assert!(human.contains("compressed     "), "{human}");
+    let table = ok(&memo(&dir, &["functions"]));
+    assert!(
+        table.contains("ratio") && table.contains("1.00x"),
+        "{table}"
+    );
+}
+
 #[test]
 fn stats_counts_the_whole_store() {
     let _s = SERIAL.lock().unwrap();
