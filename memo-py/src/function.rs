@@ -73,7 +73,7 @@ impl Function {
     )]
     #[pyo3(signature = (body, module, qualname, code, params, *, store=None, dir=None,
         project=None, ignore=Vec::new(), version="", helpers=None, ttl=None, min_cost=None,
-        memory=0))]
+        memory=0, compress=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         body: Py<PyAny>,
@@ -90,6 +90,7 @@ impl Function {
         ttl: Option<Bound<'_, PyAny>>,
         min_cost: Option<Bound<'_, PyAny>>,
         memory: usize,
+        compress: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Function> {
         let helpers = match helpers {
             None => None,
@@ -104,6 +105,9 @@ impl Function {
         }
         if let Some(m) = min_cost {
             options = options.min_cost(duration(&m, "min_cost")?);
+        }
+        if let Some(c) = compress {
+            options = options.compress(crate::store::compression(&c, "compress")?);
         }
         let rt = protocol::Function::new(
             &Identity {

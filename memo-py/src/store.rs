@@ -9,7 +9,7 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use memo_core::protocol::{self, Encoded};
-use memo_core::{Durability, Key, Policy, RemoteMode, Selection};
+use memo_core::{Compression, Durability, Key, Policy, RemoteMode, Selection};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -155,6 +155,36 @@ fn size(v: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
     })
 }
 
+/// A compression as Python gives it: `None`/`False`/`"none"` for none,
+/// `True` or `"zstd"` for zstd's default level, an int for a zstd level
+/// (0: none), `"zstd:9"`.
+pub(crate) fn compression(v: &Bound<'_, PyAny>, what: &str) -> PyResult<Compression> {
+    if v.is_none() {
+        return Ok(Compression::None);
+    }
+    if let Ok(b) = v.cast_exact::<pyo3::types::PyBool>() {
+        return Ok(if b.is_true() {
+            Compression::Zstd { level: 3 }
+        } else {
+            Compression::None
+        });
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        let s = s.to_cow()?;
+        return s
+            .parse()
+            .map_err(|e: String| PyValueError::new_err(format!("{what}: {e}")));
+    }
+    match v.extract::<i32>() {
+        Ok(0) => Ok(Compression::None),
+        Ok(level @ 1..=22) => Ok(Compression::Zstd { level }),
+        _ => Err(PyValueError::new_err(format!(
+            "{what}={}: None, True, a zstd level from 1 to 22, or \"zstd:LEVEL\"",
+            v.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+        ))),
+    }
+}
+
 /// A duration: seconds (int or float) or a str like `"1h 30m"`.
 pub(crate) fn duration(v: &Bound<'_, PyAny>, what: &str) -> PyResult<Duration> {
     if let Ok(s) = v.cast::<PyString>() {
@@ -186,7 +216,7 @@ impl Store {
     #[new]
     #[pyo3(signature = (dir, *, max_bytes=None, max_entries=None, max_age=None, policy="lru",
         durability="flush", read_only=false, remote=None, remote_mode="read-write",
-        remote_secret=None, pickle=true))]
+        remote_secret=None, pickle=true, compress=None))]
     #[allow(
         clippy::too_many_arguments,
         clippy::fn_params_excessive_bools,
@@ -206,8 +236,12 @@ impl Store {
         remote_mode: &str,
         remote_secret: Option<&Bound<'_, PyAny>>,
         pickle: bool,
+        compress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Store> {
         let mut b = memo_core::Store::builder(&dir).read_only(read_only);
+        if let Some(c) = compress {
+            b = b.compress(compression(c, "compress")?);
+        }
         if let Some(m) = max_bytes {
             b = b.max_bytes(size(m, "max_bytes")?);
         }

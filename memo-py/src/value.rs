@@ -77,18 +77,22 @@ pub(crate) enum Unstored {
 
 /// Encodes `v` for storing: plainly when it is plain data, else as a
 /// pickle when `pickle` allows.
+/// Values holding arrays are marked as such (`Encoded::views`): a store's
+/// own compression setting leaves them raw, so their hits stay views.
 pub(crate) fn encode(v: &Bound<'_, PyAny>, pickle: bool) -> PyResult<Result<Encoded, Unstored>> {
     let mut out = Vec::with_capacity(64);
     out.push(VERSION);
+    VIEWS.with(|w| w.set(false));
     if plain(v, &mut out, 0)? {
-        return Ok(Ok(Encoded::new(PLAIN, out)));
+        let views = VIEWS.with(std::cell::Cell::get);
+        return Ok(Ok(Encoded::new(PLAIN, out).views(views)));
     }
     let type_name = v.get_type().fully_qualified_name()?.to_string();
     if !pickle {
         return Ok(Err(Unstored::NeedsPickle(type_name)));
     }
     match pickled(v) {
-        Ok(bytes) => Ok(Ok(Encoded::new(PICKLE, bytes))),
+        Ok((bytes, views)) => Ok(Ok(Encoded::new(PICKLE, bytes).views(views))),
         Err(e) => Ok(Err(Unstored::Unpicklable(format!("{type_name}: {e}")))),
     }
 }
@@ -246,6 +250,7 @@ fn numpy(v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<bool> {
                 .call_method1("ascontiguousarray", (v,))?
         };
         let bytes = crate::mmap::array_bytes(&array)?;
+        VIEWS.with(|w| w.set(true));
         out.push(t::ARRAY);
         if !short_str(out, &typestr) {
             return Ok(false);
@@ -273,9 +278,14 @@ fn numpy(v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<bool> {
     Ok(false)
 }
 
+thread_local! {
+    /// Whether the plain encoding under way wrote an array.
+    static VIEWS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// `v` pickled (protocol 5) with its buffers out of band, framed as
-/// `docs/format.md` draws it.
-fn pickled(v: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+/// `docs/format.md` draws it; whether it has such buffers (loaded as views).
+fn pickled(v: &Bound<'_, PyAny>) -> PyResult<(Vec<u8>, bool)> {
     let py = v.py();
     let dumps = DUMPS.import(py, "pickle", "dumps")?;
     let buffers = PyList::empty(py);
@@ -313,7 +323,7 @@ fn pickled(v: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     }
     out.resize(pickle_at, 0);
     out.extend_from_slice(data);
-    Ok(out)
+    Ok((out, !raw.is_empty()))
 }
 
 /// A stored value that does not decode.

@@ -607,11 +607,11 @@ def test_backends_memo_cannot_honour_are_named(tmp_path):
     Memory(str(tmp_path), backend="local", backend_options={"mmap_mode": "r"})
 
 
-def test_compress_is_accepted(tmp_path):
+def test_compress_is_honoured_without_a_warning(tmp_path):
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("error")
         g = Memory(str(tmp_path), compress=3, verbose=0).cache(f)
     assert g(1) == 4 and g(1) == 4
     with pytest.raises(ValueError):

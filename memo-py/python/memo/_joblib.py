@@ -40,33 +40,45 @@ def _check_mmap_mode(mmap_mode):
         raise ValueError(f"mmap_mode={mmap_mode!r}: one of None, 'r', 'c'")
 
 
-_said_compress = False
+# joblib's compression methods, each mapped to the zstd setting nearest in
+# what it buys: zlib and gzip levels to the same zstd level (zstd's are at
+# least as small and several times faster), lz4 (speed) to level 1, bz2
+# and lzma/xz (size) to 9 and 19.
+_ZSTD_OF_METHOD = {"zlib": None, "gzip": None, "lz4": 1, "bz2": 9, "lzma": 19, "xz": 19}
 
 
-def _check_compress(compress):
-    """joblib's compress values are accepted; memo stores values uncompressed
-    in this version (said once)."""
-    global _said_compress
-    if compress in (False, 0, None):
-        return
-    ok = compress is True or (isinstance(compress, int) and 0 <= compress <= 9) or (
+def _zstd_level(compress):
+    """joblib's ``compress`` (``True``, 0-9, a method name or ``(method,
+    level)``) as memo's: ``None`` for none, else a zstd level."""
+    if compress is None or compress is False:
+        return None
+    if compress is True:
+        return 3  # joblib's True is zlib at 3
+    method, level = None, None
+    if isinstance(compress, str):
+        method, level = compress, 3
+    elif isinstance(compress, int) and 0 <= compress <= 9:
+        level = compress
+    elif (
         isinstance(compress, tuple)
         and len(compress) == 2
         and isinstance(compress[0], str)
         and isinstance(compress[1], int)
-    )
-    if not ok:
+        and 0 <= compress[1] <= 9
+    ):
+        method, level = compress
+    else:
         raise ValueError(
             f"compress={compress!r}: True, an int from 0 to 9, or (method, level) as joblib takes"
         )
-    if not _said_compress:
-        _said_compress = True
-        warnings.warn(
-            f"memo.Memory: compress={compress!r} is accepted, but this version of memo stores "
-            "values uncompressed",
-            UserWarning,
-            stacklevel=3,
+    if method is not None and method not in _ZSTD_OF_METHOD:
+        raise ValueError(
+            f"Non valid compression method given: {method!r}. Possible values are "
+            f"{sorted(_ZSTD_OF_METHOD)}."
         )
+    if level == 0:
+        return None
+    return _ZSTD_OF_METHOD.get(method) or level
 
 
 def _format_arg(arg):
@@ -317,7 +329,7 @@ class MemorizedFunc:
     ):
         _check_backend(backend, None)
         _check_mmap_mode(mmap_mode)
-        _check_compress(compress)
+        self._zstd = _zstd_level(compress)
         if cache_validation_callback is not None and not callable(cache_validation_callback):
             raise ValueError(
                 f"cache_validation_callback needs to be callable. Got {cache_validation_callback}."
@@ -373,8 +385,11 @@ class MemorizedFunc:
             ran.metadata = {"duration": duration, "input_args": inputs, "time": start}
             return (output, ran.metadata) if with_metadata else output
 
+        # joblib compresses arrays too: the level is the function's own,
+        # so memo compresses them where that pays (and hits decode them).
         self._f = MemoizedFunction(
-            body, module, name, code, _params(func), store=self._store, ignore=self.ignore
+            body, module, name, code, _params(func), store=self._store, ignore=self.ignore,
+            compress=self._zstd,
         )
 
     def _fresh(self):
@@ -506,7 +521,7 @@ class Memory:
         compress = opts.get("compress", compress)
         verbose = opts.get("verbose", verbose)
         _check_mmap_mode(mmap_mode)
-        _check_compress(compress)
+        _zstd_level(compress)
         self.location = location
         self.backend = backend
         self.backend_options = backend_options

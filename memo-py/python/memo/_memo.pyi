@@ -6,6 +6,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 _T = TypeVar("_T")
 _Duration = Union[int, float, str]
 _Size = Union[int, str]
+_Compress = Union[None, bool, int, str]
 
 class Store:
     """A store directory memo manages."""
@@ -24,6 +25,7 @@ class Store:
         remote_mode: str = "read-write",
         remote_secret: Optional[Union[bytes, str]] = None,
         pickle: bool = True,
+        compress: _Compress = None,
     ) -> None: ...
     @staticmethod
     def default_dir() -> str: ...
@@ -67,6 +69,7 @@ class Function:
         ttl: Optional[_Duration] = None,
         min_cost: Optional[_Duration] = None,
         memory: int = 0,
+        compress: _Compress = None,
     ) -> None: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
     def uncached(self, *args: Any, **kwargs: Any) -> Any: ...

@@ -294,6 +294,7 @@ def memoize(
     ttl=None,
     min_cost=None,
     memory: int = 0,
+    compress=None,
 ):
     """Memoizes ``fn``: each call's result is computed once across threads,
     processes, machines and runs, and loaded after.
@@ -304,7 +305,10 @@ def memoize(
     hand; ``uses`` lists ``@memo.track`` helpers whose code is in the key;
     ``ttl`` and ``min_cost`` are durations (``"1h"``, ``"50ms"`` or
     seconds); ``memory=N`` keeps up to N results in this process as the
-    objects themselves.
+    objects themselves. ``compress`` stores results compressed with zstd
+    where that pays (``True`` or ``"zstd"`` for level 3, a level 1-22,
+    ``"zstd:9"``; arrays too, whose hits then decode instead of viewing the
+    file); ``None`` follows the store's ``compress``, ``False`` never.
 
     >>> import memo, tempfile
     >>> @memo.memoize(dir=tempfile.mkdtemp())
@@ -323,13 +327,14 @@ def memoize(
             raise TypeError(f"{f.__qualname__} is memoized already")
         if inspect.iscoroutinefunction(f):
             return _memoize_async(f, dir=dir, store=store, ignore=ignore, version=version,
-                                  uses=uses, ttl=ttl, min_cost=min_cost, memory=memory)
-        return _make(f, dir, store, ignore, version, uses, ttl, min_cost, memory)
+                                  uses=uses, ttl=ttl, min_cost=min_cost, memory=memory,
+                                  compress=compress)
+        return _make(f, dir, store, ignore, version, uses, ttl, min_cost, memory, compress)
 
     return wrap if fn is None else wrap(fn)
 
 
-def _make(f, dir, store, ignore, version, uses, ttl, min_cost, memory):
+def _make(f, dir, store, ignore, version, uses, ttl, min_cost, memory, compress=None):
     if store is not None and not isinstance(store, _memo.Store):
         raise TypeError(f"store= takes a memo.Store, not a {type(store).__name__}")
     # The store opens on the first call (dir= and the default one), so an
@@ -349,6 +354,7 @@ def _make(f, dir, store, ignore, version, uses, ttl, min_cost, memory):
         ttl=ttl,
         min_cost=min_cost,
         memory=int(memory),
+        compress=compress,
     )
     functools.update_wrapper(m, f)
     return m
@@ -360,7 +366,7 @@ def _memoize_async(f, **kw):
     its result (single flight within the call's key is not held across an
     ``await``: two tasks missing at once both compute)."""
     sync_twin = _make(f, kw["dir"], kw["store"], kw["ignore"], kw["version"], kw["uses"],
-                      kw["ttl"], kw["min_cost"], kw["memory"])
+                      kw["ttl"], kw["min_cost"], kw["memory"], kw["compress"])
 
     @functools.wraps(f)
     async def call(*args, **kwargs):
