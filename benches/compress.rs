@@ -103,80 +103,59 @@ struct Row {
     what: &'static str,
 }
 
-fn main() {
-    let mib: usize = std::env::var("MEMO_BENCH_COMPRESS_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
-    let len = mib << 20;
-    let reps = 7;
-    let dir = tempfile::tempdir().expect("dir");
-    let on = Store::builder(&dir.path().join("on"))
-        .compress(Compression::Zstd { level: 3 })
-        .open()
-        .expect("store");
-    let off = Store::open(&dir.path().join("off")).expect("store");
-    let mut rows: Vec<Row> = Vec::new();
-    let mut json = Vec::new();
-    let mut n = 0_u64;
-    let mut fresh = || {
-        n += 1;
-        Key::of(&("bench", n))
-    };
+struct Bench {
+    on: Store,
+    off: Store,
+    reps: usize,
+    rows: Vec<Row>,
+    json: Vec<String>,
+    n: u64,
+}
 
-    let label_values = labels(len);
-    // The size estimate counts fixed-width integers; bincode's varints
-    // take about two thirds of that.
-    let record_values = records(len * 3 / 2);
-    let datasets: Vec<(&str, Vec<u8>)> = vec![
-        ("int32 labels, 100 classes", bytemuck_bytes(&label_values)),
-        ("JSON-like records (bincode)", bincode_bytes(&record_values)),
-    ];
-    for (name, raw) in &datasets {
+impl Bench {
+    fn fresh(&mut self) -> Key {
+        self.n += 1;
+        Key::of(&("bench", self.n))
+    }
+
+    /// Stored size, put and hit of `raw` against zstd alone.
+    fn compressible(&mut self, name: &str, raw: &[u8]) {
         let zstd_out = zstd::bulk::compress(raw, 3).expect("zstd");
-        let before = on.stats().bytes;
-        let key = fresh();
-        on.put_bytes(&key, raw).expect("put");
-        let stored = on.stats().bytes - before;
-        let mut zc = Vec::new();
-        let mut mp = Vec::new();
-        let mut zd = Vec::new();
-        let mut mh = Vec::new();
-        for _ in 0..reps {
+        let before = self.on.stats().bytes;
+        let key = self.fresh();
+        self.on.put_bytes(&key, raw).expect("put");
+        let stored = self.on.stats().bytes - before;
+        let (mut zc, mut mp, mut zd, mut mh) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..self.reps {
             zc.push(timed(|| zstd::bulk::compress(raw, 3).expect("zstd")));
-            let k = fresh();
-            mp.push(timed(|| on.put_bytes(&k, raw).expect("put")));
-            on.remove(&k).expect("remove");
+            let k = self.fresh();
+            mp.push(timed(|| self.on.put_bytes(&k, raw).expect("put")));
+            self.on.remove(&k).expect("remove");
             zd.push(timed(|| {
                 zstd::bulk::decompress(&zstd_out, raw.len()).expect("unzstd")
             }));
-            mh.push(timed(|| on.get_bytes(&key).expect("get").expect("hit")));
+            mh.push(timed(|| {
+                self.on.get_bytes(&key).expect("get").expect("hit")
+            }));
         }
         let (zc, mp, zd, mh) = (median(zc), median(mp), median(zd), median(mh));
         println!(
-            "{name}: {} MiB raw; stored {} bytes, zstd -3 alone {} bytes ({:+.2}%)",
+            "{name}: {} MiB raw; stored {stored} bytes, zstd -3 alone {} bytes ({:+.2}%)",
             raw.len() >> 20,
-            stored,
             zstd_out.len(),
             (stored as f64 / zstd_out.len() as f64 - 1.0) * 100.0
         );
-        println!(
-            "  put {:.1} ms ({:.0} MB/s), zstd compress alone {:.1} ms ({:.0} MB/s): {:.0}% of its throughput",
-            ms(mp),
-            mbps(raw.len(), mp),
-            ms(zc),
-            mbps(raw.len(), zc),
-            100.0 * zc.as_secs_f64() / mp.as_secs_f64()
-        );
-        println!(
-            "  hit {:.1} ms ({:.0} MB/s), zstd decompress alone {:.1} ms ({:.0} MB/s): {:.0}% of its throughput",
-            ms(mh),
-            mbps(raw.len(), mh),
-            ms(zd),
-            mbps(raw.len(), zd),
-            100.0 * zd.as_secs_f64() / mh.as_secs_f64()
-        );
-        json.push(format!(
+        for (what, m, z, zw) in [("put", mp, zc, "compress"), ("hit", mh, zd, "decompress")] {
+            println!(
+                "  {what} {:.1} ms ({:.0} MB/s), zstd {zw} alone {:.1} ms ({:.0} MB/s): {:.0}% of its throughput",
+                ms(m),
+                mbps(raw.len(), m),
+                ms(z),
+                mbps(raw.len(), z),
+                100.0 * z.as_secs_f64() / m.as_secs_f64()
+            );
+        }
+        self.json.push(format!(
             "{{\"data\": \"{name}\", \"raw\": {}, \"stored\": {stored}, \"zstd\": {}, \"put_ms\": {}, \"zstd_compress_ms\": {}, \"hit_ms\": {}, \"zstd_decompress_ms\": {}}}",
             raw.len(),
             zstd_out.len(),
@@ -185,145 +164,161 @@ fn main() {
             ms(mh),
             ms(zd)
         ));
-        rows.push(Row {
-            name: format!("{name}: put"),
-            memo: mp,
-            base: zc,
-            what: "zstd -3 compress",
-        });
-        rows.push(Row {
-            name: format!("{name}: hit"),
-            memo: mh,
-            base: zd,
-            what: "zstd decompress",
+        self.row(&format!("{name}: put"), mp, zc, "zstd -3 compress");
+        self.row(&format!("{name}: hit"), mh, zd, "zstd decompress");
+    }
+
+    fn row(&mut self, name: &str, memo: Duration, base: Duration, what: &'static str) {
+        self.rows.push(Row {
+            name: name.to_owned(),
+            memo,
+            base,
+            what,
         });
     }
-    // Typed: the value through the codec too (what a memoized function pays).
+
+    /// Typed puts and gets: the value through the codec too (what a
+    /// memoized function pays).
+    fn typed<V>(&mut self, name: &str, value: &V)
+    where
+        V: Serialize + serde::de::DeserializeOwned,
     {
-        let key = fresh();
-        on.put(&key, &label_values).expect("put");
-        let mut tp = Vec::new();
-        let mut th = Vec::new();
-        for _ in 0..reps {
-            let k = fresh();
-            tp.push(timed(|| on.put(&k, &label_values).expect("put")));
-            on.remove(&k).expect("remove");
-            th.push(timed(|| {
-                on.get::<Vec<i32>>(&key).expect("get").expect("hit")
-            }));
+        let key = self.fresh();
+        self.on.put(&key, value).expect("put");
+        let (mut tp, mut th) = (vec![], vec![]);
+        for _ in 0..self.reps {
+            let k = self.fresh();
+            tp.push(timed(|| self.on.put(&k, value).expect("put")));
+            self.on.remove(&k).expect("remove");
+            th.push(timed(|| self.on.get::<V>(&key).expect("get").expect("hit")));
         }
         println!(
-            "int32 labels typed: put {:.1} ms, get::<Vec<i32>> {:.1} ms",
+            "{name} typed: put {:.1} ms, get {:.1} ms",
             ms(median(tp)),
             ms(median(th))
         );
-        let key = fresh();
-        on.put(&key, &record_values).expect("put");
-        let mut rp = Vec::new();
-        let mut rh = Vec::new();
-        for _ in 0..reps {
-            let k = fresh();
-            rp.push(timed(|| on.put(&k, &record_values).expect("put")));
-            on.remove(&k).expect("remove");
-            rh.push(timed(|| {
-                on.get::<Vec<Record>>(&key).expect("get").expect("hit")
+    }
+
+    /// Incompressible float64: the give-up must be cheap, the hit a view.
+    fn incompressible(&mut self, len: usize) {
+        let arr: Array<f64> = Array::from(floats(len));
+        let (mut p_on, mut p_off, mut h_on, mut h_off) = (vec![], vec![], vec![], vec![]);
+        let (k_on, k_off) = (self.fresh(), self.fresh());
+        let was = self.on.stats();
+        self.on.put(&k_on, &arr).expect("put");
+        self.off.put(&k_off, &arr).expect("put");
+        for _ in 0..self.reps {
+            let (a, b) = (self.fresh(), self.fresh());
+            p_off.push(timed(|| {
+                self.off.put_bytes(&b, arr.as_bytes()).expect("put");
+            }));
+            p_on.push(timed(|| {
+                self.on.put_bytes(&a, arr.as_bytes()).expect("put");
+            }));
+            self.off.remove(&b).expect("remove");
+            self.on.remove(&a).expect("remove");
+            h_off.push(timed(|| {
+                self.off
+                    .get::<Array<f64>>(&k_off)
+                    .expect("get")
+                    .expect("hit")
+            }));
+            h_on.push(timed(|| {
+                self.on.get::<Array<f64>>(&k_on).expect("get").expect("hit")
             }));
         }
+        let s = self.on.stats();
+        assert_eq!(
+            s.raw_bytes - s.bytes,
+            was.raw_bytes - was.bytes,
+            "incompressible data is stored raw"
+        );
+        let (p_on, p_off, h_on, h_off) = (median(p_on), median(p_off), median(h_on), median(h_off));
         println!(
-            "records typed: put {:.1} ms, get::<Vec<Record>> {:.1} ms",
-            ms(median(rp)),
-            ms(median(rh))
+            "incompressible float64: put {:.1} ms compressing, {:.1} ms not ({:.2}x); hit {:.1} us vs {:.1} us",
+            ms(p_on),
+            ms(p_off),
+            p_on.as_secs_f64() / p_off.as_secs_f64(),
+            h_on.as_secs_f64() * 1e6,
+            h_off.as_secs_f64() * 1e6
+        );
+        self.row(
+            "incompressible float64: put",
+            p_on,
+            p_off,
+            "uncompressed store",
+        );
+        self.row(
+            "incompressible float64: hit (Array view)",
+            h_on,
+            h_off,
+            "uncompressed store",
         );
     }
 
-    // Incompressible: the give-up must be cheap, the hit a view.
-    let f = floats(len);
-    let (mut p_on, mut p_off, mut h_on, mut h_off) = (vec![], vec![], vec![], vec![]);
-    let (k_on, k_off) = (fresh(), fresh());
-    let was = on.stats();
-    on.put(&k_on, &Array::from(f.clone())).expect("put");
-    off.put(&k_off, &Array::from(f.clone())).expect("put");
-    let arr: Array<f64> = Array::from(f.clone());
-    for _ in 0..reps {
-        let (a, b) = (fresh(), fresh());
-        p_off.push(timed(|| off.put_bytes(&b, arr.as_bytes()).expect("put")));
-        p_on.push(timed(|| on.put_bytes(&a, arr.as_bytes()).expect("put")));
-        off.remove(&b).expect("remove");
-        on.remove(&a).expect("remove");
-        h_off.push(timed(|| {
-            off.get::<Array<f64>>(&k_off).expect("get").expect("hit")
-        }));
-        h_on.push(timed(|| {
-            on.get::<Array<f64>>(&k_on).expect("get").expect("hit")
-        }));
+    /// 100-byte values: compression on costs nothing.
+    fn small(&mut self) {
+        let small: Vec<u8> = (0..100).map(|i| i as u8).collect();
+        let keys: Vec<Key> = (0..2001).map(|i| Key::of(&("small", i))).collect();
+        let (mut p_on, mut p_off, mut h_on, mut h_off) = (vec![], vec![], vec![], vec![]);
+        for k in &keys {
+            p_off.push(timed(|| self.off.put_bytes(k, &small).expect("put")));
+            p_on.push(timed(|| self.on.put_bytes(k, &small).expect("put")));
+        }
+        for k in &keys {
+            h_off.push(timed(|| self.off.get_bytes(k).expect("get").expect("hit")));
+            h_on.push(timed(|| self.on.get_bytes(k).expect("get").expect("hit")));
+        }
+        let (p_on, p_off, h_on, h_off) = (median(p_on), median(p_off), median(h_on), median(h_off));
+        println!(
+            "100 B: put {:.2} us on, {:.2} us off ({:.2}x); hit {:.3} us on, {:.3} us off ({:.2}x)",
+            p_on.as_secs_f64() * 1e6,
+            p_off.as_secs_f64() * 1e6,
+            p_on.as_secs_f64() / p_off.as_secs_f64(),
+            h_on.as_secs_f64() * 1e6,
+            h_off.as_secs_f64() * 1e6,
+            h_on.as_secs_f64() / h_off.as_secs_f64()
+        );
+        self.row("100 B put", p_on, p_off, "compression off");
+        self.row("100 B hit", h_on, h_off, "compression off");
     }
-    let s = on.stats();
-    assert_eq!(
-        s.raw_bytes - s.bytes,
-        was.raw_bytes - was.bytes,
-        "incompressible data is stored raw"
-    );
-    let (p_on, p_off, h_on, h_off) = (median(p_on), median(p_off), median(h_on), median(h_off));
-    println!(
-        "incompressible float64: put {:.1} ms compressing, {:.1} ms not ({:.2}x); hit {:.1} us vs {:.1} us",
-        ms(p_on),
-        ms(p_off),
-        p_on.as_secs_f64() / p_off.as_secs_f64(),
-        h_on.as_secs_f64() * 1e6,
-        h_off.as_secs_f64() * 1e6
-    );
-    rows.push(Row {
-        name: "incompressible float64: put".into(),
-        memo: p_on,
-        base: p_off,
-        what: "uncompressed store",
-    });
-    rows.push(Row {
-        name: "incompressible float64: hit (Array view)".into(),
-        memo: h_on,
-        base: h_off,
-        what: "uncompressed store",
-    });
+}
 
-    // 100-byte values: compression on costs nothing.
-    let small: Vec<u8> = (0..100).map(|i| i as u8).collect();
-    let keys: Vec<Key> = (0..2001).map(|i| Key::of(&("small", i))).collect();
-    let (mut p_on, mut p_off, mut h_on, mut h_off) = (vec![], vec![], vec![], vec![]);
-    for k in &keys {
-        p_off.push(timed(|| off.put_bytes(k, &small).expect("put")));
-        p_on.push(timed(|| on.put_bytes(k, &small).expect("put")));
-    }
-    for k in &keys {
-        h_off.push(timed(|| off.get_bytes(k).expect("get").expect("hit")));
-        h_on.push(timed(|| on.get_bytes(k).expect("get").expect("hit")));
-    }
-    let (p_on, p_off, h_on, h_off) = (median(p_on), median(p_off), median(h_on), median(h_off));
-    println!(
-        "100 B: put {:.2} us on, {:.2} us off ({:.2}x); hit {:.3} us on, {:.3} us off ({:.2}x)",
-        p_on.as_secs_f64() * 1e6,
-        p_off.as_secs_f64() * 1e6,
-        p_on.as_secs_f64() / p_off.as_secs_f64(),
-        h_on.as_secs_f64() * 1e6,
-        h_off.as_secs_f64() * 1e6,
-        h_on.as_secs_f64() / h_off.as_secs_f64()
+fn main() {
+    let mib: usize = std::env::var("MEMO_BENCH_COMPRESS_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let len = mib << 20;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut b = Bench {
+        on: Store::builder(dir.path().join("on"))
+            .compress(Compression::Zstd { level: 3 })
+            .open()
+            .expect("store"),
+        off: Store::open(dir.path().join("off")).expect("store"),
+        reps: 7,
+        rows: Vec::new(),
+        json: Vec::new(),
+        n: 0,
+    };
+    let label_values = labels(len);
+    // The size estimate counts fixed-width integers; bincode's varints
+    // take about two thirds of that.
+    let record_values = records(len * 3 / 2);
+    b.compressible("int32 labels, 100 classes", &bytemuck_bytes(&label_values));
+    b.compressible(
+        "JSON-like records (bincode)",
+        &bincode_bytes(&record_values),
     );
-    rows.push(Row {
-        name: "100 B put".into(),
-        memo: p_on,
-        base: p_off,
-        what: "compression off",
-    });
-    rows.push(Row {
-        name: "100 B hit".into(),
-        memo: h_on,
-        base: h_off,
-        what: "compression off",
-    });
-
+    b.typed("int32 labels (Vec<i32>)", &label_values);
+    b.typed("records (Vec<Record>)", &record_values);
+    b.incompressible(len);
+    b.small();
     println!();
     println!("| row | memo | baseline | ratio |");
     println!("| --- | ---: | --- | ---: |");
-    for r in &rows {
+    for r in &b.rows {
         println!(
             "| {} | {:.3} ms | {} {:.3} ms | {:.2}x |",
             r.name,
@@ -337,7 +332,7 @@ fn main() {
     let _ = std::fs::create_dir_all(&out);
     let _ = std::fs::write(
         out.join("compress.json"),
-        format!("[{}]\n", json.join(",\n")),
+        format!("[{}]\n", b.json.join(",\n")),
     );
 }
 

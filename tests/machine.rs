@@ -57,7 +57,9 @@ fn big_value(i: u64, len: usize) -> Vec<u8> {
         .fill(&mut v);
     let m = mask();
     if m != 0xff {
-        v.iter_mut().for_each(|b| *b &= m);
+        for b in &mut v {
+            *b &= m;
+        }
     }
     v
 }

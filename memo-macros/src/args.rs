@@ -41,8 +41,8 @@ pub(crate) struct Args {
     pub uses: Vec<syn::Path>,
     /// `memory = N`: results kept decoded in the process, and the literal.
     pub memory: Option<(usize, syn::LitInt)>,
-    /// `compress = "zstd:9"`: the zstd level, or `Some(None)` for `"none"`.
-    pub compress: Option<Option<i32>>,
+    /// `compress = "zstd:9"`: the zstd level, 0 for `"none"`.
+    pub compress: Option<i32>,
 }
 
 /// The part of `expr` that opens a store (`Store::open(..)`,
@@ -97,6 +97,15 @@ fn durations(args: &mut Args, name: &str, value: &Expr, errors: &mut Errors) {
     }
 }
 
+/// `memory = N` or `compress = "..."`, into `args`.
+fn numbers(args: &mut Args, name: &str, value: &Expr, errors: &mut Errors) {
+    if name == "memory" {
+        args.memory = memory(value, errors);
+    } else {
+        args.compress = compress(value, errors);
+    }
+}
+
 /// `memory = N`: a positive integer literal.
 fn memory(value: &Expr, errors: &mut Errors) -> Option<(usize, syn::LitInt)> {
     if let Expr::Lit(syn::ExprLit {
@@ -117,7 +126,7 @@ fn memory(value: &Expr, errors: &mut Errors) -> Option<(usize, syn::LitInt)> {
 /// `compress = "zstd"`, `"zstd:LEVEL"` (1 to 22) or `"none"`: the level,
 /// checked here so a typo is a compile error (the grammar of
 /// `memo_core::Compression`'s `FromStr`).
-fn compress(value: &Expr, errors: &mut Errors) -> Option<Option<i32>> {
+fn compress(value: &Expr, errors: &mut Errors) -> Option<i32> {
     if let Expr::Lit(syn::ExprLit {
         lit: Lit::Str(s), ..
     }) = value
@@ -125,11 +134,11 @@ fn compress(value: &Expr, errors: &mut Errors) -> Option<Option<i32>> {
         let text = s.value();
         let text = text.trim();
         match text.split_once(':') {
-            None if text.eq_ignore_ascii_case("none") => return Some(None),
-            None if text.eq_ignore_ascii_case("zstd") => return Some(Some(3)),
+            None if text.eq_ignore_ascii_case("none") => return Some(0),
+            None if text.eq_ignore_ascii_case("zstd") => return Some(3),
             Some((name, level)) if name.trim().eq_ignore_ascii_case("zstd") => {
                 if let Ok(level @ 1..=22) = level.trim().parse::<i32>() {
-                    return Some(Some(level));
+                    return Some(level);
                 }
             }
             _ => {}
@@ -244,8 +253,7 @@ pub(crate) fn parse(attr: proc_macro2::TokenStream, errors: &mut Errors) -> Args
                 ),
             },
             ("ttl" | "min_cost", Meta::NameValue(nv)) => durations(&mut args, &name, &nv.value, errors),
-            ("memory", Meta::NameValue(nv)) => args.memory = memory(&nv.value, errors),
-            ("compress", Meta::NameValue(nv)) => args.compress = compress(&nv.value, errors),
+            ("memory" | "compress", Meta::NameValue(nv)) => numbers(&mut args, &name, &nv.value, errors),
             ("store" | "dir" | "version" | "crate" | "ttl" | "min_cost" | "memory" | "compress", _) => {
                 errors.at(&meta, format!("`{name}` takes a value: `{name} = ...`"));
             }

@@ -343,10 +343,7 @@ fn prelude(args: &Args, sig: &Sig<'_>, n: &Names) -> Prelude {
         quote! { .uses(#list) }
     });
     let min_cost = args.min_cost.map(|us| quote! { .min_cost(#us) });
-    let compress = args.compress.map(|level| match level {
-        Some(level) => quote! { .compress(#krate::Compression::Zstd { level: #level }) },
-        None => quote! { .compress(#krate::Compression::None) },
-    });
+    let compress = compress_option(args, &krate.to_token_stream());
     let setup = quote! {
         #[allow(unused_imports)]
         use #krate::__private::{
@@ -802,4 +799,15 @@ fn lazy(sig: &Sig<'_>, n: &Names, prelude: &TokenStream, store_init: &TokenStrea
             })
         }
     }
+}
+
+/// `.compress(...)` on the function's static, for `compress = "..."`.
+fn compress_option(args: &Args, krate: &TokenStream) -> Option<TokenStream> {
+    args.compress.map(|level| {
+        if level == 0 {
+            quote! { .compress(#krate::Compression::None) }
+        } else {
+            quote! { .compress(#krate::Compression::Zstd { level: #level }) }
+        }
+    })
 }

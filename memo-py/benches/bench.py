@@ -130,6 +130,38 @@ def bench_big_hits(tmp, quick):
     return rows
 
 
+def labels(n):
+    return np.random.default_rng(7).integers(0, 100, n, dtype=np.int32)
+
+
+def dir_bytes(path):
+    return sum(
+        os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs
+    )
+
+
+def bench_compressed(tmp, quick):
+    """A 64 MiB int32 label array (100 classes) through memo.Memory and
+    joblib.Memory, both with compress=3: bytes on disk, first call (compute
+    and store), cached hit."""
+    import joblib
+
+    n = (16 << 20) if not quick else (4 << 20)  # int32: 64 MiB
+    rows = {}
+    for name, mem in [
+        ("memo.Memory compress=3", memo.Memory(os.path.join(tmp, "mc"), compress=3, verbose=0)),
+        ("joblib.Memory compress=3", joblib.Memory(os.path.join(tmp, "jc"), compress=3, verbose=0)),
+        ("memo.Memory (no compression)", memo.Memory(os.path.join(tmp, "mn"), verbose=0)),
+    ]:
+        f = mem.cache(labels)
+        t = time.perf_counter_ns()
+        f(n)
+        first = (time.perf_counter_ns() - t) / 1e6
+        hit = median_once(lambda: f(n), 3 if quick else 7) / 1000
+        rows[name] = {"bytes": dir_bytes(mem.location), "first_ms": first, "hit_ms": hit}
+    return rows
+
+
 def total(a):
     return float(a[:10].sum())
 
@@ -194,9 +226,9 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     p.add_argument("--json", help="also write the figures here")
-    p.add_argument("--only", help="comma-separated rows: small,big,arg,miss,processes")
+    p.add_argument("--only", help="comma-separated rows: small,big,arg,miss,processes,compress")
     a = p.parse_args()
-    only = set((a.only or "small,big,arg,miss,processes").split(","))
+    only = set((a.only or "small,big,arg,miss,processes,compress").split(","))
     tmp = tempfile.mkdtemp(prefix="memo-bench-")
     results = {}
     try:
@@ -225,6 +257,16 @@ def main():
             print("memoized miss of a trivial body, µs per call (median):")
             for k, v in r.items():
                 print(f"  {k:32} {v:10.2f}")
+        if "compress" in only:
+            r = results["64 MiB int32 labels, compress=3"] = bench_compressed(tmp, a.quick)
+            print("a 64 MiB int32 label array (100 classes) through Memory(compress=3):")
+            for k, v in r.items():
+                print(f"  {k:32} {v['bytes'] / 2**20:8.1f} MiB on disk, first call "
+                      f"{v['first_ms']:8.1f} ms, hit {v['hit_ms']:8.1f} ms")
+            m, j = r["memo.Memory compress=3"], r["joblib.Memory compress=3"]
+            print(f"  joblib / memo: {j['bytes'] / m['bytes']:.2f}x the bytes, "
+                  f"{j['hit_ms'] / m['hit_ms']:.1f}x the hit time, "
+                  f"{j['first_ms'] / m['first_ms']:.1f}x the first call")
         if "processes" in only:
             r = results["4 processes sweeping 50 ms inputs"] = bench_processes(tmp, a.quick)
             print(

@@ -136,13 +136,11 @@ pub(super) fn saved_by(blobs: &crate::blob::Blobs, rec: &Record) -> u64 {
     if !crate::compress::is_compressed(codec) {
         return 0;
     }
-    match rec.blob() {
-        Some((id, len)) => saving(codec, blobs.packed_raw_len(&rec.header.key, id), len),
-        None => {
-            let p = rec.payload();
-            saving(codec, crate::compress::raw_len(p), p.len() as u64)
-        }
+    if let Some((id, len)) = rec.blob() {
+        return saving(codec, blobs.packed_raw_len(&rec.header.key, id), len);
     }
+    let p = rec.payload();
+    saving(codec, crate::compress::raw_len(p), p.len() as u64)
 }
 
 impl super::Engine {
