@@ -23,7 +23,7 @@ REEXPORTS = {
     "Durability": "store", "Error": "error", "Result": "error", "Stats": "stats",
     "FunctionStats": "stats", "FunctionInfo": "stats", "Selection": "stats",
     "Transfer": "stats", "VerifyReport": "stats", "Bytes": "mmap", "Array": "array",
-    "DataFile": "data_file", "Lazy": "memoize", "Hashable": "memoize",
+    "DataFile": "data_file", "Compression": "compress", "Lazy": "memoize", "Hashable": "memoize",
     "Storable": "memoize", "Policy": "evict", "RemoteMode": "remote",
     "Pod": "?", "Zeroable": "?",
 }
@@ -85,7 +85,7 @@ edges = sum(len(d) for d in uses.values())
 # crate map): a room may import rooms on its own floor or below.
 FLOORS = [
     ["key", "error", "sync", "time", "report", "format", "mmap", "dir", "units"],
-    ["codec", "array", "stats", "data_file"],
+    ["codec", "compress", "array", "stats", "data_file"],
     ["lock", "segment", "blob", "index", "clock", "evict", "registry"],
     ["remote"],
     ["store"],
