@@ -202,10 +202,16 @@ impl<'de, P: Number> serde::Deserialize<'de> for PodVec<P> {
                 if !b.len().is_multiple_of(size) {
                     return Err(E::invalid_length(b.len(), &self));
                 }
-                // Zeroed by the allocator (no pass over the memory), then
-                // one copy.
-                let mut v = vec![P::zeroed(); b.len() / size];
-                bytemuck::cast_slice_mut::<P, u8>(&mut v).copy_from_slice(b);
+                // One pass over the memory: a zeroed vector then a copy
+                // was two (the allocator zeroes reused memory itself;
+                // profiled on 8 MiB hits: 32% of the time in memset).
+                // Aligned bytes (always for u8) are one memcpy; others are
+                // read element by element, which compiles to a copy loop.
+                if let Ok(aligned) = bytemuck::try_cast_slice::<u8, P>(b) {
+                    return Ok(PodVec(aligned.to_vec()));
+                }
+                let mut v = Vec::with_capacity(b.len() / size);
+                v.extend(b.chunks_exact(size).map(bytemuck::pod_read_unaligned::<P>));
                 Ok(PodVec(v))
             }
         }
