@@ -18,7 +18,7 @@ use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, InBuffer, OutBuffer};
 /// How a store compresses the values it writes.
 ///
 /// A value is stored compressed only where that pays: at least
-/// [`MIN_LEN`](self) bytes long and 10% smaller compressed; anything else
+/// 512 bytes long and 10% smaller compressed; anything else
 /// is stored as it is, so incompressible data (measured floats) keeps
 /// zero-copy hits. Every store reads compressed values, whatever it was
 /// opened with. Values holding an [`Array`](crate::Array) stay views,
