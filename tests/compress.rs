@@ -97,15 +97,16 @@ fn a_process_that_did_not_ask_reads_a_compressed_store() {
         let s = store.stats();
         assert!(s.raw_bytes > s.bytes + (8 << 20), "{s:?}");
     }
-    // This test binary again, running only the reader below.
+    child("reader_in_a_child_process", dir.path(), &[]);
+}
+
+/// Runs test `name` of this binary again, alone, in a process of its own
+/// with `MEMO_TEST_READ_DIR` set to `dir` and `env`; it must pass.
+fn child(name: &str, dir: &Path, env: &[(&str, &str)]) {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "reader_in_a_child_process",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("MEMO_TEST_READ_DIR", dir.path())
+        .args(["--exact", name, "--ignored", "--nocapture"])
+        .env("MEMO_TEST_READ_DIR", dir)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -366,24 +367,11 @@ fn a_damaged_counter_is_recounted_by_the_repair() {
 #[test]
 fn memo_compress_sets_the_default_stores() {
     let dir = tempdir();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "env_writer_in_a_child_process",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("MEMO_TEST_READ_DIR", dir.path())
-        .env("MEMO_COMPRESS", "zstd:5")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    child(
+        "env_writer_in_a_child_process",
+        dir.path(),
+        &[("MEMO_COMPRESS", "zstd:5")],
     );
-    assert!(text.contains("1 passed"), "{text}");
     let s = Store::open(dir.path()).unwrap().stats();
     assert!(s.raw_bytes > s.bytes + 30_000, "{s:?}");
 }
