@@ -455,29 +455,26 @@ mod tests {
 
     use super::*;
 
-    fn labels(n: usize) -> Vec<u8> {
-        // Small numbers with some disorder: compressible, not trivially.
-        let mut x = 0x9e37_79b9_u32;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x % 16) as u8
-            })
-            .collect()
-    }
-
-    fn noise(n: usize) -> Vec<u8> {
+    /// `n` pseudo-random bytes, each `% modulus` (256: incompressible).
+    fn random(n: usize, modulus: u64) -> Vec<u8> {
         let mut x = 0x1234_5678_9abc_def0_u64;
         (0..n)
             .map(|_| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                (x >> 32) as u8
+                ((x >> 32) % modulus) as u8
             })
             .collect()
+    }
+
+    /// Small numbers with some disorder: compressible, not trivially.
+    fn labels(n: usize) -> Vec<u8> {
+        random(n, 16)
+    }
+
+    fn noise(n: usize) -> Vec<u8> {
+        random(n, 256)
     }
 
     #[test]
