@@ -44,3 +44,27 @@ def test_a_dead_remote_costs_nothing_but_the_remote(tmp_path):
     s = memo.Store(str(tmp_path / "s"), remote="redis://127.0.0.1:1")
     s.put(memo.key(1), "local")
     assert s.get(memo.key(1)) == "local"
+
+
+def test_remote_hits_are_installed_locally_by_the_end_of_the_process(tmp_path, redis_url):
+    # Installs run in the background; a process that ends right after its
+    # hits (its store kept to the end, as a module-level one is) still
+    # leaves every value in its local store.
+    put = """
+import memo, sys
+s = memo.Store(sys.argv[1], remote=sys.argv[2])
+for i in range(200):
+    s.put(memo.key(("v", i)), list(range(i % 7)))
+"""
+    hit = """
+import memo, sys
+s = memo.Store(sys.argv[1], remote=sys.argv[2])
+for i in range(200):
+    assert s.get(memo.key(("v", i))) == list(range(i % 7)), i
+print("hit")
+"""
+    run_py(put, args=[str(tmp_path / "a"), redis_url])
+    assert run_py(hit, args=[str(tmp_path / "b"), redis_url]).stdout.strip() == "hit"
+    local = memo.Store(str(tmp_path / "b"))
+    assert len(local) == 200
+    assert all(local.get(memo.key(("v", i))) == list(range(i % 7)) for i in range(200))

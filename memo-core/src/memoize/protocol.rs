@@ -557,7 +557,8 @@ impl<E> Call for Foreign<'_, E> {
 
 /// The value a binding stored under `key` itself (not as a function's
 /// result: Python's `Store.get`), if there is one; a value of memo's own
-/// codecs (a Rust program's) is not one.
+/// codecs (a Rust program's) is not one. As [`Store::get`], a local miss
+/// asks the remote tier.
 ///
 /// # Errors
 ///
@@ -566,13 +567,18 @@ pub fn load(store: &Store, key: &Key) -> Result<Option<Encoded>> {
     let Some(engine) = store.engine() else {
         return Ok(None);
     };
-    match Direct::<Infallible>::default().load(engine, key, true)? {
-        Some(Ok(v)) => Ok(Some(v)),
-        _ => Ok(None),
-    }
+    Ok(engine
+        .find(key, true)?
+        .filter(|(_, codec)| FOREIGN_CODECS.contains(codec))
+        .map(|(bytes, codec)| Encoded {
+            codec,
+            bytes: Held::Mapped(bytes),
+            views: false,
+        }))
 }
 
-/// Stores `value` under `key` (Python's `Store.put`).
+/// Stores `value` under `key` (Python's `Store.put`); as [`Store::put`],
+/// written through to the remote tier.
 ///
 /// # Errors
 ///
@@ -581,9 +587,9 @@ pub fn save(store: &Store, key: &Key, value: &Encoded) -> Result<()> {
     let Some(engine) = store.engine() else {
         return Ok(());
     };
-    Direct::<Infallible>::default()
-        .store(engine, key, &Ok(value.clone()), 0)
-        .map(|_| ())
+    Direct::<Infallible>::default().store(engine, key, &Ok(value.clone()), 0)?;
+    engine.write_through(key, 0);
+    Ok(())
 }
 
 /// The value stored under `key`, or `compute`'s, run once across threads,
