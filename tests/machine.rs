@@ -11,6 +11,14 @@
 //! `backoff_ms=N`, `max_bytes=N`, `compress=zstd[:N]`, `low=1` (values of
 //! 4 bits of entropy a byte, which compress to about half).
 //!
+//! `machine installs <dir> <url> <count> <len> order|exit|kill` loads
+//! entries `0..count` (put on the remote by an earlier `compute` run):
+//! `order` then changes them right away, while their installs run in the
+//! background, and checks that every change stands (`order ok`); `exit`
+//! leaks its store and returns from `main` with the installs queued (the
+//! exit hook installs them); `kill` prints `<i> loaded` per entry and
+//! waits to be killed.
+//!
 //! `machine tokio` calls a `#[memoize]` function inside a tokio task (the
 //! store and remote from `MEMO_DIR` and `MEMO_REMOTE`).
 
@@ -89,6 +97,10 @@ fn main() {
         say(&format!("square {v}"));
         return;
     }
+    if args.first().map(String::as_str) == Some("installs") {
+        installs(&args[1..]);
+        return;
+    }
     let [op, dir, url, first, count, sleep_ms, len, opts @ ..] = &args[..] else {
         panic!(
             "usage: machine compute <dir> <url> <first> <count> <sleep_ms> <len> [opt=value...]"
@@ -162,4 +174,74 @@ fn main() {
         s.uploads,
         t.elapsed().as_millis()
     ));
+}
+
+/// `machine installs`: remote hits whose local installs run in the
+/// background, and what must hold whatever their timing.
+fn installs(args: &[String]) {
+    let [dir, url, count, len, mode] = args else {
+        panic!("usage: machine installs <dir> <url> <count> <len> order|exit|kill");
+    };
+    let (count, len): (u64, usize) = (count.parse().unwrap(), len.parse().unwrap());
+    let key = |i: u64| Key::of(&("remote-test", i, len));
+    let store = Store::builder(dir).remote(url).open().unwrap();
+    let load = |store: &Store, i: u64| {
+        let v: Vec<u8> = store.get(&key(i)).unwrap().expect("on the remote");
+        assert!(v == value(i, len), "entry {i}: wrong bytes");
+    };
+    match mode.as_str() {
+        "order" => {
+            // Each entry hit, hit again at once (found whether installed
+            // yet or not, without asking the remote), then changed while
+            // its install is most likely still queued: a third replaced,
+            // a third removed.
+            let newer = |i: u64| value(i + 1_000_000, len);
+            for i in 0..count {
+                load(&store, i);
+                load(&store, i);
+                match i % 3 {
+                    0 => store.put(&key(i), &newer(i)).unwrap(),
+                    1 => assert!(
+                        store.remove(&key(i)).unwrap(),
+                        "entry {i} not there to remove"
+                    ),
+                    _ => {}
+                }
+            }
+            let hits = store.stats().remote_hits;
+            assert_eq!(hits, count, "the second hits asked the remote");
+            drop(store);
+            // Every change stands in the local store alone.
+            let local = Store::open(dir).unwrap();
+            for i in 0..count {
+                let v: Option<Vec<u8>> = local.get(&key(i)).unwrap();
+                match i % 3 {
+                    0 => assert!(
+                        v == Some(newer(i)),
+                        "entry {i}: a put was overwritten by an install"
+                    ),
+                    1 => assert!(v.is_none(), "entry {i}: a removed entry came back"),
+                    _ => assert!(v == Some(value(i, len)), "entry {i}: not installed"),
+                }
+            }
+            say("order ok");
+        }
+        "exit" => {
+            // Never dropped, as a `static` store: only the exit hook can
+            // install what is queued when `main` returns.
+            let store: &'static Store = Box::leak(Box::new(store));
+            for i in 0..count {
+                load(store, i);
+            }
+            say("exit loaded");
+        }
+        "kill" => {
+            for i in 0..count {
+                load(&store, i);
+                say(&format!("{i} loaded"));
+            }
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        _ => panic!("unknown mode {mode}"),
+    }
 }

@@ -10,7 +10,9 @@
 //! without the secret are recomputed, never returned; objects larger than
 //! the local store can take are refused unread, and the remote stays on; read-only writes
 //! nothing; a large value round trip (`MEMO_REMOTE_BIG_MIB`, default 256);
-//! a `#[memoize]` function inside a tokio task. Redis and S3 also: the
+//! remote hits installed in the background (changes right after them
+//! stand, a `static` store installs at exit, a machine killed mid-install
+//! leaves a clean store); a `#[memoize]` function inside a tokio task. Redis and S3 also: the
 //! server down at start, killed mid-run and restarted, and a server that
 //! accepts connections and never answers; `file://` on a mount that hangs.
 //!
@@ -380,6 +382,96 @@ fn compressed_round_trip(kind: Option<Kind>) {
     }
 }
 
+/// A machine running `machine installs` in `mode` on `dir`.
+fn installs(remote: &Remote, dir: &Path, count: u64, mode: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_machine"));
+    c.arg("installs")
+        .arg(dir)
+        .arg(remote.url())
+        .args([count.to_string(), "100".into(), mode.into()])
+        .envs(remote.env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    c
+}
+
+/// Remote hits are installed locally off the call path: hit again at once,
+/// they are local; a put or a remove right after one stands; a `static`
+/// store installs at exit; a machine killed mid-install leaves a store that
+/// verifies clean, with every value right.
+fn installs_in_the_background(kind: Option<Kind>) {
+    let Some(remote) = Remote::new(kind, "installs") else {
+        return;
+    };
+    // The emulator takes milliseconds an object.
+    let count = if kind == Some(Kind::Moto) { 100 } else { 300 };
+    let a = tempdir();
+    let ra = run(
+        &remote,
+        a.path(),
+        &["0", &count.to_string(), "0", "100"],
+        &[],
+    );
+    assert_eq!(ra.stat("uploads"), count);
+    let local_values = |dir: &Path| {
+        let store = memo_core::Store::open(dir).unwrap();
+        assert!(store.verify().unwrap().is_clean(), "{:?}", store.verify());
+        (0..count)
+            .filter(|&i| {
+                let v: Option<Vec<u8>> =
+                    store.get(&Key::of(&("remote-test", i, 100_usize))).unwrap();
+                v.is_some_and(|v| {
+                    assert_eq!(v.len(), 100, "entry {i}");
+                    true
+                })
+            })
+            .count() as u64
+    };
+    // Changes right after the hits stand, whatever the installs' timing.
+    for _ in 0..3 {
+        let b = tempdir();
+        let out = installs(&remote, b.path(), count, "order")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("order ok"));
+    }
+    // A store never dropped: the exit hook installs what is queued.
+    let b = tempdir();
+    let out = installs(&remote, b.path(), count, "exit").output().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("exit loaded"),
+        "{out:?}"
+    );
+    assert_eq!(local_values(b.path()), count, "installs lost at exit");
+    // Killed at a random moment of its loads and installs.
+    for round in 0..3_u64 {
+        let b = tempdir();
+        let mut child = installs(&remote, b.path(), count, "kill").spawn().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap());
+        let stop_after = (round * 97 + 31) % count;
+        for line in lines.lines() {
+            if line.unwrap().split_whitespace().next() == Some(&stop_after.to_string()) {
+                break;
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let kept = local_values(b.path());
+        assert!(kept <= count);
+        // The rest come from the remote again; nothing is computed.
+        let rb = run(
+            &remote,
+            b.path(),
+            &["0", &count.to_string(), "0", "100"],
+            &[],
+        );
+        assert!(rb.computed.is_empty(), "computed {:?}", rb.computed);
+        assert_eq!(rb.stat("remote_hits"), count - kept);
+        assert_eq!(local_values(b.path()), count);
+    }
+}
+
 fn memoize_inside_tokio(kind: Option<Kind>) {
     let Some(remote) = Remote::new(kind, "tokio") else {
         return;
@@ -589,6 +681,7 @@ per_engine!(
     read_only_writes_nothing,
     big_value_round_trip,
     compressed_round_trip,
+    installs_in_the_background,
     memoize_inside_tokio,
 );
 

@@ -465,3 +465,19 @@ impl SharedMap {
         }
     }
 }
+
+/// Runs `hook` when the process exits normally (`exit`, or a return from
+/// `main`), after Rust's own shutdown: the one place memo needs code to run
+/// at exit for `static` stores, which are never dropped (`store/install.rs`
+/// drains its queues there). Not a mapping, but `unsafe`, so it lives here.
+pub(crate) fn at_exit(hook: extern "C" fn()) {
+    // SAFETY: `atexit` only records the pointer; `hook` is a plain `extern
+    // "C"` function of this crate with no arguments, valid for the life of
+    // the process, that never unwinds (it catches panics itself).
+    let rc = unsafe { nix::libc::atexit(hook) };
+    if rc != 0 {
+        tracing::warn!(
+            "memo: cannot register the exit hook; values fetched from the remote but not yet installed at exit are fetched again next time"
+        );
+    }
+}

@@ -4,7 +4,9 @@
 //! lock-free lookup), `compute` (single flight), `write` (publishing),
 //! `account` (the crash protocol and counters of every change), `trim`
 //! (limits and eviction), `compact`, `recover` (repair and rebuild),
-//! `verify`, `functions` (the function registry, per-function statistics and selections).
+//! `verify`, `functions` (the function registry, per-function statistics and selections),
+//! `tier` (the remote tier seen from the engine) and `install` (remote hits
+//! installed off the call path).
 
 mod account;
 mod adopt;
@@ -15,6 +17,7 @@ mod engine;
 mod flight_async;
 mod functions;
 mod grow;
+mod install;
 mod options;
 mod read;
 mod recover;
@@ -725,6 +728,16 @@ impl Store {
         match &self.engine {
             Some(e) => e.verify(),
             None => Ok(VerifyReport::default()),
+        }
+    }
+}
+
+/// Values fetched from the remote tier and still waiting to be installed
+/// locally are installed before the store lets go of them.
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(e) = &self.engine {
+            e.settle_installs();
         }
     }
 }

@@ -137,7 +137,7 @@ impl Engine {
                 }
                 self.count_remote(fetched.is_some());
                 if let Some(f) = fetched
-                    && self.install_fetched(key, f).is_some()
+                    && self.take_fetched(key, f).is_some()
                     && let Some(v) = found(false)?
                 {
                     return Ok(Step::Found(v));

@@ -38,6 +38,9 @@ pub(crate) struct Engine {
     pub(super) prep: super::grow::Prepare,
     /// The shared tier behind this store, if any (`tier.rs`).
     pub(super) remote: Option<Arc<Remote>>,
+    /// Values fetched from the remote tier waiting to be installed
+    /// (`install.rs`).
+    pub(super) installs: super::install::Installs,
     /// The memoized functions this store knows (`functions.rs`).
     pub(super) functions: super::functions::Functions,
     /// Names this opened store among the process's (`Engine::serial`).
@@ -165,6 +168,7 @@ impl Engine {
             group: GroupSync::default(),
             prep: super::grow::Prepare::default(),
             remote,
+            installs: super::install::Installs::default(),
             functions: super::functions::Functions::default(),
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
             said_not_stored: std::sync::Once::new(),

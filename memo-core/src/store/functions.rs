@@ -140,6 +140,7 @@ impl Engine {
     /// moment old, never wrong about what an entry is). The table is split
     /// between up to four threads: a pass over 1M entries took 0.3 s on one.
     pub(super) fn scan(&self) -> Result<Vec<Scanned>> {
+        self.settle_installs();
         let idx = self.index()?;
         let cap = idx.capacity();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));

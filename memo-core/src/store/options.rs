@@ -332,8 +332,10 @@ impl StoreBuilder {
                 message,
             });
         }
+        let engine = Arc::new(Engine::open(&self.dir, self.opts)?);
+        super::install::Installs::bind(&engine);
         Ok(Store {
-            engine: Some(Arc::new(Engine::open(&self.dir, self.opts)?)),
+            engine: Some(engine),
         })
     }
 }

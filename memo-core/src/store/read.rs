@@ -65,12 +65,23 @@ impl Engine {
                 if idx.stale() {
                     return Ok(None);
                 }
-                let found = self.lookup_once(idx, key)?;
+                let installed = self.installs.queue.installed();
+                let mut found = self.lookup_once(idx, key)?;
+                if let Found::Nothing = found {
+                    if let Some((bytes, codec)) = self.installs.queue.get(key) {
+                        // Fetched from the remote, not yet installed: as local.
+                        found = Found::Installing(bytes, codec);
+                    } else if self.installs.queue.installed() != installed {
+                        // Installed between the probe and the queue: look again.
+                        found = Found::Changed;
+                    }
+                }
                 match &found {
                     Found::Value(_, _, slot) if count => {
                         idx.bump(hdr::HITS, 1);
                         idx.touch(*slot, idx.tick());
                     }
+                    Found::Installing(..) if count => idx.bump(hdr::HITS, 1),
                     Found::Nothing if count => idx.bump(hdr::MISSES, 1),
                     _ => {}
                 }
@@ -81,7 +92,9 @@ impl Engine {
                 None => {
                     self.reload_index()?;
                 }
-                Some(Found::Value(bytes, codec, _)) => return Ok(Some((bytes, codec))),
+                Some(Found::Value(bytes, codec, _) | Found::Installing(bytes, codec)) => {
+                    return Ok(Some((bytes, codec)));
+                }
                 Some(Found::Nothing) => return Ok(None),
                 // A file vanished under the lookup: look again.
                 Some(Found::Changed) => {}
@@ -182,6 +195,7 @@ impl Engine {
     }
 
     pub(super) fn stats(&self) -> Stats {
+        self.settle_installs();
         let Ok(idx) = self.index() else {
             return Stats::default();
         };
@@ -243,6 +257,9 @@ fn decode<V: DeserializeOwned>(key: &Key, bytes: &Bytes, codec: u8) -> Result<Op
 
 enum Found {
     Value(Bytes, u8, usize),
+    /// Fetched from the remote tier and waiting to be installed
+    /// (`install.rs`).
+    Installing(Bytes, u8),
     Nothing,
     /// A file vanished under the lookup: start over.
     Changed,

@@ -1,7 +1,8 @@
 //! The remote tier seen from the engine (`remote.rs` has the tier itself):
-//! a local miss fetches from the remote and installs what it verified, a
-//! committed value is written through, and a computation is announced with
-//! a lease so other machines wait for it. The hit path never comes here.
+//! a local miss fetches from the remote and installs what it verified (in
+//! the background, `install.rs`), a committed value is written through, and
+//! a computation is announced with a lease so other machines wait for it.
+//! The hit path never comes here.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -14,7 +15,8 @@ use crate::{Bytes, Key, Transfer};
 
 impl Engine {
     /// `key`'s bytes and codec: local, else fetched from the remote tier
-    /// and installed in the local store, so the next hit is local.
+    /// and installed in the local store (in the background: `install.rs`),
+    /// so the next hit is local.
     /// Compressed values come back decompressed, as from `lookup`.
     pub(crate) fn find(&self, key: &Key, count: bool) -> Result<Option<(Bytes, u8)>> {
         if let Some(found) = self.lookup_stored(key, count)? {
@@ -25,7 +27,7 @@ impl Engine {
                 let fetched = r.fetch(key);
                 self.count_remote(fetched.is_some());
                 Ok(fetched
-                    .and_then(|f| self.install_fetched(key, f))
+                    .and_then(|f| self.take_fetched(key, f))
                     .and_then(|(bytes, codec)| super::read::unpacked(key, bytes, codec)))
             }
             None => Ok(None),

@@ -37,6 +37,7 @@ pub(super) fn used(idx: &Index) -> u64 {
 
 impl Engine {
     pub(super) fn trim(&self) -> Result<()> {
+        self.settle_installs();
         let mut w = self.writer.lock()?;
         let idx = self.writer_index()?;
         // Maintenance finishes a growth in progress too: its old table

@@ -17,6 +17,7 @@ use crate::segment::{self, Read};
 
 impl Engine {
     pub(super) fn verify(&self) -> Result<VerifyReport> {
+        self.settle_installs();
         let mut r = VerifyReport::default();
         let mut live_locs = std::collections::HashSet::new();
         let idx = self.index()?;

@@ -69,8 +69,16 @@ enum Payload<'a> {
     Blob(TmpBlob),
 }
 
+/// Whether a put replaces an entry its key already has.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replace {
+    Always,
+    Never,
+}
+
 /// What a put asks of compression (`compress.rs`).
 #[derive(Clone, Copy, Debug)]
+
 pub(crate) enum Pack {
     /// The store's setting (`StoreBuilder::compress`, `MEMO_COMPRESS`),
     /// unless the value holds arrays read in place (`views`): those stay
@@ -114,7 +122,9 @@ impl Engine {
         let level = self.level(explicit.map_or(Pack::Store { views }, Pack::Explicit));
         match (spill.finish(Bincode::ID, self.sync())?, level) {
             (Encoded::Inline(v), level) => self.put_packed(key, Bincode::ID, &v, cost, level),
-            (Encoded::Blob(b), None) => self.publish(key, Bincode::ID, Payload::Blob(b), cost, 0),
+            (Encoded::Blob(b), None) => {
+                self.publish(key, Bincode::ID, Payload::Blob(b), cost, 0, Replace::Always)
+            }
             (Encoded::Blob(b), Some(level)) => {
                 // Large values are written out as they are encoded (never
                 // held twice in memory); compression reads the file back
@@ -126,7 +136,9 @@ impl Engine {
                         drop(b);
                         self.put_stored(key, Bincode::ID | compress::COMPRESSED, &packed, cost)
                     }
-                    None => self.publish(key, Bincode::ID, Payload::Blob(b), cost, 0),
+                    None => {
+                        self.publish(key, Bincode::ID, Payload::Blob(b), cost, 0, Replace::Always)
+                    }
                 }
             }
         }
@@ -170,6 +182,30 @@ impl Engine {
     /// compressed): values a codec encoded, and values installed from the
     /// remote tier as they came.
     pub(crate) fn put_stored(&self, key: &Key, codec: u8, value: &[u8], cost: u32) -> Result<()> {
+        self.put_stored_as(key, codec, value, cost, Replace::Always)
+    }
+
+    /// As `put_stored`, unless `key` has an entry by the time the writer
+    /// lock is held: a value fetched from the remote and installed in the
+    /// background never replaces one put since (`install.rs`).
+    pub(super) fn put_stored_absent(
+        &self,
+        key: &Key,
+        codec: u8,
+        value: &[u8],
+        cost: u32,
+    ) -> Result<()> {
+        self.put_stored_as(key, codec, value, cost, Replace::Never)
+    }
+
+    fn put_stored_as(
+        &self,
+        key: &Key,
+        codec: u8,
+        value: &[u8],
+        cost: u32,
+        replace: Replace,
+    ) -> Result<()> {
         if value.len() as u64 > VALUE_MAX {
             return Err(Error::TooLarge {
                 key: *key,
@@ -179,10 +215,10 @@ impl Engine {
         }
         let saved = super::account::saving(codec, compress::raw_len(value), value.len() as u64);
         if value.len() < INLINE_MAX {
-            return self.publish(key, codec, Payload::Inline(value), cost, saved);
+            return self.publish(key, codec, Payload::Inline(value), cost, saved, replace);
         }
         let blob = blob::write_tmp(&self.files.tmp, key, codec, value, self.sync())?;
-        self.publish(key, codec, Payload::Blob(blob), cost, saved)
+        self.publish(key, codec, Payload::Blob(blob), cost, saved, replace)
     }
 
     /// Appends `bytes` (whole records, none of them aligned) to the
@@ -227,6 +263,7 @@ impl Engine {
         payload: Payload<'_>,
         cost: u32,
         saved: u64,
+        replace: Replace,
     ) -> Result<()> {
         let ptr;
         let (rec, mut blob) = match payload {
@@ -249,26 +286,17 @@ impl Engine {
             });
         }
         let mut w = self.writer.lock()?;
-        let mut idx = self.writer_index()?;
+        let idx = self.writer_index()?;
         self.prepare_growth(&idx);
         let finished = self.move_some(&idx)?;
-        if !idx.has_room() {
-            // The counters come from disk: ones claiming more than the
-            // table holds are recounted before they size a new table.
-            if idx
-                .word(hdr::ENTRIES)
-                .saturating_add(idx.word(hdr::TOMBSTONES))
-                > idx.capacity() as u64
-            {
-                let (live, tombstones) = idx.count_slots();
-                idx.set(hdr::ENTRIES, live);
-                idx.set(hdr::TOMBSTONES, tombstones);
-            }
-            if !idx.has_room()
-                && let Some(new) = self.grow(&idx)?
-            {
-                idx = new;
-            }
+        let idx = self.room_for_one(idx)?;
+        if replace == Replace::Never
+            && matches!(find(&self.files.segs, &idx, key)?, Probe::Found(_))
+        {
+            // A temporary blob is removed as it drops.
+            drop(w);
+            self.settle_growth(finished)?;
+            return Ok(());
         }
         if let Some(b) = &mut blob {
             self.files.blobs.install(b, key, self.sync())?;
@@ -334,6 +362,31 @@ impl Engine {
         self.settle(owed)
     }
 
+    /// `idx`, or the table it grew into if it had no room for one more
+    /// key. Caller holds the writer lock.
+    fn room_for_one(&self, idx: Arc<Index>) -> Result<Arc<Index>> {
+        if idx.has_room() {
+            return Ok(idx);
+        }
+        // The counters come from disk: ones claiming more than the table
+        // holds are recounted before they size a new table.
+        if idx
+            .word(hdr::ENTRIES)
+            .saturating_add(idx.word(hdr::TOMBSTONES))
+            > idx.capacity() as u64
+        {
+            let (live, tombstones) = idx.count_slots();
+            idx.set(hdr::ENTRIES, live);
+            idx.set(hdr::TOMBSTONES, tombstones);
+        }
+        if !idx.has_room()
+            && let Some(new) = self.grow(&idx)?
+        {
+            return Ok(new);
+        }
+        Ok(idx)
+    }
+
     /// Unlinks blob files whose entries are gone, once the lock is released.
     pub(super) fn unlink_all(&self, unlinks: Vec<(Key, u64)>) {
         for (key, id) in unlinks {
@@ -342,6 +395,7 @@ impl Engine {
     }
 
     pub(super) fn remove(&self, key: &Key) -> Result<bool> {
+        self.settle_installs();
         let mut w = self.writer.lock()?;
         let idx = self.writer_index()?;
         let Probe::Found((slot, old)) = find(&self.files.segs, &idx, key)? else {
@@ -360,6 +414,7 @@ impl Engine {
     /// Removes every entry whose key `matches`, the way `remove` removes
     /// one; returns how many there were.
     pub(crate) fn remove_matching(&self, matches: impl Fn(&Key) -> bool) -> Result<u64> {
+        self.settle_installs();
         let mut w = self.writer.lock()?;
         let idx = self.writer_index()?;
         let mut blobs = Vec::new();
@@ -469,6 +524,7 @@ impl Engine {
     }
 
     pub(super) fn clear(&self) -> Result<()> {
+        self.settle_installs();
         let mut w = self.writer.lock()?;
         let old = self.index()?;
         let new = Index::create(
