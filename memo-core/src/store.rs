@@ -37,6 +37,7 @@ use serde::de::DeserializeOwned;
 pub(crate) use compute::{Call, Flown, Source};
 pub(crate) use engine::Engine;
 pub(crate) use flight_async::{FlightGuard, Led};
+pub(crate) use install::settle_all as settle_all_installs;
 pub(crate) use options::Options;
 pub use options::{Durability, StoreBuilder};
 pub(crate) use write::Pack;

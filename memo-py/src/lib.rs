@@ -28,6 +28,15 @@ fn cli(py: Python<'_>, argv: Vec<String>) -> u8 {
     py.detach(|| memo_cli::run(argv.into_iter().map(std::ffi::OsString::from)))
 }
 
+/// Installs what remote hits of this process left queued for the local
+/// store (`memo_core::protocol::settle_installs`): the package calls it as
+/// a `multiprocessing` child ends, since those end with `os._exit`, which
+/// skips the exit hook that does it otherwise.
+#[pyfunction]
+fn _settle_installs(py: Python<'_>) {
+    py.detach(memo_core::protocol::settle_installs);
+}
+
 /// The extension module.
 #[pymodule]
 fn _memo(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -38,5 +47,6 @@ fn _memo(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(canon::digest, m)?)?;
     m.add_function(wrap_pyfunction!(canon::file_digest, m)?)?;
     m.add_function(wrap_pyfunction!(cli, m)?)?;
+    m.add_function(wrap_pyfunction!(_settle_installs, m)?)?;
     Ok(())
 }

@@ -68,3 +68,31 @@ print("hit")
     local = memo.Store(str(tmp_path / "b"))
     assert len(local) == 200
     assert all(local.get(memo.key(("v", i))) == list(range(i % 7)) for i in range(200))
+
+
+def test_a_multiprocessing_child_installs_its_remote_hits_before_it_ends(tmp_path):
+    # A multiprocessing child ends with os._exit, which skips the exit
+    # hook: the package installs what it left queued as the child finishes.
+    # (A shared directory: its hits are fast enough to leave a queue.)
+    code = """
+import memo, multiprocessing, sys
+a = memo.Store(sys.argv[1], remote=sys.argv[2])
+for i in range(3000):
+    a.put(memo.key(("v", i)), i)
+
+def child():
+    b = memo.Store(sys.argv[3], remote=sys.argv[2])
+    for i in range(3000):
+        assert b.get(memo.key(("v", i))) == i, i
+    global keep
+    keep = b  # never dropped: only the child's end installs what is queued
+
+p = multiprocessing.get_context("fork").Process(target=child)
+p.start()
+p.join()
+assert p.exitcode == 0, p.exitcode
+local = memo.Store(sys.argv[3])
+print(len(local))
+"""
+    args = [str(tmp_path / "a"), f"file://{tmp_path / 'shared'}", str(tmp_path / "b")]
+    assert run_py(code, args=args).stdout.strip() == "3000"

@@ -577,6 +577,23 @@ pub fn load(store: &Store, key: &Key) -> Result<Option<Encoded>> {
         }))
 }
 
+/// Installs in the local store every value fetched from a remote tier and
+/// still waiting to be installed, in every store of this process. A remote
+/// hit installs its value in the background, and a process's normal exit
+/// installs what is left; a binding whose processes can end without
+/// `exit` calls this first (Python's `multiprocessing` children end with
+/// `os._exit`).
+///
+/// # Examples
+///
+/// ```
+/// // Nothing queued: returns at once.
+/// memo_core::protocol::settle_installs();
+/// ```
+pub fn settle_installs() {
+    crate::store::settle_all_installs();
+}
+
 /// Stores `value` under `key` (Python's `Store.put`); as [`Store::put`],
 /// written through to the remote tier.
 ///

@@ -372,6 +372,12 @@ impl Engine {
     }
 }
 
+/// Installs every value fetched from the remote tier and still queued, in
+/// every store of this process (`protocol::settle_installs`).
+pub(crate) fn settle_all() {
+    exit_hook::settle_all();
+}
+
 /// Starts the worker of `engine`'s queue; if no thread can be started,
 /// the values wait for the next drain.
 fn start_worker(engine: Arc<Engine>, pid: u32) {
@@ -417,17 +423,20 @@ mod exit_hook {
     /// The hook: drains every queue still alive. Never unwinds (it runs
     /// inside `exit`).
     extern "C" fn drain_all() {
-        let _ = std::panic::catch_unwind(|| {
-            let engines: Vec<_> = ENGINES
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .filter_map(Weak::upgrade)
-                .collect();
-            for e in engines {
-                e.settle_installs();
-            }
-        });
+        let _ = std::panic::catch_unwind(settle_all);
+    }
+
+    /// Drains the queue of every store of this process that has one.
+    pub(crate) fn settle_all() {
+        let engines: Vec<_> = ENGINES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for e in engines {
+            e.settle_installs();
+        }
     }
 }
 
