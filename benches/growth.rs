@@ -1,5 +1,7 @@
 //! Growth without stalls: 100-byte puts into one store up to 10M entries
-//! (`MEMO_BENCH_GROWTH_ENTRIES`), timing every put; the store's disk use at
+//! (`MEMO_BENCH_GROWTH_ENTRIES`), timing every put while another process
+//! reads the store (`MEMO_BENCH_GROWTH_READERS`, default 1: random keys
+//! among those put so far); the store's disk use at
 //! 5M entries; and the cost of a hit while the index grows, against a hit
 //! in a quiet store, measured in the same run.
 //!
@@ -53,8 +55,62 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` probes benches this way
     }
+    if let Some(dir) = std::env::var_os(READER) {
+        read_forever(Path::new(&dir));
+        return;
+    }
     puts();
     hits_during_growth();
+}
+
+/// Set in a reader process of `puts` to the store's directory.
+const READER: &str = "MEMO_BENCH_GROWTH_READER_DIR";
+
+/// Another process reading the store `puts` grows: random keys among
+/// those put so far (`len`, looked at every 1024 reads), until killed.
+fn read_forever(dir: &Path) {
+    let store = Store::open(dir).expect("reader's store");
+    let (mut seed, mut count, mut hits) = (11_u64, 1_u64, 0_u64);
+    loop {
+        for _ in 0..1024 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let k = (seed >> 33) % count;
+            if store.get_bytes(&Key::of(&k)).expect("get").is_some() {
+                hits += 1;
+            }
+        }
+        count = store.len().max(1);
+        std::hint::black_box(hits);
+    }
+}
+
+/// Reader processes of the growing store (`MEMO_BENCH_GROWTH_READERS`,
+/// default 1), killed when dropped.
+struct Readers(Vec<std::process::Child>);
+
+impl Readers {
+    fn start(dir: &Path) -> Readers {
+        let n = env("MEMO_BENCH_GROWTH_READERS", 1);
+        Readers(
+            (0..n)
+                .map(|_| {
+                    std::process::Command::new(std::env::current_exe().expect("exe"))
+                        .env(READER, dir)
+                        .spawn()
+                        .expect("reader process")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// Every put timed, from an empty store to `MEMO_BENCH_GROWTH_ENTRIES`.
@@ -62,6 +118,7 @@ fn puts() {
     let n = env("MEMO_BENCH_GROWTH_ENTRIES", 10_000_000);
     let d = tempfile::tempdir().expect("dir");
     let store = Store::open(d.path()).expect("store");
+    let readers = Readers::start(d.path());
     let mut lat = Vec::with_capacity(n as usize);
     let mut slow = Vec::new();
     let mut disk = None;
@@ -92,10 +149,14 @@ fn puts() {
         lat.push(ns);
     }
     let secs = start.elapsed().saturating_sub(paused).as_secs_f64();
+    let reading = readers.0.len();
+    drop(readers);
     let mut sorted = lat.clone();
     sorted.sort_unstable();
     let over = |us: u32| lat.iter().filter(|&&l| l > us * 1000).count();
-    println!("puts of {LEN} B into one store, 0 -> {n} entries:");
+    println!(
+        "puts of {LEN} B into one store, 0 -> {n} entries, {reading} other process(es) reading it:"
+    );
     println!(
         "  rate {:.0}k puts/s; median {:.2} us, p99 {:.2} us, p99.9 {:.2} us, p99.99 {:.1} us, worst {:.2} ms",
         n as f64 / secs / 1e3,
