@@ -245,3 +245,37 @@ fn read_only_refuses_what_it_would_have_to_write() {
     // A writable open rebuilds it, as always.
     assert_eq!(Store::open(&dir).unwrap().len(), 1);
 }
+
+/// A read-only store with a remote tier: a remote hit returns the checked
+/// value without installing it (nothing can be written), and every byte
+/// of the store stays as it was.
+#[test]
+fn a_read_only_store_serves_remote_hits_without_installing() {
+    let t = tempdir();
+    let url = format!("file://{}", t.path().join("shared").display());
+    let w = Store::builder(t.path().join("writer"))
+        .remote(&url)
+        .open()
+        .unwrap();
+    w.put(&Key::of("shared"), &vec![3_u64; 1000]).unwrap();
+    let dir = t.path().join("store");
+    Store::open(&dir)
+        .unwrap()
+        .put(&Key::of("own"), &1_u32)
+        .unwrap();
+    let before = contents(&dir);
+    let r = Store::builder(&dir)
+        .read_only(true)
+        .remote(&url)
+        .open()
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            r.get::<Vec<u64>>(&Key::of("shared")).unwrap(),
+            Some(vec![3_u64; 1000])
+        );
+    }
+    assert_eq!(r.stats().remote_hits, 2, "not installed: each get asks");
+    drop(r);
+    assert!(contents(&dir) == before, "a byte changed");
+}

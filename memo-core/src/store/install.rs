@@ -302,15 +302,19 @@ impl Installs {
 impl Engine {
     /// Takes a value fetched from the remote tier (its object checked):
     /// its bytes and codec as stored, installed locally in the background,
-    /// or here when the queue is full. `None` when it cannot be installed
-    /// here (as `install_fetched`).
+    /// or here when the queue is full (`None` if it cannot be, as
+    /// `install_fetched`); a read-only store returns it uninstalled.
     pub(super) fn take_fetched(
         &self,
         key: &Key,
         (checked, object): (crate::remote::object::Checked, Vec<u8>),
     ) -> Option<(Bytes, u8)> {
-        let engine = self.installs.engine.get().and_then(Weak::upgrade);
-        let (Some(engine), false) = (engine, self.read_only()) else {
+        if self.read_only() {
+            // Nothing can be installed: the checked value, as it came.
+            let bytes = Bytes::owned(object).skip(crate::remote::object::HEADER_LEN)?;
+            return Some((bytes, checked.codec));
+        }
+        let Some(engine) = self.installs.engine.get().and_then(Weak::upgrade) else {
             return self.install_fetched(key, (checked, object));
         };
         let bytes = Bytes::owned(object).skip(crate::remote::object::HEADER_LEN)?;
