@@ -324,7 +324,7 @@ impl Engine {
             cost: crate::format::cost_word(checked.cost_us),
         };
         let pid = std::process::id();
-        match self.installs.queue.offer(*key, value, pid) {
+        match self.installs.queue.offer(*key, value.clone(), pid) {
             Offer::Queued { start } => {
                 if start {
                     start_worker(engine, pid);
@@ -335,14 +335,7 @@ impl Engine {
                 Some((bytes, checked.codec))
             }
             Offer::Full => {
-                self.install_now(
-                    key,
-                    &Waiting {
-                        bytes,
-                        codec: checked.codec,
-                        cost: crate::format::cost_word(checked.cost_us),
-                    },
-                )?;
+                self.install_now(key, &value)?;
                 self.lookup_stored(key, false).ok().flatten()
             }
         }
