@@ -685,6 +685,42 @@ per_engine!(
     memoize_inside_tokio,
 );
 
+/// More than the install queue holds (64 MiB): a value larger than that
+/// is installed on the call path, between values that are queued. Every
+/// value is right, and every one is in the local store once the store is
+/// dropped.
+#[test]
+fn hits_beyond_a_full_install_queue_install_on_the_call_path() {
+    let (shared, a, b) = (tempdir(), tempdir(), tempdir());
+    let url = format!("file://{}", shared.path().display());
+    let len = |i: u8| if i == 2 { 65 << 20 } else { 1000 };
+    let value = |i: u8| vec![i; len(i)];
+    let n = 5_u8;
+    let w = memo_core::Store::builder(a.path())
+        .remote(&url)
+        .open()
+        .unwrap();
+    for i in 0..n {
+        w.put_bytes(&Key::of(&("full", i)), &value(i)).unwrap();
+    }
+    let r = memo_core::Store::builder(b.path())
+        .remote(&url)
+        .open()
+        .unwrap();
+    for i in 0..n {
+        let got = r.get_bytes(&Key::of(&("full", i))).unwrap().unwrap();
+        assert!(*got == value(i)[..], "entry {i}");
+    }
+    assert_eq!(r.stats().remote_hits, u64::from(n));
+    drop(r);
+    let local = memo_core::Store::open(b.path()).unwrap();
+    assert_eq!(local.len(), u64::from(n));
+    for i in 0..n {
+        let got = local.get_bytes(&Key::of(&("full", i))).unwrap().unwrap();
+        assert!(*got == value(i)[..], "entry {i} installed wrong");
+    }
+}
+
 #[test]
 fn a_bad_url_is_a_clear_error_at_open() {
     let dir = tempdir();
