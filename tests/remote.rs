@@ -691,31 +691,31 @@ per_engine!(
 /// dropped.
 #[test]
 fn hits_beyond_a_full_install_queue_install_on_the_call_path() {
-    let (shared, a, b) = (tempdir(), tempdir(), tempdir());
+    let (shared, writer, reader) = (tempdir(), tempdir(), tempdir());
     let url = format!("file://{}", shared.path().display());
     let len = |i: u8| if i == 2 { 65 << 20 } else { 1000 };
     let value = |i: u8| vec![i; len(i)];
-    let n = 5_u8;
-    let w = memo_core::Store::builder(a.path())
+    let count = 5_u8;
+    let up = memo_core::Store::builder(writer.path())
         .remote(&url)
         .open()
         .unwrap();
-    for i in 0..n {
-        w.put_bytes(&Key::of(&("full", i)), &value(i)).unwrap();
+    for i in 0..count {
+        up.put_bytes(&Key::of(&("full", i)), &value(i)).unwrap();
     }
-    let r = memo_core::Store::builder(b.path())
+    let down = memo_core::Store::builder(reader.path())
         .remote(&url)
         .open()
         .unwrap();
-    for i in 0..n {
-        let got = r.get_bytes(&Key::of(&("full", i))).unwrap().unwrap();
+    for i in 0..count {
+        let got = down.get_bytes(&Key::of(&("full", i))).unwrap().unwrap();
         assert!(*got == value(i)[..], "entry {i}");
     }
-    assert_eq!(r.stats().remote_hits, u64::from(n));
-    drop(r);
-    let local = memo_core::Store::open(b.path()).unwrap();
-    assert_eq!(local.len(), u64::from(n));
-    for i in 0..n {
+    assert_eq!(down.stats().remote_hits, u64::from(count));
+    drop(down);
+    let local = memo_core::Store::open(reader.path()).unwrap();
+    assert_eq!(local.len(), u64::from(count));
+    for i in 0..count {
         let got = local.get_bytes(&Key::of(&("full", i))).unwrap().unwrap();
         assert!(*got == value(i)[..], "entry {i} installed wrong");
     }
