@@ -324,7 +324,8 @@ impl Store {
         self.handle.store.is_read_only()
     }
 
-    /// The value stored under `key` (a 64-hex str), else `default`.
+    /// The value stored under `key` (a 64-hex str), else `default`. A local
+    /// miss asks the store's remote tier, if it has one.
     #[pyo3(signature = (key, default=None))]
     fn get<'py>(
         &self,
@@ -344,7 +345,8 @@ impl Store {
         Ok(default.unwrap_or_else(|| py.None().into_bound(py)))
     }
 
-    /// Stores `value` under `key`.
+    /// Stores `value` under `key`, and writes it through to the store's
+    /// remote tier, if it has one.
     fn put(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let key = parse_key(key)?;
         let encoded = encode_or_raise(py, &self.handle, value)?;
