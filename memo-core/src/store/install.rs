@@ -127,6 +127,16 @@ impl Queue {
         Offer::Queued { start }
     }
 
+    /// The worker `offer` asked for could not be started: the next offer
+    /// asks again (meanwhile values wait for a drain or, once the queue is
+    /// full, each call installs its own).
+    pub(crate) fn no_worker(&self, pid: u32) {
+        let mut st = unpoison(self.state.lock());
+        if st.worker == Some(pid) {
+            st.worker = None;
+        }
+    }
+
     /// `key`'s value, if it is waiting to be installed.
     pub(crate) fn get(&self, key: &Key) -> Option<(Bytes, u8)> {
         if self.waiting.load(Ordering::Acquire) == 0 {
@@ -376,8 +386,9 @@ pub(crate) fn settle_all() {
 }
 
 /// Starts the worker of `engine`'s queue; if no thread can be started,
-/// the values wait for the next drain.
+/// the values wait for the next drain or offer.
 fn start_worker(engine: Arc<Engine>, pid: u32) {
+    let queue_of = engine.clone();
     let spawned = std::thread::Builder::new()
         .name("memo-install".into())
         .spawn(move || {
@@ -390,6 +401,7 @@ fn start_worker(engine: Arc<Engine>, pid: u32) {
             });
         });
     if let Err(e) = spawned {
+        queue_of.installs.queue.no_worker(pid);
         tracing::warn!(error = %e, "memo: no thread to install remote values in the background; they are installed by the next drain");
     }
 }
@@ -515,6 +527,25 @@ mod tests {
         want.sort();
         assert_eq!(seen, want);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_worker_that_could_not_start_is_asked_for_again() {
+        let q = Queue::default();
+        let pid = std::process::id();
+        assert_eq!(
+            q.offer(Key::of(&1), waiting(1), pid),
+            Offer::Queued { start: true }
+        );
+        assert_eq!(
+            q.offer(Key::of(&2), waiting(2), pid),
+            Offer::Queued { start: false }
+        );
+        q.no_worker(pid);
+        assert_eq!(
+            q.offer(Key::of(&3), waiting(3), pid),
+            Offer::Queued { start: true }
+        );
     }
 
     #[test]
