@@ -124,9 +124,13 @@ def test_ttl_expires_results(store_dir):
 
     f(1)
     f(1)
+    assert f.is_cached(1)
     time.sleep(0.4)
+    # Expired: not cached, though its entry is still in the store.
+    assert not f.is_cached(1)
     f(1)
     assert calls == [1, 1]
+    assert f.is_cached(1)
 
 
 def test_min_cost_skips_cheap_results(store_dir):

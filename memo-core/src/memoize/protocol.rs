@@ -386,10 +386,24 @@ impl Function {
             .flatten()
     }
 
-    /// Whether `key`'s result is stored.
+    /// Whether `key`'s result is stored, and still fresh under the
+    /// function's `ttl` (an expired one is computed again by the next call,
+    /// so it is not cached). Counts as neither hit nor miss.
     #[must_use]
     pub fn is_cached(&self, store: &Store, key: &Key) -> bool {
-        store.contains(key)
+        let Some(engine) = store.engine() else {
+            return false;
+        };
+        if self.rt.ttl_ms() == 0 {
+            return store.contains(key);
+        }
+        let call = Foreign::<Infallible> {
+            f: self,
+            engine,
+            key,
+            err: std::marker::PhantomData,
+        };
+        matches!(call.load(engine, key, false), Ok(Some(Ok(_))))
     }
 
     /// Removes every stored result of this function, of every version of
