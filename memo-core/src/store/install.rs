@@ -463,10 +463,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_value_is_found_until_installed_and_drains_install_each_once() {
-        let q = Queue::default();
-        let pid = std::process::id();
+    /// Queues keys 1 and 2: the first asks for a worker, the second not.
+    fn offer_two(q: &Queue, pid: u32) {
         assert_eq!(
             q.offer(Key::of(&1), waiting(1), pid),
             Offer::Queued { start: true }
@@ -475,6 +473,12 @@ mod tests {
             q.offer(Key::of(&2), waiting(2), pid),
             Offer::Queued { start: false }
         );
+    }
+
+    #[test]
+    fn a_value_is_found_until_installed_and_drains_install_each_once() {
+        let (q, pid) = (Queue::default(), std::process::id());
+        offer_two(&q, pid);
         // Offered again while waiting: still one.
         q.offer(Key::of(&1), waiting(9), pid);
         assert_eq!(&*q.get(&Key::of(&1)).unwrap().0, &[1; 100][..]);
@@ -531,16 +535,8 @@ mod tests {
 
     #[test]
     fn a_worker_that_could_not_start_is_asked_for_again() {
-        let q = Queue::default();
-        let pid = std::process::id();
-        assert_eq!(
-            q.offer(Key::of(&1), waiting(1), pid),
-            Offer::Queued { start: true }
-        );
-        assert_eq!(
-            q.offer(Key::of(&2), waiting(2), pid),
-            Offer::Queued { start: false }
-        );
+        let (q, pid) = (Queue::default(), std::process::id());
+        offer_two(&q, pid);
         q.no_worker(pid);
         assert_eq!(
             q.offer(Key::of(&3), waiting(3), pid),
