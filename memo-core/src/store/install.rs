@@ -59,6 +59,19 @@ pub(crate) struct Waiting {
     pub cost: u32,
 }
 
+impl Waiting {
+    /// A checked remote object's value (after its header), codec and cost.
+    pub(crate) fn of(
+        (checked, object): (crate::remote::object::Checked, Vec<u8>),
+    ) -> Option<Waiting> {
+        Some(Waiting {
+            bytes: Bytes::owned(object).skip(crate::remote::object::HEADER_LEN)?,
+            codec: checked.codec,
+            cost: crate::format::cost_word(checked.cost_us),
+        })
+    }
+}
+
 /// The queue of values waiting to be installed, and the worker's state.
 #[derive(Default)]
 pub(crate) struct Queue {
@@ -317,21 +330,15 @@ impl Engine {
     pub(super) fn take_fetched(
         &self,
         key: &Key,
-        (checked, object): (crate::remote::object::Checked, Vec<u8>),
+        fetched: (crate::remote::object::Checked, Vec<u8>),
     ) -> Option<(Bytes, u8)> {
+        let value = Waiting::of(fetched)?;
         if self.read_only() {
             // Nothing can be installed: the checked value, as it came.
-            let bytes = Bytes::owned(object).skip(crate::remote::object::HEADER_LEN)?;
-            return Some((bytes, checked.codec));
+            return Some((value.bytes, value.codec));
         }
         let Some(engine) = self.installs.engine.get().and_then(Weak::upgrade) else {
-            return self.install_fetched(key, (checked, object));
-        };
-        let bytes = Bytes::owned(object).skip(crate::remote::object::HEADER_LEN)?;
-        let value = Waiting {
-            bytes: bytes.clone(),
-            codec: checked.codec,
-            cost: crate::format::cost_word(checked.cost_us),
+            return self.install_fetched(key, &value);
         };
         let pid = std::process::id();
         match self.installs.queue.offer(*key, value.clone(), pid) {
@@ -342,18 +349,15 @@ impl Engine {
                 self.installs
                     .at_exit
                     .call_once(|| exit_hook::register(self));
-                Some((bytes, checked.codec))
+                Some((value.bytes, value.codec))
             }
-            Offer::Full => {
-                self.install_now(key, &value)?;
-                self.lookup_stored(key, false).ok().flatten()
-            }
+            Offer::Full => self.install_fetched(key, &value),
         }
     }
 
     /// Stores a fetched value unless the key has an entry by now; `None`
     /// (reported) if it cannot be stored.
-    fn install_now(&self, key: &Key, w: &Waiting) -> Option<()> {
+    pub(super) fn install_now(&self, key: &Key, w: &Waiting) -> Option<()> {
         match self.put_stored_absent(key, w.codec, &w.bytes, w.cost) {
             Ok(()) => Some(()),
             Err(e) => {

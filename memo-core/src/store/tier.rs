@@ -8,9 +8,10 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use super::Engine;
+use super::install::Waiting;
 use crate::error::{Error, Result};
 use crate::format::hdr;
-use crate::remote::{self, Remote};
+use crate::remote::Remote;
 use crate::{Bytes, Key, Transfer};
 
 impl Engine {
@@ -48,21 +49,12 @@ impl Engine {
         }
     }
 
-    /// Installs a verified remote object as `key`'s local entry; its bytes
-    /// as now stored. A value the local store cannot take (too large for
-    /// its limit, a full disk) is a miss, reported.
-    pub(super) fn install_fetched(
-        &self,
-        key: &Key,
-        (checked, object): (remote::object::Checked, Vec<u8>),
-    ) -> Option<(Bytes, u8)> {
-        let cost = crate::format::cost_word(checked.cost_us);
-        let value = object.get(remote::object::HEADER_LEN..).unwrap_or_default();
-        if let Err(e) = self.put_stored(key, checked.codec, value, cost) {
-            tracing::warn!(%key, error = %e, "memo: a value found on the remote cannot be stored locally");
-            return None;
-        }
-        drop(object);
+    /// Installs a verified remote value as `key`'s local entry, unless the
+    /// key has one by now; its bytes as now stored. A value the local store
+    /// cannot take (too large for its limit, a full disk) is a miss,
+    /// reported.
+    pub(super) fn install_fetched(&self, key: &Key, value: &Waiting) -> Option<(Bytes, u8)> {
+        self.install_now(key, value)?;
         match self.lookup_stored(key, false) {
             Ok(found) => found,
             Err(e) => {
@@ -178,7 +170,11 @@ impl Engine {
             if here.contains(&key) {
                 t.present += 1;
             } else {
-                match r.fetch(&key).and_then(|f| self.install_fetched(&key, f)) {
+                match r
+                    .fetch(&key)
+                    .and_then(Waiting::of)
+                    .and_then(|w| self.install_fetched(&key, &w))
+                {
                     Some((bytes, _)) => {
                         t.copied += 1;
                         t.bytes += bytes.len() as u64;

@@ -78,7 +78,6 @@ enum Replace {
 
 /// What a put asks of compression (`compress.rs`).
 #[derive(Clone, Copy, Debug)]
-
 pub(crate) enum Pack {
     /// The store's setting (`StoreBuilder::compress`, `MEMO_COMPRESS`),
     /// unless the value holds arrays read in place (`views`): those stay
@@ -179,8 +178,8 @@ impl Engine {
     }
 
     /// Stores bytes in their stored form (`codec` says whether they are
-    /// compressed): values a codec encoded, and values installed from the
-    /// remote tier as they came.
+    /// compressed), as a codec encoded them (values from the remote tier
+    /// go through `put_stored_absent`).
     pub(crate) fn put_stored(&self, key: &Key, codec: u8, value: &[u8], cost: u32) -> Result<()> {
         self.put_stored_as(key, codec, value, cost, Replace::Always)
     }
